@@ -36,7 +36,7 @@ export class SystemClock implements Clock {
         reject(signal.reason);
         return;
       }
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const onAbort = () => {
         clearTimeout(timer);
         reject(signal?.reason);

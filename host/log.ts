@@ -1,0 +1,75 @@
+/**
+ * The host's log: one line per message on standard error, with the time,
+ * the level and where it comes from (a task path, or "host").
+ *
+ * @module
+ */
+
+/** Log levels, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Where log lines go. */
+export interface Logger {
+  log(level: LogLevel, source: string, message: string): void;
+}
+
+/** Whether `s` is a log level. */
+export function isLogLevel(s: string): s is LogLevel {
+  return Object.hasOwn(ORDER, s);
+}
+
+/** Writes `TIME LEVEL [source] message` lines to a sink (stderr by default). */
+export class LineLogger implements Logger {
+  #min: number;
+  #write: (line: string) => void;
+  #now: () => number;
+
+  constructor(
+    options: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {},
+  ) {
+    this.#min = ORDER[options.level ?? "info"];
+    const enc = new TextEncoder();
+    this.#write = options.write ?? ((line) => {
+      let buf = enc.encode(line + "\n");
+      while (buf.length > 0) buf = buf.subarray(Deno.stderr.writeSync(buf));
+    });
+    this.#now = options.now ?? Date.now;
+  }
+
+  log(level: LogLevel, source: string, message: string): void {
+    if (ORDER[level] < this.#min) return;
+    const time = new Date(this.#now()).toISOString();
+    // One entry per line: a script cannot forge other lines with "\n".
+    const text = message.replaceAll("\r", "\\r").replaceAll("\n", "\n    | ");
+    this.#write(`${time} ${level.toUpperCase().padEnd(5)} [${source}] ${text}`);
+  }
+}
+
+/** Keeps log lines in memory (tests, `moat script try`). */
+export class MemoryLogger implements Logger {
+  readonly lines: { level: LogLevel; source: string; message: string }[] = [];
+  #listeners = new Set<() => void>();
+
+  log(level: LogLevel, source: string, message: string): void {
+    this.lines.push({ level, source, message });
+    for (const l of this.#listeners) l();
+  }
+
+  /** Resolve when a line matching `pred` has been logged (also one logged before). */
+  waitFor(
+    pred: (l: { level: LogLevel; source: string; message: string }) => boolean,
+  ): Promise<void> {
+    if (this.lines.some(pred)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.lines.some(pred)) {
+          this.#listeners.delete(check);
+          resolve();
+        }
+      };
+      this.#listeners.add(check);
+    });
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The definition-time check of a script: it must be valid TypeScript or
+ * JavaScript and must not import or export anything (scripts get code from
+ * other scripts only through `moat.load`). A script that passes is
+ * transpiled to the JavaScript the sandbox evaluates.
+ *
+ * @module
+ */
+
+import ts from "typescript";
+
+/** The languages a script may be written in. */
+export type Language = "typescript" | "javascript";
+
+/** One problem found in a script. */
+export interface Diagnostic {
+  /** 1-based line. */
+  line: number;
+  /** 1-based column. */
+  col: number;
+  message: string;
+}
+
+/** A script failed its check; `message` lists every `NAME:LINE:COL: message`. */
+export class ScriptCheckError extends Error {
+  override name = "ScriptCheckError";
+  readonly diagnostics: Diagnostic[];
+  readonly file: string;
+  constructor(file: string, diagnostics: Diagnostic[]) {
+    super(diagnostics.map((d) => `${file}:${d.line}:${d.col}: ${d.message}`).join("\n"));
+    this.file = file;
+    this.diagnostics = diagnostics;
+  }
+}
+
+/** Whether `s` names a language. */
+export function isLanguage(s: string): s is Language {
+  return s === "typescript" || s === "javascript";
+}
+
+/** Guess a language from a file name: `.js`/`.mjs` is JavaScript, else TypeScript. */
+export function languageOf(file: string): Language {
+  return /\.(m?js|cjs)$/i.test(file) ? "javascript" : "typescript";
+}
+
+/**
+ * Check a script and return its JavaScript. Throws `ScriptCheckError`.
+ *
+ * @param file the name to use in messages (the script's name or file path)
+ */
+export function checkScript(file: string, code: string, language: Language): string {
+  const fileName = language === "javascript" ? "script.js" : "script.ts";
+  const out = ts.transpileModule(code, {
+    fileName,
+    reportDiagnostics: true,
+    compilerOptions: {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.ESNext,
+      allowJs: true,
+      removeComments: false,
+    },
+  });
+  const diagnostics: Diagnostic[] = [];
+  for (const d of out.diagnostics ?? []) {
+    diagnostics.push(toDiagnostic(d));
+  }
+  const sf = ts.createSourceFile(
+    fileName,
+    code,
+    ts.ScriptTarget.ES2022,
+    true,
+    language === "javascript" ? ts.ScriptKind.JS : ts.ScriptKind.TS,
+  );
+  findModuleSyntax(sf, diagnostics);
+  if (diagnostics.length > 0) {
+    diagnostics.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new ScriptCheckError(file, diagnostics);
+  }
+  return out.outputText;
+}
+
+function toDiagnostic(d: ts.Diagnostic): Diagnostic {
+  const message = ts.flattenDiagnosticMessageText(d.messageText, " ");
+  if (d.file && d.start !== undefined) {
+    const p = d.file.getLineAndCharacterOfPosition(d.start);
+    return { line: p.line + 1, col: p.character + 1, message };
+  }
+  return { line: 1, col: 1, message };
+}
+
+function at(sf: ts.SourceFile, node: ts.Node, message: string): Diagnostic {
+  const p = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+  return { line: p.line + 1, col: p.character + 1, message };
+}
+
+// Scripts are untrusted: every way of naming a module is refused here, and
+// the sandbox refuses module loading again at run time.
+function findModuleSyntax(sf: ts.SourceFile, out: Diagnostic[]): void {
+  const visit = (node: ts.Node): void => {
+    if (ts.isImportDeclaration(node) || ts.isImportEqualsDeclaration(node)) {
+      out.push(
+        at(sf, node, "import statements are not allowed; use moat.load() to use another script"),
+      );
+      return;
+    }
+    if (ts.isExportDeclaration(node) || ts.isExportAssignment(node)) {
+      out.push(at(sf, node, "export statements are not allowed in scripts"));
+      return;
+    }
+    if (
+      (ts.isVariableStatement(node) || ts.isFunctionDeclaration(node) ||
+        ts.isClassDeclaration(node) || ts.isEnumDeclaration(node) ||
+        ts.isInterfaceDeclaration(node) || ts.isTypeAliasDeclaration(node) ||
+        ts.isModuleDeclaration(node)) &&
+      node.modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)
+    ) {
+      out.push(at(sf, node, "export statements are not allowed in scripts"));
+    }
+    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      out.push(
+        at(sf, node, "dynamic import() is not allowed; use moat.load() to use another script"),
+      );
+    }
+    if (ts.isMetaProperty(node) && node.keywordToken === ts.SyntaxKind.ImportKeyword) {
+      out.push(at(sf, node, "import.meta is not available in scripts"));
+    }
+    if (ts.isImportTypeNode(node)) {
+      out.push(at(sf, node, "import types are not allowed in scripts"));
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+}

@@ -1,0 +1,232 @@
+/**
+ * Script definitions in the store: adding, updating, reverting, listing and
+ * deleting scripts under `/meta/script/<name>/:code/`. Every change is one
+ * etcd transaction, guarded so that concurrent changes cannot interleave.
+ *
+ * @module
+ */
+
+import type { Store, TxnOp } from "../store/store.ts";
+import { Layout, SCRIPT_KEYS } from "../layout.ts";
+import { checkName } from "../names.ts";
+import { checkScript, isLanguage, type Language } from "./check.ts";
+import type { Clock } from "../time/clock.ts";
+import { SystemClock } from "../time/clock.ts";
+
+/** What `ScriptDefs.info` and `list` return about one script. */
+export interface ScriptInfo {
+  name: string;
+  language: Language;
+  descr: string;
+  /** Unix seconds. */
+  created: number;
+  /** Unix seconds of the last change of `code`. */
+  timestamp: number;
+  hasOld: boolean;
+  hasNew: boolean;
+  /** Which version runs: current (default), old or new. */
+  current: "current" | "old" | "new";
+  /** Paths of the tasks that use the script, by their id in `tasks/`. */
+  tasks: Record<string, string>;
+  /** The script's declared variable types (`types/<var>`). */
+  types: Record<string, string>;
+  /** The script's default values (`values/<var>`), as stored text. */
+  values: Record<string, string>;
+}
+
+/** Options shared by the stores' users. */
+export interface DefsOptions {
+  /** @default new SystemClock() */
+  clock?: Clock;
+}
+
+/** A change that could not be made because of what is (or is not) stored. */
+export class DefinitionError extends Error {
+  override name = "DefinitionError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Unix seconds as the decimal text stored in etcd (millisecond precision). */
+export function unixText(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+/** Script definitions over a store. */
+export class ScriptDefs {
+  #store: Store;
+  #layout: Layout;
+  #clock: Clock;
+
+  constructor(store: Store, layout: Layout, options: DefsOptions = {}) {
+    this.#store = store;
+    this.#layout = layout;
+    this.#clock = options.clock ?? new SystemClock();
+  }
+
+  /** Read everything about one script, or `undefined` when it does not exist. */
+  async info(name: string): Promise<ScriptInfo | undefined> {
+    const dir = this.#layout.scriptDir(name);
+    const { kvs } = await this.#store.range(dir);
+    const keys = new Map(kvs.map((kv) => [kv.key.slice(dir.length), kv.value]));
+    return keys.has(SCRIPT_KEYS.code) ? toInfo(name, keys) : undefined;
+  }
+
+  /** Like `info`, but a missing script is a `DefinitionError`. */
+  async require(name: string): Promise<ScriptInfo> {
+    const info = await this.info(name);
+    if (!info) throw new DefinitionError(`script "${name}" does not exist`);
+    return info;
+  }
+
+  /** Every script whose name starts with `prefix`, sorted by name. */
+  async list(prefix = ""): Promise<ScriptInfo[]> {
+    const { kvs } = await this.#store.range(this.#layout.scriptsPrefix + prefix);
+    const byName = new Map<string, Map<string, string>>();
+    for (const kv of kvs) {
+      const split = Layout.splitTagged(kv.key, this.#layout.scriptsPrefix, ":code");
+      if (!split) continue;
+      let m = byName.get(split.name);
+      if (!m) byName.set(split.name, m = new Map());
+      m.set(split.rest, kv.value);
+    }
+    const out: ScriptInfo[] = [];
+    for (const [name, keys] of [...byName].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
+      if (keys.has(SCRIPT_KEYS.code)) out.push(toInfo(name, keys));
+    }
+    return out;
+  }
+
+  /** The code of one version: "code" (default), "old" or "new". */
+  async code(name: string, which: "code" | "old" | "new" = "code"): Promise<string> {
+    await this.require(name);
+    const key = this.#layout.scriptDir(name) +
+      (which === "code"
+        ? SCRIPT_KEYS.code
+        : which === "old"
+        ? SCRIPT_KEYS.oldCode
+        : SCRIPT_KEYS.newCode);
+    const kv = await this.#store.get(key);
+    if (!kv) {
+      throw new DefinitionError(`script "${name}" has no ${which === "old" ? "old" : "new"} code`);
+    }
+    return kv.value;
+  }
+
+  /** Store a new script after checking it; refuses an existing name. */
+  async add(
+    name: string,
+    code: string,
+    options: { language: Language; descr?: string },
+  ): Promise<void> {
+    checkName(name, "script");
+    checkScript(name, code, options.language);
+    const dir = this.#layout.scriptDir(name);
+    const now = unixText(this.#clock.now());
+    const res = await this.#store.txn(
+      [{ key: dir + SCRIPT_KEYS.code, target: "createRevision", op: "==", value: 0 }],
+      [
+        { type: "put", key: dir + SCRIPT_KEYS.code, value: code },
+        { type: "put", key: dir + SCRIPT_KEYS.language, value: options.language },
+        { type: "put", key: dir + SCRIPT_KEYS.descr, value: options.descr ?? "" },
+        { type: "put", key: dir + SCRIPT_KEYS.created, value: now },
+        { type: "put", key: dir + SCRIPT_KEYS.timestamp, value: now },
+      ],
+    );
+    if (!res.succeeded) throw new DefinitionError(`script "${name}" already exists`);
+  }
+
+  /** Check new code and promote it: `old_code` ← `code` ← new. */
+  async update(name: string, code: string, options: { language?: Language } = {}): Promise<void> {
+    const dir = this.#layout.scriptDir(name);
+    const codeKv = await this.#store.get(dir + SCRIPT_KEYS.code);
+    if (!codeKv) throw new DefinitionError(`script "${name}" does not exist`);
+    const langKv = await this.#store.get(dir + SCRIPT_KEYS.language);
+    const language = options.language ??
+      (langKv && isLanguage(langKv.value) ? langKv.value : "typescript");
+    checkScript(name, code, language);
+    const ops: TxnOp[] = [
+      { type: "put", key: dir + SCRIPT_KEYS.oldCode, value: codeKv.value },
+      { type: "put", key: dir + SCRIPT_KEYS.code, value: code },
+      { type: "put", key: dir + SCRIPT_KEYS.language, value: language },
+      { type: "put", key: dir + SCRIPT_KEYS.timestamp, value: unixText(this.#clock.now()) },
+      { type: "delete", key: dir + SCRIPT_KEYS.newCode },
+    ];
+    const res = await this.#store.txn(
+      [{ key: dir + SCRIPT_KEYS.code, target: "modRevision", op: "==", value: codeKv.modRevision }],
+      ops,
+    );
+    if (!res.succeeded) {
+      throw new DefinitionError(`script "${name}" was changed meanwhile; try again`);
+    }
+  }
+
+  /** Swap `code` and `old_code`. */
+  async revert(name: string): Promise<void> {
+    const dir = this.#layout.scriptDir(name);
+    const codeKv = await this.#store.get(dir + SCRIPT_KEYS.code);
+    if (!codeKv) throw new DefinitionError(`script "${name}" does not exist`);
+    const oldKv = await this.#store.get(dir + SCRIPT_KEYS.oldCode);
+    if (!oldKv) throw new DefinitionError(`script "${name}" has no old code to revert to`);
+    const res = await this.#store.txn(
+      [
+        { key: dir + SCRIPT_KEYS.code, target: "modRevision", op: "==", value: codeKv.modRevision },
+        {
+          key: dir + SCRIPT_KEYS.oldCode,
+          target: "modRevision",
+          op: "==",
+          value: oldKv.modRevision,
+        },
+      ],
+      [
+        { type: "put", key: dir + SCRIPT_KEYS.code, value: oldKv.value },
+        { type: "put", key: dir + SCRIPT_KEYS.oldCode, value: codeKv.value },
+        { type: "put", key: dir + SCRIPT_KEYS.timestamp, value: unixText(this.#clock.now()) },
+      ],
+    );
+    if (!res.succeeded) {
+      throw new DefinitionError(`script "${name}" was changed meanwhile; try again`);
+    }
+  }
+
+  /**
+   * Delete a script. While tasks use it this is refused (naming them),
+   * unless `force`.
+   */
+  async delete(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const info = await this.require(name);
+    const users = Object.values(info.tasks);
+    if (users.length > 0 && !options.force) {
+      throw new DefinitionError(
+        `script "${name}" is used by ${users.length === 1 ? "task" : "tasks"} ${
+          users.sort().join(", ")
+        }; delete ${users.length === 1 ? "it" : "them"} first or use --force`,
+      );
+    }
+    await this.#store.delete(this.#layout.scriptDir(name), { prefix: true });
+  }
+}
+
+function toInfo(name: string, keys: Map<string, string>): ScriptInfo {
+  const sub = (dir: string) => {
+    const out: Record<string, string> = {};
+    for (const [k, v] of keys) if (k.startsWith(dir)) out[k.slice(dir.length)] = v;
+    return out;
+  };
+  const lang = keys.get(SCRIPT_KEYS.language) ?? "typescript";
+  const current = keys.get(SCRIPT_KEYS.current);
+  return {
+    name,
+    language: isLanguage(lang) ? lang : "typescript",
+    descr: keys.get(SCRIPT_KEYS.descr) ?? "",
+    created: Number(keys.get(SCRIPT_KEYS.created) ?? 0) || 0,
+    timestamp: Number(keys.get(SCRIPT_KEYS.timestamp) ?? 0) || 0,
+    hasOld: keys.has(SCRIPT_KEYS.oldCode),
+    hasNew: keys.has(SCRIPT_KEYS.newCode),
+    current: current === "old" || current === "new" ? current : "current",
+    tasks: sub("tasks/"),
+    types: sub("types/"),
+    values: sub("values/"),
+  };
+}

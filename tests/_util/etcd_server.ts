@@ -1,0 +1,231 @@
+/**
+ * A private etcd server for one test (or one test file): free loopback
+ * ports, a temporary data dir, its log in that dir, and bounded start-up.
+ *
+ * @module
+ */
+
+const ETCD = "/usr/bin/etcd";
+const ETCDCTL = "/usr/bin/etcdctl";
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/** A running private etcd server. */
+export interface EtcdServer {
+  /** The client URL, `http://127.0.0.1:PORT`. */
+  readonly endpoint: string;
+  /** The temporary directory holding `data/` and `etcd.log`. */
+  readonly dataDir: string;
+  /** SIGTERM, wait for the exit, remove the data dir. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Send `signal` (default SIGKILL) and wait for the exit; the data dir stays. */
+  kill(signal?: Deno.Signal): Promise<void>;
+  /** Stop (keeping the data) and start again on the same ports and data. */
+  restart(): Promise<void>;
+  /** Freeze the server (SIGSTOP): connections stay open but nothing answers. */
+  pause(): void;
+  /** Let a paused server run on (SIGCONT). */
+  resume(): void;
+}
+
+/** Options of `startEtcd`. */
+export interface StartEtcdOptions {
+  /**
+   * The member name.
+   * @default "test"
+   */
+  name?: string;
+}
+
+/** Pick a free loopback TCP port by listening on port 0. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function logTail(path: string, lines = 20): Promise<string> {
+  try {
+    const text = await Deno.readTextFile(path);
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
+  } catch (error) {
+    return `(no log: ${error instanceof Error ? error.message : String(error)})`;
+  }
+}
+
+async function isHealthy(endpoint: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
+    const body = await response.text();
+    return response.ok && (JSON.parse(body) as { health?: unknown }).health === "true";
+  } catch {
+    return false;
+  }
+}
+
+class LocalEtcd implements EtcdServer {
+  readonly endpoint: string;
+  readonly dataDir: string;
+  #args: string[];
+  #logPath: string;
+  #child: Deno.ChildProcess | undefined;
+  #removed = false;
+
+  constructor(name: string, dir: string) {
+    const clientPort = freePort();
+    const peerPort = freePort();
+    this.endpoint = `http://127.0.0.1:${clientPort}`;
+    this.dataDir = dir;
+    this.#logPath = `${dir}/etcd.log`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    this.#args = [
+      "--name",
+      name,
+      "--data-dir",
+      `${dir}/data`,
+      "--listen-client-urls",
+      this.endpoint,
+      "--advertise-client-urls",
+      this.endpoint,
+      "--listen-peer-urls",
+      peer,
+      "--initial-advertise-peer-urls",
+      peer,
+      "--initial-cluster",
+      `${name}=${peer}`,
+      "--initial-cluster-state",
+      "new",
+      // A single member: fast elections make start-up and restart quick.
+      "--heartbeat-interval",
+      "10",
+      "--election-timeout",
+      "100",
+      "--logger",
+      "zap",
+      "--log-outputs",
+      this.#logPath,
+    ];
+  }
+
+  async start(): Promise<void> {
+    const child = new Deno.Command(ETCD, {
+      args: this.#args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    this.#child = child;
+    let exited = false;
+    const status = child.status.then((s) => {
+      exited = true;
+      return s;
+    });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (let attempt = 0; attempt < 1_000 && Date.now() < deadline; attempt++) {
+      if (exited) break;
+      if (await isHealthy(this.endpoint)) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const why = exited ? `exited with code ${(await status).code}` : "never became healthy";
+    if (!exited) {
+      child.kill("SIGKILL");
+      await status;
+    }
+    this.#child = undefined;
+    throw new Error(
+      `etcd at ${this.endpoint} ${why} within ${START_TIMEOUT_MS} ms; log tail:\n` +
+        (await logTail(this.#logPath)),
+    );
+  }
+
+  async #signalAndWait(signal: Deno.Signal): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    this.#child = undefined;
+    try {
+      // A paused server would not act on SIGTERM.
+      child.kill("SIGCONT");
+      child.kill(signal);
+    } catch {
+      // Already gone: the status below resolves anyway.
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        child.status,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch { /* gone */ }
+            reject(new Error(`etcd at ${this.endpoint} did not exit on ${signal}`));
+          }, STOP_TIMEOUT_MS);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      await child.status;
+    }
+  }
+
+  kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    return this.#signalAndWait(signal);
+  }
+
+  pause(): void {
+    this.#child?.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.#child?.kill("SIGCONT");
+  }
+
+  async restart(): Promise<void> {
+    await this.#signalAndWait("SIGTERM");
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.#signalAndWait("SIGTERM");
+    if (this.#removed) return;
+    this.#removed = true;
+    await Deno.remove(this.dataDir, { recursive: true });
+  }
+}
+
+/**
+ * Start a private single-member etcd on free loopback ports with a
+ * temporary data dir, and wait (at most 10 s) until `/health` says healthy.
+ * Throws with the tail of the etcd log when it does not come up.
+ */
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdServer> {
+  const dir = await Deno.makeTempDir({ prefix: "moat-etcd-" });
+  const server = new LocalEtcd(options.name ?? "test", dir);
+  try {
+    await server.start();
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  return server;
+}
+
+/**
+ * Run `etcdctl --endpoints=<endpoint> ...args` (API v3) and return its
+ * stdout; throws with stderr when it fails.
+ */
+export async function etcdctl(endpoint: string, ...args: string[]): Promise<string> {
+  const output = await new Deno.Command(ETCDCTL, {
+    args: [`--endpoints=${endpoint}`, "--command-timeout=5s", ...args],
+    env: { ETCDCTL_API: "3" },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  if (!output.success) {
+    throw new Error(
+      `etcdctl ${args.join(" ")} failed (code ${output.code}): ${decoder.decode(output.stderr)}`,
+    );
+  }
+  return decoder.decode(output.stdout);
+}
