@@ -5,17 +5,39 @@
  * @module
  */
 
-import { dispatch, type Group } from "./host/cli/command.ts";
+import { type Command, dispatch, type Group } from "./host/cli/command.ts";
 import { type CliIO, CommandError, UsageError } from "./host/cli/io.ts";
 import { scriptGroup } from "./host/cli/script_cmd.ts";
+import { alertCommand, callCommand, listenCommand } from "./host/cli/bus_cmd.ts";
+import { runCommand } from "./host/cli/run_cmd.ts";
+import { statusCommand } from "./host/cli/status_cmd.ts";
+import { timeCommand } from "./host/cli/time_cmd.ts";
 import { ScriptCheckError } from "./host/scripts/check.ts";
+
+/** `moat time`: parses its own arguments (time specs contain "-10"). */
+const time: Command = {
+  kind: "command",
+  name: "time",
+  summary: "preview when a time specification matches",
+  args: "SPEC… [--now T] [--current true|false|none] [--tz ZONE] [--count N]",
+  rawArgs: true,
+  run: (ctx) => timeCommand(ctx.positionals, ctx.io),
+};
 
 /** The whole command tree. */
 export const moat: Group = {
   kind: "group",
   name: "moat",
   summary: "moat: the MoaT user-scripts runtime",
-  commands: [scriptGroup],
+  commands: [
+    scriptGroup,
+    runCommand,
+    statusCommand,
+    time,
+    callCommand,
+    alertCommand,
+    listenCommand,
+  ],
 };
 
 function causes(e: unknown): string[] {

@@ -55,3 +55,104 @@ export async function runMoat(args: string[], options: RunMoatOptions = {}): Pro
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
+
+/** A `moat` process running in the background, its output collected by line. */
+export interface MoatProcess {
+  readonly pid: number;
+  /** Every line of stdout and stderr so far. */
+  readonly lines: string[];
+  /** Resolve once a line matching `pred` has appeared, at most `ms` ms. */
+  waitForLine(pred: (line: string) => boolean, ms: number, what: string): Promise<string>;
+  /** Call `fn` after every new line (and at the end); returns an unsubscribe function. */
+  subscribe(fn: () => void): () => void;
+  /** Send a signal. */
+  kill(signal?: Deno.Signal): void;
+  /** The exit status, once it has exited. */
+  readonly status: Promise<Deno.CommandStatus>;
+}
+
+/** Start `moat ARGS…` in the background. The caller must await `status` (kill it first). */
+export function spawnMoat(args: string[], options: RunMoatOptions = {}): MoatProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...MOAT_RUN_ARGS, ...args],
+    env: { NO_COLOR: "1", ...(options.env ?? {}) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).spawn();
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        for (const w of [...waiters]) w();
+      }
+    }
+    if (buf) lines.push(buf);
+    for (const w of [...waiters]) w();
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = pumps.then(() => child.status);
+  return {
+    pid: child.pid,
+    lines,
+    kill: (signal: Deno.Signal = "SIGTERM") => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already gone.
+      }
+    },
+    status,
+    subscribe(fn) {
+      waiters.add(fn);
+      return () => void waiters.delete(fn);
+    },
+    waitForLine(pred, ms, what) {
+      return waitForLineIn([this], pred, ms, what);
+    },
+  };
+}
+
+/** Resolve once a line matching `pred` appears in any of `procs`, at most `ms` ms. */
+export function waitForLineIn(
+  procs: MoatProcess[],
+  pred: (line: string) => boolean,
+  ms: number,
+  what: string,
+): Promise<string> {
+  const found = () => {
+    for (const p of procs) {
+      const l = p.lines.find(pred);
+      if (l !== undefined) return l;
+    }
+    return undefined;
+  };
+  const now = found();
+  if (now !== undefined) return Promise.resolve(now);
+  return new Promise<string>((resolve, reject) => {
+    const unsubs: (() => void)[] = [];
+    const done = () => {
+      clearTimeout(timer);
+      for (const u of unsubs) u();
+    };
+    const timer = setTimeout(() => {
+      done();
+      const output = procs.map((p) => p.lines.join("\n")).join("\n----\n");
+      reject(new Error(`Timed out after ${ms} ms waiting for ${what}; output:\n${output}`));
+    }, ms);
+    const check = () => {
+      const l = found();
+      if (l === undefined) return;
+      done();
+      resolve(l);
+    };
+    for (const p of procs) unsubs.push(p.subscribe(check));
+  });
+}

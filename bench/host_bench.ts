@@ -1,0 +1,218 @@
+/**
+ * Host benchmarks against a private etcd, each beside its raw primitives
+ * measured in the same run:
+ *
+ * - script start: task keys written → the script's first `on_start` runs,
+ *   vs a raw Worker spawn plus one raw etcd put→watch event;
+ * - many idle script tasks on one host: RSS and PSS per task, and the
+ *   bridge round trip with them all running vs with one.
+ *
+ * Run alone: `deno run --allow-all --unstable-worker-options bench/host_bench.ts` (`BENCH_IDLE_TASKS`
+ * sets how many idle tasks; default 200).
+ *
+ * @module
+ */
+
+import { type Figure, median, ratio } from "./figure.ts";
+import { startEtcd } from "../tests/_util/etcd_server.ts";
+import { EtcdStore } from "../host/store/etcd_store.ts";
+import { Layout } from "../host/layout.ts";
+import { MemoryLogger } from "../host/log.ts";
+import { SandboxPool } from "../host/bridge/sandbox.ts";
+import { hostMethods } from "../host/bridge/methods.ts";
+import { Host } from "../host/tasks/host.ts";
+import { SystemClock } from "../host/time/clock.ts";
+import { servicesOn } from "../host/cli/services.ts";
+
+const STARTS = 10;
+
+/** A raw permission-less Worker from a blob: spawn → first message, ms. */
+async function rawWorkerSpawn(): Promise<number> {
+  const url = URL.createObjectURL(
+    new Blob(["self.postMessage('up');"], { type: "text/javascript" }),
+  );
+  const t0 = performance.now();
+  const w = new Worker(url, { type: "module", deno: { permissions: "none" } });
+  await new Promise<void>((r) => w.onmessage = () => r());
+  const took = performance.now() - t0;
+  w.terminate();
+  URL.revokeObjectURL(url);
+  return took;
+}
+
+/** One raw etcd put → watch event on the same client, ms. */
+async function rawPutWatch(store: EtcdStore, key: string): Promise<number> {
+  let got!: () => void;
+  const seen = new Promise<void>((r) => got = r);
+  const w = await store.watch(key, () => got());
+  const t0 = performance.now();
+  await store.put(key, String(t0));
+  await seen;
+  const took = performance.now() - t0;
+  await w.close();
+  return took;
+}
+
+async function memory(pid: number): Promise<{ rss: number; pss: number }> {
+  try {
+    const text = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`);
+    const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+    return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
+  } catch {
+    return { rss: 0, pss: 0 };
+  }
+}
+
+/** Children of a process (the sandbox processes of this host). */
+async function children(pid: number): Promise<number[]> {
+  try {
+    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
+    return text.trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const IDLE = 'moat.setup();\nmoat.on_start(() => moat.logger.info("up"));\n';
+const PROBE = `moat.setup();
+moat.run(async () => {
+  const times = [];
+  for (let i = 0; i < 700; i++) {
+    const t0 = performance.now();
+    await moat.time_at("12 hr", {});
+    if (i >= 200) times.push((performance.now() - t0) * 1000);
+  }
+  times.sort((a, b) => a - b);
+  moat.logger.info("median " + times[times.length >> 1]);
+  moat.end();
+});
+`;
+
+/** Measure the host; see the module doc. */
+export async function benchHost(
+  idleTasks = Number(Deno.env.get("BENCH_IDLE_TASKS") ?? "200"),
+): Promise<Figure[]> {
+  const etcd = await startEtcd({ name: "bench" });
+  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
+  const pool = new SandboxPool({ warm: 2 });
+  const logger = new MemoryLogger();
+  const clock = new SystemClock();
+  const s = servicesOn(store, "/moat");
+  const host = new Host({
+    store,
+    layout: new Layout("/moat"),
+    hostName: "bench",
+    isolation: pool,
+    logger,
+    clock,
+    methods: ({ zone }) => hostMethods({ clock, zone }),
+  });
+  try {
+    await host.start();
+    const ups = (src: string) => logger.lines.filter((l) => l.source === src && l.message === "up");
+
+    // --- script start vs raw Worker spawn + raw put→watch -----------------
+    await s.scripts.add("idle", IDLE, { language: "javascript" });
+    const rawSpawn: number[] = [];
+    const rawWatch: number[] = [];
+    const starts: number[] = [];
+    for (let i = 0; i < STARTS; i++) {
+      rawSpawn.push(await rawWorkerSpawn());
+      rawWatch.push(await rawPutWatch(store, `/bench/raw/${i}`));
+      await pool.ready();
+      const path = `bench/start${i}`;
+      const t0 = performance.now();
+      await s.tasks.add("idle", path);
+      await logger.waitFor((l) => l.source === path && l.message === "up");
+      starts.push(performance.now() - t0);
+      await s.tasks.delete(path);
+    }
+    const rawStart = median(rawSpawn) + median(rawWatch);
+
+    // --- bridge round trip with one task, then with many idle -------------
+    await s.scripts.add("probe", PROBE, { language: "javascript" });
+    const probe = async (n: number) => {
+      const path = `bench/probe${n}`;
+      await s.tasks.add("probe", path);
+      await logger.waitFor((l) => l.source === path && l.message.startsWith("median "));
+      const line = logger.lines.find((l) => l.source === path && l.message.startsWith("median "))!;
+      await s.tasks.delete(path);
+      return Number(line.message.slice(7));
+    };
+    const tripOne = await probe(1);
+    const hostMem0 = await memory(Deno.pid);
+    const t0 = performance.now();
+    for (let i = 0; i < idleTasks; i++) await s.tasks.add("idle", `bench/idle/${i}`);
+    await logger.waitFor(() => {
+      let n = 0;
+      for (let i = 0; i < idleTasks; i++) if (ups(`bench/idle/${i}`).length) n++;
+      return n === idleTasks;
+    });
+    const allUp = performance.now() - t0;
+    let rss = 0, pss = 0;
+    const kids = await children(Deno.pid);
+    for (const pid of kids) {
+      const m = await memory(pid);
+      rss += m.rss;
+      pss += m.pss;
+    }
+    const hostMem = await memory(Deno.pid);
+    // Spares are not tasks: leave them out of the per-task figure.
+    const perTask = (x: number) => x / Math.max(1, kids.length);
+    const tripMany = await probe(2);
+    return [
+      {
+        name: "host.script_start",
+        value: median(starts),
+        unit: "ms",
+        rawName: "Worker spawn + etcd put→watch",
+        raw: rawStart,
+        target: "ratio <= 3",
+      },
+      {
+        name: `host.idle_tasks_rss_per_task`,
+        value: perTask(rss) + (hostMem.rss - hostMem0.rss) / idleTasks,
+        unit: "MiB",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: `host.idle_tasks_pss_per_task`,
+        value: perTask(pss) + (hostMem.pss - hostMem0.pss) / idleTasks,
+        unit: "MiB",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: `host.idle_tasks_all_up`,
+        value: allUp / 1000,
+        unit: "s",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: `host.round_trip_with_${idleTasks}_idle`,
+        value: tripMany,
+        unit: "µs",
+        rawName: "round trip with 1 task",
+        raw: tripOne,
+        target: "ratio <= 2",
+      },
+    ];
+  } finally {
+    await host.close();
+    await pool.close();
+    await store.close();
+    await etcd.stop();
+  }
+}
+
+if (import.meta.main) {
+  for (const f of await benchHost()) {
+    console.log(
+      `${f.name.padEnd(34)} ${f.value.toFixed(2).padStart(9)} ${f.unit.padEnd(4)} raw ${
+        f.raw.toFixed(2).padStart(9)
+      } (${f.rawName}) ratio ${ratio(f).toFixed(2)}`,
+    );
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * One sandbox process as the host sees it: spawn, line I/O, kill, cleanup.
+ * Private to `host/bridge/`; `sandbox.ts` builds scripts on top of it.
+ *
+ * @module
+ */
+
+import { builtinModules } from "node:module";
+import { type HostMessage, MAX_LINE_BYTES, PROTOCOL_VERSION } from "../../sandbox/protocol.ts";
+import { readLines } from "./_lines.ts";
+
+/** How a sandbox process went away. */
+export interface ChildExit {
+  code: number;
+  signal: string | null;
+  /** The last few KiB of its stderr, for the exit message. */
+  stderrTail: string;
+}
+
+/** Settings for {@linkcode SandboxChild.spawn}. */
+export interface ChildOptions {
+  denoPath: string;
+  heapMb: number;
+  /** The sandbox main module (`sandbox/process.ts`) as a URL or path. */
+  processModule: string;
+  /** Give up if the sandbox is not ready after this long. */
+  readyTimeoutMs: number;
+}
+
+/**
+ * Every `node:` built-in, mapped to a module that throws. Dynamic `import()`
+ * cannot be removed from the Worker; this makes it find nothing: `npm:` and
+ * remote URLs are off (`--no-npm --no-remote`), files need read permission,
+ * and `node:` modules (which could write to the process's stdout) are here.
+ */
+const IMPORT_MAP = (() => {
+  const deny =
+    "data:text/javascript,throw new Error('node built-ins are not available to scripts')";
+  const imports: Record<string, string> = {};
+  for (const name of builtinModules) {
+    imports[name.startsWith("node:") ? name : `node:${name}`] = deny;
+  }
+  return "data:application/json," + encodeURIComponent(JSON.stringify({ imports }));
+})();
+
+const STDERR_TAIL = 4096;
+
+/** A spawned sandbox process. */
+export class SandboxChild {
+  readonly pid: number;
+  /** Resolves when the sandbox reported `ready`; rejects if it died or timed out first. */
+  readonly ready: Promise<void>;
+  /** Resolves once the process is gone and its temporary folder removed. Never rejects. */
+  readonly gone: Promise<ChildExit>;
+  /** Called with each parsed JSON line after `ready`. Replaced by the owner. */
+  onMessage: (value: unknown) => void = () => {};
+  /** Called with each stdout/stderr line that is not protocol. Replaced by the owner. */
+  onNoise: (stream: "stdout" | "stderr", line: string) => void = () => {};
+
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #encoder = new TextEncoder();
+  #exited = false;
+  #stderrTail = "";
+
+  private constructor(child: Deno.ChildProcess, dir: string, options: ChildOptions) {
+    this.#child = child;
+    this.pid = child.pid;
+    const writer = child.stdin.getWriter();
+    writer.closed.catch(() => {});
+    this.#writer = writer;
+    let setReady: () => void = () => {};
+    let failReady: (e: Error) => void = () => {};
+    this.ready = new Promise<void>((res, rej) => {
+      setReady = res;
+      failReady = rej;
+    });
+    this.ready.catch(() => {}); // a spare that dies unused is not an error
+    const timer = setTimeout(() => {
+      failReady(new Error(`sandbox process not ready after ${options.readyTimeoutMs} ms`));
+      this.kill();
+    }, options.readyTimeoutMs);
+    let isReady = false;
+
+    const stdout = (async () => {
+      for await (const item of readLines(child.stdout, MAX_LINE_BYTES)) {
+        if (!("line" in item)) {
+          this.#noise("stdout", `[a line of ${item.tooLong} bytes was dropped]`);
+          continue;
+        }
+        let value: unknown;
+        try {
+          value = item.line.startsWith("{") ? JSON.parse(item.line) : undefined;
+        } catch {
+          value = undefined;
+        }
+        if (value === undefined) {
+          this.#noise("stdout", item.line);
+        } else if (!isReady) {
+          const v = value as { kind?: unknown; version?: unknown };
+          if (v.kind === "ready" && v.version === PROTOCOL_VERSION) {
+            isReady = true;
+            clearTimeout(timer);
+            setReady();
+          } else if (v.kind === "ready") {
+            failReady(
+              new Error(`sandbox speaks protocol ${String(v.version)}, not ${PROTOCOL_VERSION}`),
+            );
+            this.kill();
+          } else {
+            this.#noise("stdout", item.line.slice(0, 200));
+          }
+        } else {
+          this.#safe(() => this.onMessage(value));
+        }
+      }
+    })().catch(() => {});
+    const stderr = (async () => {
+      for await (const item of readLines(child.stderr, 64 * 1024)) {
+        const line = "line" in item ? item.line : `[a line of ${item.tooLong} bytes was dropped]`;
+        this.#stderrTail = (this.#stderrTail + line + "\n").slice(-STDERR_TAIL);
+        this.#noise("stderr", line);
+      }
+    })().catch(() => {});
+
+    this.gone = (async () => {
+      const status = await child.status;
+      this.#exited = true;
+      clearTimeout(timer);
+      failReady(new Error(`sandbox process exited before it was ready (${describe(status)})`));
+      await Promise.allSettled([stdout, stderr, writer.close().catch(() => {})]);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return { code: status.code, signal: status.signal, stderrTail: this.#stderrTail };
+    })();
+  }
+
+  /** Spawn a sandbox process with a fresh `DENO_DIR`, removed when it exits. */
+  static async spawn(options: ChildOptions): Promise<SandboxChild> {
+    const dir = await Deno.makeTempDir({ prefix: "moat-sandbox-" });
+    try {
+      const child = new Deno.Command(options.denoPath, {
+        args: [
+          "run",
+          "--quiet",
+          "--no-prompt",
+          "--no-npm",
+          "--no-remote",
+          "--no-config",
+          "--no-lock",
+          "--unstable-worker-options",
+          `--import-map=${IMPORT_MAP}`,
+          `--v8-flags=--max-old-space-size=${options.heapMb}`,
+          options.processModule,
+        ],
+        clearEnv: true,
+        env: { DENO_DIR: dir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      return new SandboxChild(child, dir, options);
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** True once the process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Send one message; silently dropped once the process is gone. */
+  send(message: HostMessage): void {
+    if (this.#exited) return;
+    const bytes = this.#encoder.encode(JSON.stringify(message) + "\n");
+    this.#writer.write(bytes).catch(() => {});
+  }
+
+  /** SIGKILL, if still running. */
+  kill(): void {
+    if (this.#exited) return;
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+
+  #noise(stream: "stdout" | "stderr", line: string): void {
+    this.#safe(() => this.onNoise(stream, line));
+  }
+
+  #safe(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      console.error("moat: sandbox message handler threw:", err);
+    }
+  }
+}
+
+/** "exit code 1" / "signal SIGKILL". */
+export function describe(status: { code: number; signal: string | null }): string {
+  return status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+}

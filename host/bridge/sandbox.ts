@@ -1,0 +1,471 @@
+/**
+ * The host side of the bridge: running one script in one sandbox process.
+ *
+ * Everything a task runner needs is behind {@linkcode Isolation}:
+ * `start()` a script with a method table and a log sink, get a
+ * {@linkcode ScriptHandle}, and await `ended` (or `stop()` / `kill()` it).
+ * {@linkcode SandboxPool} is the implementation: one `deno run` per script,
+ * no permissions, a V8 heap limit, its own temporary Deno cache, and a warm
+ * spare process so that starting a script costs a message, not a spawn.
+ *
+ * @example
+ * ```ts ignore
+ * const pool = new SandboxPool();
+ * const script = await pool.start({
+ *   task: "home/porch", script: "porch", code: "moat.setup(); moat.end();",
+ *   methods: { time_at: async ([spec, opts]) => …, wait: async ([spec, opts], { signal }) => … },
+ *   onLog: (level, message) => console.log(level, message),
+ * });
+ * const end = await script.ended; // { state: "ok", message: "script called moat.end()", … }
+ * await pool.close();
+ * ```
+ *
+ * @module
+ */
+
+import type {
+  EventMessage,
+  LogLevel,
+  MethodName,
+  Methods,
+  ReplyMessage,
+} from "../../sandbox/protocol.ts";
+import { type ChildExit, describe, SandboxChild } from "./_child.ts";
+import { argValidators, BridgeError, checkMessage } from "./validate.ts";
+
+export { BridgeError } from "./validate.ts";
+
+/** How a script ended. */
+export interface ScriptEnd {
+  /** ok: normal end or stopped; error: the script threw; fail: the host ended it. */
+  state: "ok" | "error" | "fail";
+  message: string;
+  /** A stack trace or other detail; "" when none. */
+  debug: string;
+}
+
+/** What a method handler gets besides the arguments. */
+export interface CallContext {
+  /** Aborts when the script cancels the call or ends. */
+  signal: AbortSignal;
+  /** The calling task's path. */
+  task: string;
+}
+
+/**
+ * The host's implementation of every bridge method. Arguments arrive
+ * validated. Throw {@linkcode BridgeError} for errors the script should see;
+ * anything else reaches the script as `internal error`.
+ */
+export type MethodTable = {
+  readonly [M in MethodName]: (
+    args: Methods[M]["args"],
+    ctx: CallContext,
+  ) => Promise<Methods[M]["result"]>;
+};
+
+/** Everything needed to run one script. */
+export interface StartOptions {
+  /** The task's path (for messages and `CallContext.task`). */
+  task: string;
+  /** The script's name (for stack traces). */
+  script: string;
+  /** JavaScript: the body of an async function with one parameter, `moat`. */
+  code: string;
+  methods: MethodTable;
+  /** Script output (`moat.logger`, `console`) and sandbox warnings. Must not throw. */
+  onLog(level: LogLevel, message: string): void;
+  /**
+   * Host-side failures the script must not see (a handler's unexpected
+   * exception). @default logs with `console.error`
+   */
+  onInternalError?(error: unknown, method: string): void;
+  /** After `stop()`, SIGKILL if not ended within this many ms. @default 4000 */
+  stopGraceMs?: number;
+  /** Bound for all `on_stop` functions together, in ms. @default 3000 */
+  onStopBudgetMs?: number;
+  /** Calls the script may have in flight; more are refused. @default 1000 */
+  maxCallsInFlight?: number;
+  /** Sandbox warnings (stray output, refused messages) passed to `onLog`. @default 100 */
+  maxWarnings?: number;
+}
+
+/** A running script. */
+export interface ScriptHandle {
+  /** Resolves once the script has ended and its process is gone. Never rejects. */
+  readonly ended: Promise<ScriptEnd>;
+  /** The sandbox process id. */
+  readonly pid: number;
+  /**
+   * Ask the script to end: `moat.stopping` resolves, `on_stop` functions run,
+   * then the process is killed. State as the script reported (`ok` after a
+   * clean stop); `fail` if it has not ended after `stopGraceMs`.
+   */
+  stop(reason: string): Promise<ScriptEnd>;
+  /** SIGKILL now. State `fail`, message `reason` (unless it had ended already). */
+  kill(reason: string): Promise<ScriptEnd>;
+  /** Deliver an event into the script (monitors, alerts, RPC: later). */
+  sendEvent(event: Omit<EventMessage, "kind">): void;
+}
+
+/** Runs scripts in isolation. */
+export interface Isolation {
+  start(options: StartOptions): Promise<ScriptHandle>;
+  /** Kill every script and spare process. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode SandboxPool}. */
+export interface SandboxPoolOptions {
+  /** The `deno` binary. @default Deno.execPath() */
+  denoPath?: string;
+  /** V8 heap limit per sandbox process (each isolate), MiB. @default 64 */
+  heapMb?: number;
+  /** Sandbox processes kept spawned and ready. @default 1 */
+  warm?: number;
+  /** The sandbox main module. @default sandbox/process.ts beside this tree */
+  processModule?: string | URL;
+  /** A sandbox that is not ready after this long is killed. @default 10000 */
+  readyTimeoutMs?: number;
+}
+
+/** One script per sandbox process, with warm spares. */
+export class SandboxPool implements Isolation {
+  #options: {
+    denoPath: string;
+    heapMb: number;
+    processModule: string;
+    readyTimeoutMs: number;
+  };
+  #warmTarget: number;
+  #warm: SandboxChild[] = [];
+  #spawning = 0;
+  #children = new Set<SandboxChild>();
+  #spawns = new Set<Promise<unknown>>();
+  #scripts = new Set<SandboxScript>();
+  #closed = false;
+
+  constructor(options: SandboxPoolOptions = {}) {
+    this.#options = {
+      denoPath: options.denoPath ?? Deno.execPath(),
+      heapMb: options.heapMb ?? 64,
+      processModule: String(
+        options.processModule ?? new URL("../../sandbox/process.ts", import.meta.url),
+      ),
+      readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
+    };
+    this.#warmTarget = options.warm ?? 1;
+    this.#refill();
+  }
+
+  /**
+   * Start a script. Resolves once the script has been handed to a ready
+   * sandbox; rejects only if no sandbox could be started.
+   */
+  async start(options: StartOptions): Promise<ScriptHandle> {
+    if (this.#closed) throw new Error("Cannot start a script: the sandbox pool is closed");
+    let child: SandboxChild | undefined;
+    while (this.#warm.length > 0 && child === undefined) {
+      const c = this.#warm.shift()!;
+      if (!c.exited) child = c;
+    }
+    this.#refill();
+    child ??= await this.#spawn();
+    try {
+      await child.ready;
+    } catch (err) {
+      child.kill();
+      throw new Error(`Cannot start script "${options.script}": ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    if (this.#closed) {
+      child.kill();
+      throw new Error("Cannot start a script: the sandbox pool is closed");
+    }
+    const script = new SandboxScript(child, options);
+    this.#scripts.add(script);
+    script.ended.then(() => this.#scripts.delete(script));
+    return script;
+  }
+
+  /**
+   * Resolves once the warm spares being spawned now are ready, so that the
+   * next `start()` costs a message, not a spawn. Never rejects.
+   */
+  async ready(): Promise<void> {
+    await Promise.allSettled([...this.#spawns]);
+    await Promise.allSettled(this.#warm.map((c) => c.ready));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#spawns]);
+    const ends = [...this.#scripts].map((s) => s.kill("sandbox pool closed"));
+    for (const c of this.#children) c.kill();
+    await Promise.allSettled([...ends, ...[...this.#children].map((c) => c.gone)]);
+    this.#warm = [];
+  }
+
+  #refill(): void {
+    while (!this.#closed && this.#warm.length + this.#spawning < this.#warmTarget) {
+      this.#spawning++;
+      const p = this.#spawn().then(
+        (c) => {
+          if (this.#closed) c.kill();
+          else this.#warm.push(c);
+        },
+        (err) => console.error("moat: cannot spawn a spare sandbox process:", err),
+      ).finally(() => {
+        this.#spawning--;
+        this.#spawns.delete(p);
+      });
+      this.#spawns.add(p);
+    }
+  }
+
+  async #spawn(): Promise<SandboxChild> {
+    const child = await SandboxChild.spawn(this.#options);
+    this.#children.add(child);
+    child.gone.then(() => {
+      this.#children.delete(child);
+      const i = this.#warm.indexOf(child);
+      if (i >= 0) this.#warm.splice(i, 1);
+    });
+    return child;
+  }
+}
+
+/** One script in one sandbox process. */
+class SandboxScript implements ScriptHandle {
+  readonly ended: Promise<ScriptEnd>;
+  readonly pid: number;
+  #child: SandboxChild;
+  #options: StartOptions;
+  #inflight = new Map<number, AbortController>();
+  #end: ScriptEnd | undefined;
+  #stopTimer: ReturnType<typeof setTimeout> | undefined;
+  #warnings = 0;
+  #maxInFlight: number;
+
+  constructor(child: SandboxChild, options: StartOptions) {
+    this.#child = child;
+    this.#options = options;
+    this.pid = child.pid;
+    this.#maxInFlight = options.maxCallsInFlight ?? 1000;
+    child.onMessage = (v) => this.#onMessage(v);
+    child.onNoise = (stream, line) => this.#warn(`sandbox ${stream}: ${line.slice(0, 1000)}`);
+    this.ended = child.gone.then((exit) => {
+      clearTimeout(this.#stopTimer);
+      this.#finish({ state: "fail", message: exitMessage(exit, options), debug: "" });
+      return this.#end!;
+    });
+    child.send({
+      kind: "start",
+      task: options.task,
+      script: options.script,
+      code: options.code,
+      options: {
+        onStopBudgetMs: options.onStopBudgetMs ?? 3000,
+        // The Worker refuses extra calls itself; the host refuses them too.
+        maxCallsInFlight: this.#maxInFlight,
+      },
+    });
+  }
+
+  stop(reason: string): Promise<ScriptEnd> {
+    if (this.#end === undefined && this.#stopTimer === undefined) {
+      const grace = this.#options.stopGraceMs ?? 4000;
+      this.#child.send({ kind: "stop", reason });
+      this.#stopTimer = setTimeout(() => {
+        this.#finish({
+          state: "fail",
+          message: `script did not end within ${grace} ms of being stopped (${reason})`,
+          debug: "",
+        });
+      }, grace);
+    }
+    return this.ended;
+  }
+
+  kill(reason: string): Promise<ScriptEnd> {
+    this.#finish({ state: "fail", message: reason, debug: "" });
+    return this.ended;
+  }
+
+  sendEvent(event: Omit<EventMessage, "kind">): void {
+    if (this.#end !== undefined) return;
+    this.#child.send({ kind: "event", event: event.event, data: event.data });
+  }
+
+  /** Record the first end, drop every call in flight, kill the process. */
+  #finish(end: ScriptEnd): void {
+    if (this.#end !== undefined) return;
+    this.#end = end;
+    for (const ac of this.#inflight.values()) ac.abort(new BridgeError("ended", "script ended"));
+    this.#inflight.clear();
+    this.#child.kill();
+  }
+
+  // The sandbox is untrusted: validate before dispatch; never throw.
+  #onMessage(value: unknown): void {
+    if (this.#end !== undefined) return;
+    const checked = checkMessage(value);
+    if (!checked.ok) {
+      this.#warn(`refused a message from the sandbox: ${checked.why}`);
+      if (checked.id !== undefined && !this.#inflight.has(checked.id)) {
+        this.#reply({
+          kind: "reply",
+          id: checked.id,
+          ok: false,
+          error: { code: "bad_message", message: checked.why },
+        });
+      }
+      return;
+    }
+    const msg = checked.message;
+    switch (msg.kind) {
+      case "call":
+        this.#call(msg.id, msg.method, msg.args as unknown[]);
+        return;
+      case "cancel": {
+        const ac = this.#inflight.get(msg.id);
+        if (ac === undefined) return; // answered already, or never asked
+        this.#inflight.delete(msg.id);
+        ac.abort(new BridgeError("cancelled", "call cancelled"));
+        this.#reply({
+          kind: "reply",
+          id: msg.id,
+          ok: false,
+          error: { code: "cancelled", message: "call cancelled" },
+        });
+        return;
+      }
+      case "log":
+        this.#log(msg.level, msg.message);
+        return;
+      case "ended":
+        clearTimeout(this.#stopTimer);
+        this.#finish({ state: msg.state, message: msg.message, debug: msg.debug });
+        return;
+      case "ready":
+        this.#warn("refused a message from the sandbox: second ready");
+        return;
+    }
+  }
+
+  #call(id: number, method: string, args: unknown[]): void {
+    const refuse = (code: string, message: string) =>
+      this.#reply({ kind: "reply", id, ok: false, error: { code, message } });
+    if (this.#inflight.has(id)) {
+      // Answering would confuse the call already in flight under this id.
+      this.#warn(`refused a message from the sandbox: call id ${id} is already in flight`);
+      return;
+    }
+    if (this.#inflight.size >= this.#maxInFlight) {
+      return refuse("limit", `too many calls in flight (limit ${this.#maxInFlight})`);
+    }
+    // A closed table: own properties only, so "__proto__", "constructor",
+    // "toString" and friends are unknown methods.
+    const methods = this.#options.methods;
+    if (!Object.hasOwn(argValidators, method) || !Object.hasOwn(methods, method)) {
+      return refuse("unknown_method", `unknown method ${JSON.stringify(method.slice(0, 100))}`);
+    }
+    const name = method as MethodName;
+    let valid: Methods[MethodName]["args"];
+    try {
+      valid = argValidators[name](args);
+    } catch (err) {
+      return this.#replyError(id, name, err);
+    }
+    const ac = new AbortController();
+    this.#inflight.set(id, ac);
+    const handler = methods[name] as (
+      a: typeof valid,
+      c: CallContext,
+    ) => Promise<Methods[MethodName]["result"]>;
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(handler(valid, { signal: ac.signal, task: this.#options.task }));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (value) => {
+        if (this.#inflight.get(id) !== ac) return; // cancelled or ended meanwhile
+        this.#inflight.delete(id);
+        this.#reply({ kind: "reply", id, ok: true, value: (value ?? null) as never });
+      },
+      (err) => {
+        if (this.#inflight.get(id) !== ac) return;
+        this.#inflight.delete(id);
+        this.#replyError(id, name, err);
+      },
+    );
+  }
+
+  #replyError(id: number, method: string, err: unknown): void {
+    if (err instanceof BridgeError) {
+      this.#reply({
+        kind: "reply",
+        id,
+        ok: false,
+        error: { code: String(err.code), message: String(err.message) },
+      });
+      return;
+    }
+    // Never the host's stack or message: they may name files, hosts, keys.
+    try {
+      (this.#options.onInternalError ?? defaultInternalError)(err, method);
+    } catch { /* the report must not break the reply */ }
+    this.#reply({
+      kind: "reply",
+      id,
+      ok: false,
+      error: { code: "internal", message: "internal error" },
+    });
+  }
+
+  #reply(reply: ReplyMessage): void {
+    if (this.#end !== undefined) return;
+    try {
+      this.#child.send(reply);
+    } catch (err) {
+      // A handler result that is not JSON (a BigInt, a cycle): still one reply.
+      this.#child.send({
+        kind: "reply",
+        id: reply.id,
+        ok: false,
+        error: { code: "internal", message: "internal error" },
+      });
+      try {
+        (this.#options.onInternalError ?? defaultInternalError)(err, "reply");
+      } catch { /* ignore */ }
+    }
+  }
+
+  #log(level: LogLevel, message: string): void {
+    try {
+      this.#options.onLog(level, message);
+    } catch { /* onLog must not throw; if it does, the sandbox is not to blame */ }
+  }
+
+  #warn(message: string): void {
+    const max = this.#options.maxWarnings ?? 100;
+    if (this.#warnings > max) return;
+    this.#warnings++;
+    this.#log("warn", this.#warnings > max ? "further sandbox warnings suppressed" : message);
+  }
+}
+
+function defaultInternalError(error: unknown, method: string): void {
+  console.error(`moat: bridge method ${method} failed:`, error);
+}
+
+function exitMessage(exit: ChildExit, options: StartOptions): string {
+  const how = describe(exit);
+  if (/out of memory|heap limit/i.test(exit.stderrTail)) {
+    return `sandbox process of script "${options.script}" ran out of memory (${how})`;
+  }
+  return `sandbox process of script "${options.script}" exited unexpectedly (${how})`;
+}

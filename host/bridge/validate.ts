@@ -1,0 +1,188 @@
+/**
+ * Checks on everything a sandbox sends. The sandbox is untrusted: every
+ * message is parsed JSON of unknown shape until these functions say
+ * otherwise, and none of them throws on bad input except the per-method
+ * argument validators, which throw {@linkcode BridgeError} (answered to the
+ * script as `{ code: "bad_args", message }`).
+ *
+ * @module
+ */
+
+import {
+  LOG_LEVELS,
+  type LogLevel,
+  MAX_END_TEXT_CHARS,
+  MAX_LOG_CHARS,
+  type MethodName,
+  type Methods,
+  type SandboxMessage,
+  type TimeOptions,
+  type TimeSpec,
+} from "../../sandbox/protocol.ts";
+
+/**
+ * An error a method handler throws to tell the *script* what went wrong.
+ * Only `code` and `message` cross the bridge. Any other exception from a
+ * handler reaches the script as `{ code: "internal", message: "internal error" }`.
+ */
+export class BridgeError extends Error {
+  /** Machine-readable code, e.g. "bad_args", "not_found", "denied". */
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "BridgeError";
+    this.code = code;
+  }
+}
+
+/** Validates the raw `args` of one method; throws `BridgeError("bad_args", …)`. */
+export type ArgValidator<M extends MethodName> = (args: unknown[]) => Methods[M]["args"];
+
+/** One validator per method: a method without one fails `deno check`. */
+export type ArgValidators = { readonly [M in MethodName]: ArgValidator<M> };
+
+const MAX_SPEC_CHARS = 1000;
+const MAX_SPEC_ITEMS = 100;
+
+function quote(v: unknown): string {
+  try {
+    const s = typeof v === "string" ? JSON.stringify(v) : String(JSON.stringify(v) ?? typeof v);
+    return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+  } catch {
+    return typeof v;
+  }
+}
+
+function badArgs(method: string, what: string): BridgeError {
+  return new BridgeError("bad_args", `Cannot call ${method}: ${what}`);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** `[spec, options?]` of `time_at` and `wait`. */
+function timeArgs(method: string, args: unknown[]): [TimeSpec, TimeOptions] {
+  if (args.length < 1 || args.length > 2) {
+    throw badArgs(method, `expected (spec, options), got ${args.length} arguments`);
+  }
+  const [spec, opts = {}] = args;
+  if (typeof spec === "string") {
+    if (spec.length > MAX_SPEC_CHARS) {
+      throw badArgs(method, `time spec is longer than ${MAX_SPEC_CHARS} characters`);
+    }
+  } else if (Array.isArray(spec)) {
+    if (spec.length > MAX_SPEC_ITEMS) {
+      throw badArgs(method, `time spec has more than ${MAX_SPEC_ITEMS} items`);
+    }
+    for (const [i, item] of spec.entries()) {
+      const ok = (typeof item === "string" && item.length <= MAX_SPEC_CHARS) ||
+        (typeof item === "number" && Number.isFinite(item));
+      if (!ok) {
+        throw badArgs(
+          method,
+          `time spec item ${i} must be a string or a number, got ${quote(item)}`,
+        );
+      }
+    }
+  } else {
+    throw badArgs(method, `time spec must be a string or an array, got ${quote(spec)}`);
+  }
+  if (!isPlainObject(opts)) throw badArgs(method, `options must be an object, got ${quote(opts)}`);
+  const options: TimeOptions = {};
+  for (const key of Object.keys(opts)) {
+    const v = opts[key];
+    if (key === "now") {
+      if (typeof v !== "number" || !Number.isFinite(v)) {
+        throw badArgs(method, `options.now must be Unix seconds, got ${quote(v)}`);
+      }
+      options.now = v;
+    } else if (key === "current") {
+      if (v !== null && typeof v !== "boolean") {
+        throw badArgs(method, `options.current must be true, false or null, got ${quote(v)}`);
+      }
+      options.current = v;
+    } else {
+      throw badArgs(method, `unknown option ${quote(key)}`);
+    }
+  }
+  return [spec as TimeSpec, options];
+}
+
+/** The argument validators of the closed method table. */
+export const argValidators: ArgValidators = Object.freeze({
+  time_at: (args: unknown[]) => timeArgs("time_at", args),
+  wait: (args: unknown[]) => timeArgs("wait", args),
+});
+
+/** Result of {@linkcode checkMessage}. */
+export type Checked =
+  | { ok: true; message: SandboxMessage }
+  /** Refused; `id` is set when it was a call that must still be answered. */
+  | { ok: false; why: string; id?: number };
+
+function isId(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Check the shape of one parsed line from a sandbox. Method names are not
+ * checked here (the caller looks them up with `Object.hasOwn` on its table),
+ * and arguments are checked by {@linkcode argValidators}.
+ */
+export function checkMessage(value: unknown): Checked {
+  if (!isPlainObject(value)) return { ok: false, why: "message is not an object" };
+  const kind = value.kind;
+  switch (kind) {
+    case "ready":
+      if (!isId(value.version)) return { ok: false, why: "ready without a version" };
+      return { ok: true, message: { kind, version: value.version } };
+    case "call": {
+      if (!isId(value.id)) return { ok: false, why: "call without a valid id" };
+      const id = value.id;
+      if (typeof value.method !== "string" || value.method.length > 100) {
+        return { ok: false, why: "call without a method name", id };
+      }
+      if (!Array.isArray(value.args)) return { ok: false, why: "call args is not an array", id };
+      // The method name is checked against the table by the caller.
+      return {
+        ok: true,
+        message: { kind, id, method: value.method as MethodName, args: value.args as never },
+      };
+    }
+    case "cancel":
+      if (!isId(value.id)) return { ok: false, why: "cancel without a valid id" };
+      return { ok: true, message: { kind, id: value.id } };
+    case "log": {
+      const level = value.level;
+      if (typeof level !== "string" || !(LOG_LEVELS as readonly string[]).includes(level)) {
+        return { ok: false, why: `log with unknown level ${quote(level)}` };
+      }
+      if (typeof value.message !== "string") return { ok: false, why: "log without a message" };
+      return {
+        ok: true,
+        message: {
+          kind,
+          level: level as LogLevel,
+          message: value.message.slice(0, MAX_LOG_CHARS + 100),
+        },
+      };
+    }
+    case "ended": {
+      const state = value.state;
+      if (state !== "ok" && state !== "error") {
+        return { ok: false, why: `ended with unknown state ${quote(state)}` };
+      }
+      const text = (v: unknown) =>
+        typeof v === "string" ? v.slice(0, MAX_END_TEXT_CHARS + 100) : "";
+      return {
+        ok: true,
+        message: { kind, state, message: text(value.message), debug: text(value.debug) },
+      };
+    }
+    default:
+      return { ok: false, why: `unknown message kind ${quote(kind)}` };
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * `moat run [PATH…]`: run this host's script tasks until stopped (SIGINT or
+ * SIGTERM), or each once with `--once`.
+ *
+ * @module
+ */
+
+import type { Command } from "./command.ts";
+import { EtcdStore } from "../store/etcd_store.ts";
+import { Layout } from "../layout.ts";
+import { isLogLevel, LineLogger } from "../log.ts";
+import { SandboxPool } from "../bridge/sandbox.ts";
+import { hostMethods } from "../bridge/methods.ts";
+import { Host } from "../tasks/host.ts";
+import { SystemClock } from "../time/clock.ts";
+import { UsageError } from "./io.ts";
+import { checkName } from "../names.ts";
+import { CLI_ETCD_TIMEOUT_MS } from "./services.ts";
+
+/** How long a shutdown may take before the host gives up waiting, in ms. */
+const SHUTDOWN_MS = 5000;
+
+/** The `moat run` command. */
+export const runCommand: Command = {
+  kind: "command",
+  name: "run",
+  summary: "run this host's script tasks",
+  args: "[PATH…]",
+  help: [
+    "Runs every script task below /task/<host>/<PATH> (default: all of this host's tasks),",
+    "each in its own sandbox process, and follows the tree: new tasks start, deleted ones",
+    "stop, changed ones restart. SIGINT or SIGTERM stop every script cleanly.",
+  ].join("\n"),
+  options: {
+    once: { type: "boolean", help: "run each task once, without restarts, then exit" },
+    "log-level": { type: "string", arg: "LEVEL", help: "debug, info (default), warn or error" },
+  },
+  async run(ctx) {
+    for (const p of ctx.positionals) {
+      try {
+        checkName(p, "path");
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
+    const level = ctx.values["log-level"] ?? "info";
+    if (typeof level !== "string" || !isLogLevel(level)) {
+      throw new UsageError(
+        `--log-level must be debug, info, warn or error, not "${String(level)}"`,
+      );
+    }
+    const logger = new LineLogger({ level });
+    const clock = new SystemClock();
+    const store = new EtcdStore({ endpoints: ctx.globals.etcd, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+    const isolation = new SandboxPool();
+    const once = ctx.values.once === true;
+    const host = new Host({
+      store,
+      layout: new Layout(ctx.globals.root),
+      hostName: ctx.globals.host,
+      isolation,
+      logger,
+      clock,
+      paths: ctx.positionals,
+      once,
+      methods: ({ zone }) => hostMethods({ clock, zone }),
+    });
+    let signalled: string | undefined;
+    let wake!: () => void;
+    const stopRequested = new Promise<void>((r) => wake = r);
+    const onSignal = (name: string) => () => {
+      if (signalled) return;
+      signalled = name;
+      logger.log("info", "host", `${name}: stopping every script`);
+      wake();
+    };
+    const handlers = [["SIGINT", onSignal("SIGINT")], ["SIGTERM", onSignal("SIGTERM")]] as const;
+    for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
+    try {
+      await host.start();
+      logger.log("info", "host", `running tasks of host ${ctx.globals.host}`);
+      if (once) {
+        const ends = await Promise.race([host.settled(), stopRequested.then(() => undefined)]);
+        if (ends) {
+          const bad = [...ends].filter(([, e]) => e?.state !== "ok");
+          return bad.length === 0 ? 0 : 1;
+        }
+      } else {
+        await stopRequested;
+      }
+      return 0;
+    } finally {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        host.close(),
+        new Promise<void>((r) => timer = setTimeout(r, SHUTDOWN_MS)),
+      ]);
+      clearTimeout(timer);
+      await isolation.close();
+      await store.close();
+      for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
+    }
+  },
+};

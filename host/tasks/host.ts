@@ -1,0 +1,267 @@
+/**
+ * The host: runs every script task below `/task/<host>/<path>` and follows
+ * the tree live (a new task starts, a deleted one stops, a changed one
+ * restarts; a changed script restarts its tasks).
+ *
+ * @module
+ */
+
+import type { Store, WatchEvent } from "../store/store.ts";
+import { WatchHub } from "../store/watch_hub.ts";
+import type { Layout } from "../layout.ts";
+import { SCRIPT_KEYS } from "../layout.ts";
+import type { Clock } from "../time/clock.ts";
+import { SystemClock } from "../time/clock.ts";
+import type { Logger } from "../log.ts";
+import type { Isolation, MethodTable, ScriptEnd } from "../bridge/sandbox.ts";
+import { ScriptDefs } from "../scripts/definitions.ts";
+import { CodeVersions } from "../scripts/versions.ts";
+import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
+import { type RunConfig, runConfig } from "./run_config.ts";
+import { type LoadedScript, TaskRunner, type Transition } from "./task_runner.ts";
+
+/** Options of a `Host`. */
+export interface HostOptions {
+  store: Store;
+  layout: Layout;
+  /** This host's name: it runs the tasks below `/task/<hostName>/`. */
+  hostName: string;
+  isolation: Isolation;
+  logger: Logger;
+  /** Task path prefixes below `/task/<hostName>/`; empty = all. */
+  paths?: string[];
+  /** @default new SystemClock() */
+  clock?: Clock;
+  /** Run each task once, without restarts. */
+  once?: boolean;
+  /** Build the bridge methods for a run. */
+  methods(ctx: { task: TaskInfo; signal: AbortSignal; zone: () => string }): MethodTable;
+  onTransition?(t: Transition): void;
+}
+
+/** Runs a host's script tasks. */
+export class Host {
+  #o: HostOptions;
+  #clock: Clock;
+  #hub: WatchHub;
+  #tasks: TaskDefs;
+  #versions: CodeVersions;
+  #runners = new Map<string, TaskRunner>();
+  /** Per-path chain of pending reconciliations, so they never overlap. */
+  #pending = new Map<string, Promise<void>>();
+  #prefixes: string[];
+  #zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  #closed = false;
+
+  constructor(options: HostOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? new SystemClock();
+    const { store, layout } = options;
+    this.#hub = new WatchHub(store, layout.root + "/", {
+      onError: (e) => options.logger.log("error", "host", `watch failed: ${e.message}`),
+    });
+    const scripts = new ScriptDefs(store, layout, { clock: this.#clock });
+    this.#tasks = new TaskDefs(store, layout, scripts);
+    this.#versions = new CodeVersions(store, layout, {
+      clock: this.#clock,
+      log: (level, m) => options.logger.log(level, "host", m),
+    });
+    const base = `${layout.tasksPrefix}${options.hostName}/`;
+    this.#prefixes = (options.paths?.length ? options.paths : [""]).map((p) =>
+      p === "" ? base : `${base}${p.replace(/\/+$/, "")}/`
+    );
+  }
+
+  /** The task paths that have a runner now. */
+  get running(): string[] {
+    return [...this.#runners.keys()].sort();
+  }
+
+  /** The runner of a task, if any (for tests and `moat status`). */
+  runner(path: string): TaskRunner | undefined {
+    return this.#runners.get(path);
+  }
+
+  /** Read the tree, start every task, and follow changes. */
+  async start(): Promise<void> {
+    const { store, layout } = this.#o;
+    const tz = await store.get(layout.timezoneKey);
+    if (tz) this.#setZone(tz.value);
+    let revision = 0;
+    const paths = new Set<string>();
+    for (const prefix of this.#prefixes) {
+      const res = await store.range(prefix);
+      revision = Math.max(revision, res.revision);
+      for (const kv of res.kvs) {
+        const p = this.#taskPathOf(kv.key);
+        if (p) paths.add(p);
+      }
+    }
+    // Everything after the snapshot arrives through the one watch.
+    this.#hub.subscribe(layout.tasksPrefix, (events) => this.#onTaskEvents(events));
+    this.#hub.subscribe(layout.scriptsPrefix, (events) => this.#onScriptEvents(events));
+    this.#hub.subscribe(layout.timezoneKey, (events) => {
+      const last = events[events.length - 1]!;
+      this.#setZone(last.type === "put" ? last.kv.value : "");
+    });
+    await this.#hub.start(revision + 1);
+    for (const p of [...paths].sort()) this.#schedule(p);
+  }
+
+  #setZone(zone: string): void {
+    const z = zone.trim();
+    if (z === "") {
+      this.#zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      return;
+    }
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: z });
+      this.#zone = z;
+    } catch {
+      this.#o.logger.log("warn", "host", `ignoring /config/timezone "${z}": not a known time zone`);
+    }
+  }
+
+  /** The path of the task a key belongs to, when it is one of ours. */
+  #taskPathOf(key: string): string | undefined {
+    if (!this.#prefixes.some((p) => key.startsWith(p))) return undefined;
+    const tail = key.slice(this.#o.layout.tasksPrefix.length);
+    const at = tail.indexOf("/:task/");
+    return at > 0 ? tail.slice(0, at) : undefined;
+  }
+
+  #onTaskEvents(events: WatchEvent[]): void {
+    const changed = new Set<string>();
+    for (const e of events) {
+      const p = this.#taskPathOf(e.kv.key);
+      if (!p) continue;
+      // data/ belongs to the running script (moat.data): no restart.
+      const rest = e.kv.key.slice(this.#o.layout.taskDir(p).length);
+      if (rest.startsWith("data/") && this.#runners.has(p)) continue;
+      changed.add(p);
+    }
+    for (const p of changed) this.#schedule(p, "task changed");
+  }
+
+  #onScriptEvents(events: WatchEvent[]): void {
+    const layout = this.#o.layout;
+    const touched = new Map<string, Set<string>>();
+    for (const e of events) {
+      const tail = e.kv.key.slice(layout.scriptsPrefix.length);
+      const at = tail.indexOf("/:code/");
+      if (at <= 0) continue;
+      const name = tail.slice(0, at);
+      const field = tail.slice(at + 7);
+      let s = touched.get(name);
+      if (!s) touched.set(name, s = new Set());
+      s.add(e.type === "delete" ? `-${field}` : field);
+    }
+    for (const [name, fields] of touched) {
+      if (fields.has(SCRIPT_KEYS.newCode)) void this.#versions.promote(name);
+      const relevant = [
+        SCRIPT_KEYS.code,
+        SCRIPT_KEYS.current,
+        SCRIPT_KEYS.oldCode,
+        SCRIPT_KEYS.language,
+      ]
+        .some((f) => fields.has(f) || fields.has(`-${f}`));
+      if (!relevant) continue;
+      for (const path of this.#runners.keys()) {
+        this.#scriptOf(path).then((s) => {
+          if (s === name) this.#schedule(path, `script ${name} changed`);
+        });
+      }
+    }
+  }
+
+  async #scriptOf(path: string): Promise<string | undefined> {
+    const kv = await this.#o.store.get(this.#o.layout.taskDir(path) + "script");
+    return kv?.value;
+  }
+
+  /** Queue a reconciliation of one task path behind any pending one. */
+  #schedule(path: string, reason = "new task"): void {
+    if (this.#closed) return;
+    const prev = this.#pending.get(path) ?? Promise.resolve();
+    const next = prev.then(() => this.#reconcile(path, reason)).catch((e) =>
+      this.#o.logger.log("error", path, `could not start or stop: ${(e as Error).message}`)
+    );
+    this.#pending.set(path, next);
+    void next.finally(() => {
+      if (this.#pending.get(path) === next) this.#pending.delete(path);
+    });
+  }
+
+  async #reconcile(path: string, reason: string): Promise<void> {
+    if (this.#closed) return;
+    const task = await this.#tasks.get(path);
+    const wanted = task !== undefined && task.taskdef === SCRIPT_TASKDEF;
+    const current = this.#runners.get(path);
+    if (current) {
+      if (this.#o.once && wanted && reason !== "task changed") return;
+      await current.stop(wanted ? `restarting: ${reason}` : "stopped: task deleted");
+      this.#runners.delete(path);
+      if (!wanted) this.#o.logger.log("info", path, "task deleted: stopped");
+    }
+    if (!wanted || this.#closed) return;
+    const runner = new TaskRunner(path, this.#deps(), { once: this.#o.once ?? false });
+    // A runner that finished by itself (once, or no restart) stays
+    // registered until its task changes, so it is not started again.
+    this.#runners.set(path, runner);
+  }
+
+  #deps() {
+    const o = this.#o;
+    return {
+      store: o.store,
+      layout: o.layout,
+      hub: this.#hub,
+      isolation: o.isolation,
+      clock: this.#clock,
+      logger: o.logger,
+      hostName: o.hostName,
+      readTask: (p: string) =>
+        this.#tasks.get(p).then((t) => t?.taskdef === SCRIPT_TASKDEF ? t : undefined),
+      runConfig: (t: TaskInfo) => this.#runConfig(t),
+      loadScript: (t: TaskInfo): Promise<LoadedScript> => this.#versions.load(t.script),
+      methods: (task: TaskInfo, signal: AbortSignal) =>
+        o.methods({ task, signal, zone: () => this.#zone }),
+      ...(o.onTransition ? { onTransition: o.onTransition } : {}),
+    };
+  }
+
+  async #runConfig(task: TaskInfo): Promise<RunConfig> {
+    const { kvs } = await this.#o.store.range(this.#o.layout.runConfigPrefix);
+    const global: Record<string, string> = {};
+    for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
+    return runConfig(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
+  }
+
+  /**
+   * Resolves once every task has finished and nothing is pending (for
+   * `--once`): all runners done.
+   */
+  async settled(): Promise<Map<string, ScriptEnd | undefined>> {
+    for (;;) {
+      await Promise.all([...this.#pending.values()]);
+      const runners = [...this.#runners];
+      const ends = await Promise.all(runners.map(([, r]) => r.done));
+      if (this.#pending.size === 0 && runners.length === this.#runners.size) {
+        return new Map(runners.map(([p], i) => [p, ends[i]]));
+      }
+    }
+  }
+
+  /** Stop every script (on_stop runs, status written, leases revoked). Safe twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#pending.values()]);
+    await Promise.all(
+      [...this.#runners.values()].map((r) => r.stop("stopped: host shutting down")),
+    );
+    this.#runners.clear();
+    await this.#versions.close();
+    await this.#hub.close();
+  }
+}

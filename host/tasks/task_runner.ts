@@ -1,0 +1,303 @@
+/**
+ * The run protocol for one task: take the `running` lease, run the script
+ * in the sandbox, record how it ended, give the lease back, and restart or
+ * retry as the run settings say. See design.md, "The run protocol".
+ *
+ * @module
+ */
+
+import type { Lease, Store } from "../store/store.ts";
+import type { Layout } from "../layout.ts";
+import type { Clock } from "../time/clock.ts";
+import type { Logger } from "../log.ts";
+import type { WatchHub } from "../store/watch_hub.ts";
+import type { Isolation, MethodTable, ScriptEnd, ScriptHandle } from "../bridge/sandbox.ts";
+import { unixText } from "../scripts/definitions.ts";
+import { nextDelay, type RunConfig } from "./run_config.ts";
+import type { TaskInfo } from "./task_defs.ts";
+
+/** A script ready to run: its name and the JavaScript to evaluate. */
+export interface LoadedScript {
+  script: string;
+  js: string;
+}
+
+/** A state transition of a task, as published (e.g. as an AMQP alert). */
+export interface Transition {
+  task: string;
+  state: "start" | "ok" | "error" | "fail";
+  message?: string;
+  host: string;
+  time: number;
+}
+
+/** What a runner needs from its host. */
+export interface RunnerDeps {
+  store: Store;
+  layout: Layout;
+  hub: WatchHub;
+  isolation: Isolation;
+  clock: Clock;
+  logger: Logger;
+  hostName: string;
+  /** Read the task now; `undefined` when it is gone. */
+  readTask(path: string): Promise<TaskInfo | undefined>;
+  /** The task's effective run settings. */
+  runConfig(task: TaskInfo): Promise<RunConfig>;
+  /** Fetch and check the task's script; throws with a user-facing message. */
+  loadScript(task: TaskInfo): Promise<LoadedScript>;
+  /** The bridge methods for one run of the task. */
+  methods(task: TaskInfo, signal: AbortSignal): MethodTable;
+  /** Called on every transition (best effort; must not throw). */
+  onTransition?(t: Transition): void;
+}
+
+/** Options of a runner. */
+export interface RunnerOptions {
+  /** Run once and do not restart or retry. */
+  once?: boolean;
+}
+
+/** Why a run ended, when the host ended it. */
+interface StopRequest {
+  reason: string;
+}
+
+/** Runs one task for as long as it exists (or once). */
+export class TaskRunner {
+  readonly path: string;
+  #deps: RunnerDeps;
+  #once: boolean;
+  #stop: StopRequest | undefined;
+  #stopAbort = new AbortController();
+  #done: Promise<ScriptEnd | undefined>;
+  #handle: ScriptHandle | undefined;
+  #runs = 0;
+
+  constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
+    this.path = path;
+    this.#deps = deps;
+    this.#once = options.once ?? false;
+    this.#done = this.#loop().catch((e) => {
+      this.#log("error", `task runner failed: ${(e as Error).message}`);
+      return undefined;
+    });
+  }
+
+  /** How the last run ended, once the runner has finished for good. */
+  get done(): Promise<ScriptEnd | undefined> {
+    return this.#done;
+  }
+
+  /** Number of runs started so far. */
+  get runs(): number {
+    return this.#runs;
+  }
+
+  /** Stop the current run (on_stop runs) and do not run again. */
+  async stop(reason: string): Promise<ScriptEnd | undefined> {
+    if (!this.#stop) {
+      this.#stop = { reason };
+      this.#stopAbort.abort(new Error(reason));
+    }
+    return await this.#done;
+  }
+
+  #log(level: "debug" | "info" | "warn" | "error", message: string): void {
+    this.#deps.logger.log(level, this.path, message);
+  }
+
+  async #loop(): Promise<ScriptEnd | undefined> {
+    let failures = 0;
+    let last: ScriptEnd | undefined;
+    while (!this.#stop) {
+      const task = await this.#deps.readTask(this.path);
+      if (!task) {
+        this.#log("info", "task is gone; not running it");
+        break;
+      }
+      const config = await this.#deps.runConfig(task);
+      const held = await this.#acquire(config);
+      if (!held) break;
+      last = await this.#runOnce(task, held);
+      if (this.#stop || this.#once) break;
+      failures = last.state === "ok" ? 0 : failures + 1;
+      const delay = nextDelay(config, last.state, failures);
+      if (delay === undefined) {
+        this.#log("info", `ended (${last.state}); not restarting`);
+        break;
+      }
+      this.#log(
+        "info",
+        `ended (${last.state}); ${last.state === "ok" ? "restart" : "retry"} in ${+delay.toFixed(
+          3,
+        )} s`,
+      );
+      try {
+        await this.#deps.clock.sleepUntil(
+          this.#deps.clock.now() + delay * 1000,
+          this.#stopAbort.signal,
+        );
+      } catch {
+        break; // stopped while waiting
+      }
+    }
+    return last;
+  }
+
+  /** Take the `running` key under a new lease; wait while another host holds it. */
+  async #acquire(
+    config: RunConfig,
+  ): Promise<{ lease: Lease; token: string; started: string } | undefined> {
+    const dir = this.#deps.layout.statusDir(this.path);
+    const running = dir + "running";
+    while (!this.#stop) {
+      // Subscribe before trying, so that a release between the try and the
+      // wait is not missed.
+      let release!: () => void;
+      const released = new Promise<void>((r) => release = r);
+      const sub = this.#deps.hub.subscribe(running, (events) => {
+        if (events.some((e) => e.type === "delete" && e.kv.key === running)) release();
+      });
+      try {
+        const lease = await this.#deps.store.grantLease(config.ttl, {
+          keepAliveEvery: config.ttl / config.refresh,
+        });
+        const token = JSON.stringify({
+          host: this.#deps.hostName,
+          pid: Deno.pid,
+          id: crypto.randomUUID(),
+        });
+        const started = unixText(this.#deps.clock.now());
+        const res = await this.#deps.store.txn(
+          [{ key: running, target: "createRevision", op: "==", value: 0 }],
+          [
+            { type: "put", key: running, value: token, lease: lease.id },
+            { type: "put", key: dir + "started", value: started },
+          ],
+          [{ type: "get", key: running }],
+        );
+        if (res.succeeded) return { lease, token, started };
+        await lease.revoke();
+        const holder = res.responses[0]?.type === "get"
+          ? res.responses[0].kvs[0]?.value
+          : undefined;
+        this.#log("info", `waiting: the task is running elsewhere (${holder ?? "unknown"})`);
+        const stopped = new Promise<void>((r) =>
+          this.#stopAbort.signal.addEventListener("abort", () => r(), { once: true })
+        );
+        await Promise.race([released, stopped]);
+      } finally {
+        sub.close();
+      }
+    }
+    return undefined;
+  }
+
+  async #runOnce(
+    task: TaskInfo,
+    held: { lease: Lease; token: string; started: string },
+  ): Promise<ScriptEnd> {
+    const { lease, token, started } = held;
+    this.#runs++;
+    const runAbort = new AbortController();
+    let end: ScriptEnd;
+    let leaseLost = false;
+    this.#transition("start");
+    try {
+      let loaded: LoadedScript | undefined;
+      try {
+        loaded = await this.#deps.loadScript(task);
+      } catch (e) {
+        end = { state: "error", message: (e as Error).message, debug: "" };
+      }
+      if (loaded) {
+        const handle = await this.#deps.isolation.start({
+          task: this.path,
+          script: loaded.script,
+          code: loaded.js,
+          methods: this.#deps.methods(task, runAbort.signal),
+          onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
+        });
+        this.#handle = handle;
+        this.#log("info", `started script ${loaded.script} (sandbox pid ${handle.pid})`);
+        const lost = lease.lost.then((e) => ({ lost: e }));
+        const stop = new Promise<{ stop: string }>((resolve) => {
+          const on = () => resolve({ stop: this.#stop?.reason ?? "stopped" });
+          if (this.#stopAbort.signal.aborted) on();
+          else this.#stopAbort.signal.addEventListener("abort", on, { once: true });
+        });
+        const first = await Promise.race([handle.ended.then((e) => ({ end: e })), lost, stop]);
+        if ("end" in first) {
+          end = first.end;
+        } else if ("lost" in first) {
+          // Another host may own the task already: stop at once, no on_stop.
+          leaseLost = true;
+          end = await handle.kill(`lease lost: ${first.lost.message}`);
+        } else {
+          end = await handle.stop(first.stop);
+        }
+        this.#handle = undefined;
+      }
+    } finally {
+      runAbort.abort();
+    }
+    end = end!;
+    await this.#record(end, token, started, leaseLost);
+    await lease.revoke().catch(() => {});
+    this.#log(
+      end.state === "ok" ? "info" : "warn",
+      `ended: ${end.state}${end.message ? `: ${end.message}` : ""}`,
+    );
+    this.#transition(end.state, end.message);
+    return end;
+  }
+
+  /**
+   * Write how the run ended, but only while nobody else has taken the task
+   * over: guarded by our `running` token, or, once our lease is gone, by no
+   * one running it and our `started` still standing.
+   */
+  async #record(end: ScriptEnd, token: string, started: string, leaseLost: boolean): Promise<void> {
+    const dir = this.#deps.layout.statusDir(this.path);
+    const ops = [
+      { type: "put" as const, key: dir + "state", value: end.state },
+      { type: "put" as const, key: dir + "message", value: end.message },
+      { type: "put" as const, key: dir + "debug", value: end.debug },
+      { type: "put" as const, key: dir + "stopped", value: unixText(this.#deps.clock.now()) },
+    ];
+    try {
+      const mine = await this.#deps.store.txn(
+        [{ key: dir + "running", target: "value", op: "==", value: token }],
+        [...ops, { type: "delete", key: dir + "running" }],
+      );
+      if (mine.succeeded) return;
+      const orphan = await this.#deps.store.txn(
+        [
+          { key: dir + "running", target: "createRevision", op: "==", value: 0 },
+          { key: dir + "started", target: "value", op: "==", value: started },
+        ],
+        ops,
+      );
+      if (!orphan.succeeded && !leaseLost) {
+        this.#log("warn", "status not written: another host has taken the task over");
+      }
+    } catch (e) {
+      this.#log("error", `could not write the task's status: ${(e as Error).message}`);
+    }
+  }
+
+  #transition(state: Transition["state"], message?: string): void {
+    try {
+      this.#deps.onTransition?.({
+        task: this.path,
+        state,
+        ...(message !== undefined ? { message } : {}),
+        host: this.#deps.hostName,
+        time: this.#deps.clock.now() / 1000,
+      });
+    } catch {
+      // Publishing is best effort.
+    }
+  }
+}

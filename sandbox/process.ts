@@ -1,0 +1,163 @@
+/**
+ * The sandbox process: the main module of each `deno run` the host spawns
+ * for one script. It runs with no permissions at all, creates the script's
+ * Worker (itself with `permissions: "none"`) and relays, line by line,
+ * between the host (stdin/stdout) and the Worker (`postMessage`), checking
+ * what the Worker sends before it reaches the host.
+ *
+ * Why a `blob:` Worker: a process without read permission cannot start a
+ * Worker from a file, and `--allow-read=<bootstrap file>` would tie the
+ * sandbox to a source tree on disk (no good for `deno compile`). The main
+ * module and its static imports load without any permission, so this module
+ * imports the bootstrap's *function* and turns its (already transpiled)
+ * source text into a `blob:` URL. Measured on Deno 2.9.6: the Worker posts
+ * its first message a few ms after `new Worker`, and nothing is read from
+ * disk or written to the cache for it.
+ *
+ * Why stdout is safe: the script cannot reach it. Its Worker has no `Deno`,
+ * no `process`, and every `node:` import (e.g. `node:fs` `writeSync(1, …)`)
+ * is mapped by the host's import map to a module that throws.
+ *
+ * @module
+ */
+
+import {
+  type LogLevel,
+  MAX_END_TEXT_CHARS,
+  MAX_LINE_BYTES,
+  MAX_LOG_CHARS,
+  PROTOCOL_VERSION,
+  SANDBOX_KINDS,
+} from "./protocol.ts";
+import { workerSource } from "./worker.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+let ended = false;
+
+/** Write one line to the host, all of it, now (the host always reads). */
+function writeLine(text: string): void {
+  const bytes = encoder.encode(text + "\n");
+  let off = 0;
+  while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+}
+
+function sendLog(level: LogLevel, message: string): void {
+  writeLine(JSON.stringify({ kind: "log", level, message }));
+}
+
+function sendEnded(state: "ok" | "error", message: string, debug: string): void {
+  if (ended) return;
+  ended = true;
+  writeLine(JSON.stringify({ kind: "ended", state, message, debug }));
+}
+
+const isId = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * Check a message from the Worker. Returns undefined when it may go to the
+ * host, else why not (and the call id to answer, if any). The host checks everything again; this keeps a broken or
+ * hostile Worker from putting anything but well-formed lines on the pipe.
+ */
+function refuse(text: unknown): { why: string; callId?: number } | undefined {
+  if (typeof text !== "string") return { why: "not a string" };
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: encode only near the limit.
+  if (
+    text.length >= MAX_LINE_BYTES ||
+    (text.length * 3 >= MAX_LINE_BYTES && encoder.encode(text).length >= MAX_LINE_BYTES)
+  ) {
+    return { why: `message too large (${text.length} characters)` };
+  }
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return { why: "not JSON" };
+  }
+  if (msg === null || typeof msg !== "object" || Array.isArray(msg)) {
+    return { why: "not an object" };
+  }
+  const m = msg as Record<string, unknown>;
+  const kind = m.kind;
+  if (typeof kind !== "string" || !(SANDBOX_KINDS as readonly string[]).includes(kind)) {
+    return { why: `unknown kind ${JSON.stringify(kind)}` };
+  }
+  if ((kind === "call" || kind === "cancel") && !isId(m.id)) return { why: `${kind} without id` };
+  if (kind === "call" && (typeof m.method !== "string" || !Array.isArray(m.args))) {
+    return { why: "malformed call", callId: m.id as number };
+  }
+  if (kind === "log" && (typeof m.message !== "string" || m.message.length > 2 * MAX_LOG_CHARS)) {
+    return { why: "malformed log" };
+  }
+  if (kind === "ended") {
+    if (ended) return { why: "second ended" };
+    ended = true;
+  }
+  return undefined;
+}
+
+const worker = new Worker(
+  URL.createObjectURL(
+    new Blob([
+      workerSource({
+        version: PROTOCOL_VERSION,
+        maxLineBytes: MAX_LINE_BYTES,
+        maxLogChars: MAX_LOG_CHARS,
+        maxEndTextChars: MAX_END_TEXT_CHARS,
+      }),
+    ], { type: "text/javascript" }),
+  ),
+  { type: "module", name: "moat-script", deno: { permissions: "none" } } as WorkerOptions,
+);
+
+worker.onmessage = (e: MessageEvent) => {
+  if (ended) return; // after `ended` the host kills us; nothing more matters
+  const bad = refuse(e.data);
+  if (bad === undefined) {
+    writeLine(e.data as string);
+    return;
+  }
+  sendLog("warn", `sandbox refused a message from the script: ${bad.why}`);
+  if (bad.callId !== undefined) {
+    // Every call is answered exactly once: this one will never reach the host.
+    worker.postMessage(JSON.stringify({
+      kind: "reply",
+      id: bad.callId,
+      ok: false,
+      error: { code: "bad_message", message: `call refused by the sandbox: ${bad.why}` },
+    }));
+  }
+};
+
+// An error the Worker's own handlers did not catch (e.g. in the bootstrap)
+// would kill this process; instead the script ends with state error.
+worker.onerror = (e: ErrorEvent) => {
+  e.preventDefault();
+  sendEnded("error", String(e.message ?? "uncaught error in the script's Worker"), "");
+  worker.terminate();
+};
+worker.onmessageerror = () => {
+  sendLog("warn", "sandbox could not deserialise a message from the script");
+};
+
+/** Relay host lines to the Worker; the Worker parses and checks them. */
+async function readHost(): Promise<void> {
+  let buf = new Uint8Array(0);
+  for await (const chunk of Deno.stdin.readable) {
+    let data = chunk;
+    if (buf.length > 0) {
+      data = new Uint8Array(buf.length + chunk.length);
+      data.set(buf);
+      data.set(chunk, buf.length);
+    }
+    let start = 0;
+    for (let nl = data.indexOf(10, start); nl >= 0; nl = data.indexOf(10, start)) {
+      if (nl > start) worker.postMessage(decoder.decode(data.subarray(start, nl)));
+      start = nl + 1;
+    }
+    buf = data.slice(start);
+  }
+}
+
+// The host owns us: when it closes stdin (or dies), we go, Worker and all.
+readHost().finally(() => Deno.exit(0));

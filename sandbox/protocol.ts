@@ -1,0 +1,193 @@
+/**
+ * The wire protocol between the host, a sandbox process and the script's
+ * Worker inside it. This file imports nothing and holds only types and a few
+ * constants, so that both sides (and `deno check`) share one definition.
+ *
+ * Framing: host ⇄ sandbox process is one JSON object per line (UTF-8, `\n`)
+ * over the process's stdin/stdout. Sandbox process ⇄ Worker is `postMessage`
+ * carrying the same JSON text as a string; the sandbox process is a
+ * validating relay and adds no messages of its own except `ready` (once its
+ * Worker is up) and `ended` (when the Worker dies of an error it could not
+ * handle itself).
+ *
+ * Adding a bridge method is: one entry in {@linkcode Methods} here, one
+ * argument validator in `host/bridge/validate.ts` and one handler in the
+ * host's method table. `deno check` fails until all three exist.
+ *
+ * @module
+ */
+
+/** Bumped on any incompatible change; `ready` carries it and the host checks it. */
+export const PROTOCOL_VERSION = 1;
+
+/** Longest accepted line (= message), in bytes of UTF-8 including the `\n`. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+/** Log messages longer than this (in UTF-16 code units) are cut. */
+export const MAX_LOG_CHARS = 64 * 1024;
+
+/** `ended.message` / `ended.debug` longer than this are cut. */
+export const MAX_END_TEXT_CHARS = 16 * 1024;
+
+/** A JSON value, as it travels on the wire. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** Levels of `moat.logger` and of the script's `console`. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Every valid `LogLevel`, for validators. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** An error as it crosses the bridge: a code and a message, never a stack. */
+export interface ErrorInfo {
+  /** Machine-readable, e.g. "bad_args", "unknown_method", "cancelled", "internal". */
+  code: string;
+  /** Human-readable, safe to show to the script author. */
+  message: string;
+}
+
+// ---------------------------------------------------------------------------
+// The closed method table
+
+/** A time specification: `"12 hr"` or `["12", "hr", 10, "min"]` (see times.md). */
+export type TimeSpec = string | (string | number)[];
+
+/** Options of `moat.time_at` / `moat.wait` / `moat.run_at`. */
+export interface TimeOptions {
+  /** Base time, Unix seconds. Default: now. */
+  now?: number;
+  /** `true`: match now if it matches; `false`: until it stops matching; `null`: next start. */
+  current?: boolean | null;
+}
+
+/**
+ * Every method a script may call on the host, with its argument tuple and
+ * result type. Closed: the host's method table must have exactly these keys.
+ */
+export interface Methods {
+  /** The Unix time (seconds) at which `spec` next matches. */
+  time_at: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
+  /** Resolves at the time `time_at` would return; the result is that time. */
+  wait: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
+}
+
+/** Name of a bridge method. */
+export type MethodName = keyof Methods;
+
+// ---------------------------------------------------------------------------
+// host → sandbox
+
+/** Per-script settings sent with `start`. */
+export interface ScriptOptions {
+  /** Upper bound for running all `on_stop` functions together, in ms. */
+  onStopBudgetMs: number;
+  /** Most calls the script may have in flight; more throw at the call site. */
+  maxCallsInFlight: number;
+}
+
+/** Run this script in the (already created) Worker. Sent once. */
+export interface StartMessage {
+  kind: "start";
+  /** The task's path, for messages. */
+  task: string;
+  /** The script's name, for messages and stack traces. */
+  script: string;
+  /** JavaScript: the body of an async function with one parameter, `moat`. */
+  code: string;
+  options: ScriptOptions;
+}
+
+/** A successful answer to `call` number `id`. */
+export interface ReplyOk {
+  kind: "reply";
+  id: number;
+  ok: true;
+  value: Json;
+}
+
+/** A failed answer to `call` number `id`. */
+export interface ReplyError {
+  kind: "reply";
+  id: number;
+  ok: false;
+  error: ErrorInfo;
+}
+
+/** The one answer to a `call`. */
+export type ReplyMessage = ReplyOk | ReplyError;
+
+/** End the script: resolve `moat.stopping`, run `on_stop`, send `ended`. */
+export interface StopMessage {
+  kind: "stop";
+  reason: string;
+}
+
+/**
+ * Something delivered into the script (monitor changes, alerts, RPC
+ * requests, …). Generic for now: `event` names the kind of delivery.
+ */
+export interface EventMessage {
+  kind: "event";
+  event: string;
+  data: Json;
+}
+
+/** Everything the host sends to a sandbox. */
+export type HostMessage = StartMessage | ReplyMessage | StopMessage | EventMessage;
+
+// ---------------------------------------------------------------------------
+// sandbox → host
+
+/** The sandbox process and its Worker are up and waiting for `start`. */
+export interface ReadyMessage {
+  kind: "ready";
+  version: number;
+}
+
+/** Call a host method. The host answers with exactly one `reply`. */
+export interface CallMessage<M extends MethodName = MethodName> {
+  kind: "call";
+  /** Unique among the script's calls in flight; a safe integer ≥ 0. */
+  id: number;
+  method: M;
+  args: Methods[M]["args"];
+}
+
+/** The script no longer wants the answer to call `id` (e.g. `run_at(…).cancel()`). */
+export interface CancelMessage {
+  kind: "cancel";
+  id: number;
+}
+
+/** A line of script output (`moat.logger`, `console`). */
+export interface LogMessage {
+  kind: "log";
+  level: LogLevel;
+  message: string;
+}
+
+/** How the script itself ended; sent exactly once, after `on_stop` ran. */
+export interface EndedMessage {
+  kind: "ended";
+  state: "ok" | "error";
+  message: string;
+  /** A stack trace or other detail; "" when none. */
+  debug: string;
+}
+
+/** Everything a sandbox sends to the host. All of it is untrusted. */
+export type SandboxMessage =
+  | ReadyMessage
+  | CallMessage
+  | CancelMessage
+  | LogMessage
+  | EndedMessage;
+
+/** The `kind`s of {@linkcode SandboxMessage}, for validators. */
+export const SANDBOX_KINDS: readonly SandboxMessage["kind"][] = [
+  "ready",
+  "call",
+  "cancel",
+  "log",
+  "ended",
+];

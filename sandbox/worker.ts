@@ -1,0 +1,509 @@
+/**
+ * The Worker bootstrap: everything that runs inside the script's Worker.
+ *
+ * The sandbox process has no read permission, so it cannot start a Worker
+ * from this file. Instead it builds the Worker from a `blob:` URL whose text
+ * is {@linkcode workerSource}: the source of {@linkcode workerMain} (already
+ * transpiled to JavaScript by Deno when the sandbox process loaded this
+ * module) followed by a call with its settings. Hence `workerMain` must be
+ * self-contained: it may use globals and its parameter, nothing else from
+ * this module (type-only imports are erased and fine).
+ *
+ * Inside the Worker, `workerMain`
+ * 1. captures what it needs (`postMessage`, `JSON`, `Deno.inspect`, timers,
+ *    the `AsyncFunction` constructor);
+ * 2. neutralises everything a script could use to make new code from text or
+ *    to reach the process: `eval`, the `Function`/`AsyncFunction`/generator
+ *    constructors (through their prototypes' `constructor` too), string
+ *    timers, `Deno` (stdin/stdout, signals, `Deno.inspect`), Node's
+ *    `process`/`Buffer`/`global`, nested `Worker`s, `WebAssembly` (memory
+ *    outside the V8 heap limit), `caches` and `BroadcastChannel` (state
+ *    shared beyond the script), and the raw `postMessage`/`close`/`onmessage`
+ *    of the Worker scope;
+ * 3. replaces `console` so that script output becomes `log` messages;
+ * 4. on `start`, builds `moat` and runs the script's lifecycle.
+ *
+ * Dynamic `import()` cannot be removed from JavaScript; the sandbox process
+ * runs with `--no-npm --no-remote`, no read permission and an import map
+ * that sends every `node:` built-in to a module that throws, so an import
+ * finds nothing to load. (The host's code check rejects `import` anyway.)
+ *
+ * @module
+ */
+
+import type {
+  ErrorInfo,
+  HostMessage,
+  LogLevel,
+  MethodName,
+  Methods,
+  SandboxMessage,
+  TimeOptions,
+  TimeSpec,
+} from "./protocol.ts";
+
+/** Settings baked into the Worker's source. */
+export interface WorkerConfig {
+  /** `PROTOCOL_VERSION`, sent back in `ready`. */
+  version: number;
+  /** Longest message the Worker may send, in UTF-8 bytes. */
+  maxLineBytes: number;
+  /** Log messages are cut to this many characters. */
+  maxLogChars: number;
+  /** `ended.message`/`ended.debug` are cut to this many characters. */
+  maxEndTextChars: number;
+}
+
+/** The JavaScript text of the Worker: `workerMain` and a call to it. */
+export function workerSource(config: WorkerConfig): string {
+  return `"use strict";\n${workerMain.toString()}\nworkerMain(${JSON.stringify(config)});\n`;
+}
+
+/**
+ * The Worker's main. Runs inside the Worker only; see the module doc for why
+ * it must be self-contained.
+ */
+export function workerMain(config: WorkerConfig): void {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+
+  // ---- 1. capture --------------------------------------------------------
+  const post: (s: string) => void = g.postMessage.bind(g);
+  const listen: (type: string, fn: (e: Event) => void) => void = g.addEventListener.bind(g);
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const inspect: (v: unknown, o: object) => string = g.Deno.inspect;
+  const realSetTimeout: (fn: () => void, ms: number) => unknown = g.setTimeout;
+  const realClearTimeout: (t: unknown) => void = g.clearTimeout;
+  const realSetInterval: (fn: () => void, ms: number) => unknown = g.setInterval;
+  const realClearInterval: (t: unknown) => void = g.clearInterval;
+  const encoder = new TextEncoder();
+  // deno-lint-ignore no-explicit-any
+  const AsyncFunction: new (...a: string[]) => (...a: any[]) => Promise<unknown> =
+    Object.getPrototypeOf(async function () {}).constructor;
+
+  // ---- 2. neutralise -----------------------------------------------------
+  const deny = function () {
+    throw new EvalError("code generation from strings is disabled in scripts");
+  };
+  // `x instanceof Function` keeps working.
+  deny.prototype = Function.prototype;
+  const codeProtos = [
+    Function.prototype,
+    AsyncFunction.prototype,
+    Object.getPrototypeOf(function* () {}),
+    Object.getPrototypeOf(async function* () {}),
+  ];
+  for (const proto of codeProtos) {
+    Object.defineProperty(proto, "constructor", {
+      value: deny,
+      writable: false,
+      enumerable: false,
+      configurable: false,
+    });
+  }
+  const removed = [
+    "eval",
+    "Function",
+    "Deno",
+    "Worker",
+    "process",
+    "Buffer",
+    "global",
+    "setImmediate",
+    "clearImmediate",
+    "WebAssembly",
+    "caches",
+    "BroadcastChannel",
+  ];
+  for (const name of removed) delete g[name];
+  Object.defineProperty(g, "Function", { value: deny, writable: false, configurable: false });
+  // The raw channel to the sandbox process lives on the scope's prototypes.
+  for (const name of ["postMessage", "close", "onmessage", "onmessageerror", "onerror"]) {
+    for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+      if (Object.hasOwn(o, name)) delete o[name];
+    }
+  }
+
+  // Timers: functions only (a string would be evaluated), and remembered so
+  // that they die when the script ends.
+  const userTimers = new Set<unknown>();
+  const wrapTimer =
+    (real: (fn: () => void, ms: number) => unknown, repeat: boolean) =>
+    (fn: unknown, ms?: number, ...args: unknown[]): unknown => {
+      if (typeof fn !== "function") {
+        throw new TypeError("timers take a function, not code as text");
+      }
+      const t = real(() => {
+        if (!repeat) userTimers.delete(t);
+        fn(...args);
+      }, typeof ms === "number" ? ms : 0);
+      userTimers.add(t);
+      return t;
+    };
+  const wrapClear = (real: (t: unknown) => void) => (t: unknown): void => {
+    userTimers.delete(t);
+    real(t);
+  };
+  g.setTimeout = wrapTimer(realSetTimeout, false);
+  g.setInterval = wrapTimer(realSetInterval, true);
+  g.clearTimeout = wrapClear(realClearTimeout);
+  g.clearInterval = wrapClear(realClearInterval);
+
+  // ---- messaging ---------------------------------------------------------
+  const send = (msg: SandboxMessage): void => {
+    const text = stringify(msg);
+    if (
+      text.length > config.maxLineBytes ||
+      (text.length * 3 >= config.maxLineBytes && encoder.encode(text).length >= config.maxLineBytes)
+    ) {
+      throw new RangeError(`message of ${text.length} characters is too large for the bridge`);
+    }
+    post(text);
+  };
+  const cut = (s: string, max: number): string =>
+    s.length <= max ? s : `${s.slice(0, max)}… [${s.length - max} more characters]`;
+  const format = (args: unknown[]): string => {
+    const parts: string[] = [];
+    for (const a of args) {
+      if (typeof a === "string") parts.push(a);
+      else {
+        try {
+          parts.push(inspect(a, { depth: 4, colors: false, iterableLimit: 100 }));
+        } catch {
+          parts.push("[uninspectable value]");
+        }
+      }
+    }
+    return parts.join(" ");
+  };
+  const log = (level: LogLevel, args: unknown[]): void => {
+    send({ kind: "log", level, message: cut(format(args), config.maxLogChars) });
+  };
+
+  // ---- 3. console --------------------------------------------------------
+  const consoleLevels: Record<string, LogLevel> = {
+    debug: "debug",
+    trace: "debug",
+    log: "info",
+    info: "info",
+    dir: "info",
+    dirxml: "info",
+    table: "info",
+    warn: "warn",
+    error: "error",
+  };
+  const newConsole: Record<string, (...args: unknown[]) => void> = {};
+  const noop = () => {};
+  for (const name of Object.keys(g.console)) newConsole[name] = noop;
+  for (const [name, level] of Object.entries(consoleLevels)) {
+    newConsole[name] = (...args: unknown[]) => log(level, args);
+  }
+  newConsole.assert = (cond?: unknown, ...args: unknown[]) => {
+    if (!cond) log("error", ["Assertion failed", ...args]);
+  };
+  g.console = newConsole;
+
+  // ---- 4. the script -----------------------------------------------------
+  /** Error a host call failed with: the host's code and message only. */
+  class MoatError extends Error {
+    code: string;
+    constructor(info: ErrorInfo) {
+      super(info.message);
+      this.name = "MoatError";
+      this.code = info.code;
+    }
+  }
+
+  interface Pending {
+    resolve(v: unknown): void;
+    reject(e: unknown): void;
+  }
+  const pending = new Map<number, Pending>();
+  let lastId = 0;
+  let maxCallsInFlight = 1000;
+  let onStopBudgetMs = 3000;
+
+  let started = false;
+  let setupCalled = false;
+  let ending = false;
+  let endSent = false;
+  const onStart: (() => unknown)[] = [];
+  const onStop: (() => unknown)[] = [];
+  let runFn: (() => unknown) | undefined;
+  let resolveStopping: () => void = noop;
+  const stopping = new Promise<void>((r) => (resolveStopping = r));
+
+  const describe = (err: unknown): { message: string; debug: string } => {
+    try {
+      if (err instanceof Error) {
+        return { message: String(err.message), debug: String(err.stack ?? "") };
+      }
+      return { message: `non-error thrown: ${format([err])}`, debug: "" };
+    } catch {
+      return { message: "an unprintable value was thrown", debug: "" };
+    }
+  };
+
+  const finish = async (state: "ok" | "error", message: string, debug: string) => {
+    if (ending) return;
+    ending = true;
+    resolveStopping();
+    // Calls still in flight will never be answered to the script: tell the
+    // host so that it drops them (a `wait` holds a timer there).
+    for (const id of [...pending.keys()]) {
+      pending.delete(id);
+      try {
+        send({ kind: "cancel", id });
+      } catch { /* best effort */ }
+    }
+    for (const t of userTimers) {
+      realClearTimeout(t);
+      realClearInterval(t);
+    }
+    userTimers.clear();
+    // Let code waiting on `moat.stopping` run up to its next await first.
+    await new Promise<void>((r) => realSetTimeout(r, 0));
+    const stops = async () => {
+      for (let i = onStop.length - 1; i >= 0; i--) {
+        try {
+          await onStop[i]!();
+        } catch (err) {
+          try {
+            log("error", [`on_stop function failed: ${describe(err).message}`]);
+          } catch { /* best effort */ }
+        }
+      }
+    };
+    let timer: unknown;
+    const budget = new Promise<boolean>((r) => {
+      timer = realSetTimeout(() => r(false), onStopBudgetMs);
+    });
+    const done = await Promise.race([stops().then(() => true), budget]);
+    realClearTimeout(timer);
+    if (!done) {
+      try {
+        log("warn", [`on_stop functions did not finish within ${onStopBudgetMs} ms`]);
+      } catch { /* best effort */ }
+    }
+    endSent = true;
+    send({
+      kind: "ended",
+      state,
+      message: cut(message, config.maxEndTextChars),
+      debug: cut(debug, config.maxEndTextChars),
+    });
+  };
+  const fail = (err: unknown): void => {
+    const { message, debug } = describe(err);
+    void finish("error", message, debug);
+  };
+  /** Ends the script with `message` and throws it at the caller too. */
+  const misuse = (message: string): never => {
+    const err = new Error(message);
+    fail(err);
+    throw err;
+  };
+  const requireSetup = (what: string): void => {
+    if (!setupCalled) misuse(`moat.${what} called before moat.setup()`);
+  };
+  const requireFunction = (what: string, fn: unknown): void => {
+    if (typeof fn !== "function") misuse(`moat.${what} needs a function, got ${typeof fn}`);
+  };
+
+  /** Send a call; returns its id and a promise of the answer. */
+  const call = <M extends MethodName>(
+    method: M,
+    args: Methods[M]["args"],
+  ): { id: number; result: Promise<Methods[M]["result"]> } => {
+    if (pending.size >= maxCallsInFlight) {
+      throw new RangeError(`too many calls in flight (limit ${maxCallsInFlight})`);
+    }
+    const id = ++lastId;
+    const result = new Promise<Methods[M]["result"]>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    });
+    try {
+      send({ kind: "call", id, method, args } as SandboxMessage);
+    } catch (err) {
+      pending.delete(id);
+      throw err;
+    }
+    return { id, result };
+  };
+  const timeArgs = (spec: unknown, options: unknown): [TimeSpec, TimeOptions] => {
+    // `moat.wait({ now })`: a base time as the sole argument.
+    if (
+      spec !== null && typeof spec === "object" && !Array.isArray(spec) && options === undefined
+    ) {
+      return [[], spec as TimeOptions];
+    }
+    return [spec as TimeSpec, (options ?? {}) as TimeOptions];
+  };
+
+  const loggerOf = (level: LogLevel) => (...args: unknown[]): void => {
+    requireSetup(`logger.${level}()`);
+    log(level, args);
+  };
+
+  const moat = Object.freeze({
+    setup(options?: unknown): void {
+      if (setupCalled) misuse("moat.setup() called more than once");
+      if (options !== undefined && (options === null || typeof options !== "object")) {
+        misuse("moat.setup() takes an options object");
+      }
+      setupCalled = true;
+    },
+    on_start<F extends () => unknown>(fn: F): F {
+      requireSetup("on_start()");
+      requireFunction("on_start()", fn);
+      onStart.push(fn);
+      return fn;
+    },
+    on_stop<F extends () => unknown>(fn: F): F {
+      requireSetup("on_stop()");
+      requireFunction("on_stop()", fn);
+      onStop.push(fn);
+      return fn;
+    },
+    run<F extends () => unknown>(fn: F): F {
+      requireSetup("run()");
+      requireFunction("run()", fn);
+      if (runFn !== undefined) misuse("moat.run() called more than once");
+      runFn = fn;
+      return fn;
+    },
+    end(...args: unknown[]): void {
+      requireSetup("end()");
+      if (args.length > 0) misuse("moat.end() takes no parameters");
+      void finish("ok", "script called moat.end()", "");
+    },
+    get stopping(): Promise<void> {
+      return stopping;
+    },
+    logger: Object.freeze({
+      debug: loggerOf("debug"),
+      info: loggerOf("info"),
+      warn: loggerOf("warn"),
+      error: loggerOf("error"),
+    }),
+    time_at(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+      requireSetup("time_at()");
+      return call("time_at", timeArgs(spec, options)).result;
+    },
+    wait(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+      requireSetup("wait()");
+      return call("wait", timeArgs(spec, options)).result;
+    },
+    run_at(
+      spec: TimeSpec | TimeOptions,
+      fn: () => unknown,
+      options?: TimeOptions,
+    ): { cancel(): void } {
+      requireSetup("run_at()");
+      requireFunction("run_at()", fn);
+      const { id, result } = call("wait", timeArgs(spec, options));
+      let cancelled = false;
+      result.then(() => {
+        if (!cancelled && !ending) return fn();
+      }).then(undefined, (err) => {
+        if (!cancelled) fail(err);
+      });
+      return Object.freeze({
+        cancel(): void {
+          if (cancelled) return;
+          cancelled = true;
+          if (pending.delete(id)) {
+            try {
+              send({ kind: "cancel", id });
+            } catch { /* best effort */ }
+          }
+        },
+      });
+    },
+  });
+
+  const runScript = async (code: string, script: string) => {
+    try {
+      // The script is the body of an async function: top-level await works,
+      // and nothing goes through the module loader (which would cache it on
+      // disk). `sourceURL` names it in stack traces.
+      const body = `${code}\n//# sourceURL=moat-script:${encodeURIComponent(script)}`;
+      const main = new AsyncFunction("moat", body);
+      await main.call(undefined, moat);
+      if (ending) return;
+      if (!setupCalled) {
+        void finish("error", "script did not call moat.setup()", "");
+        return;
+      }
+      // on_start functions may add more; they run too, in order.
+      for (let i = 0; i < onStart.length; i++) {
+        await onStart[i]!();
+        if (ending) return;
+      }
+      if (runFn === undefined) {
+        await stopping;
+        return;
+      }
+      await runFn();
+      void finish("ok", "run function returned", "");
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  // Any error the script did not catch, wherever it happened, ends it.
+  listen("error", (e) => {
+    e.preventDefault();
+    fail((e as ErrorEvent).error ?? new Error((e as ErrorEvent).message));
+  });
+  listen("unhandledrejection", (e) => {
+    e.preventDefault();
+    fail((e as PromiseRejectionEvent).reason);
+  });
+
+  listen("message", (e) => {
+    let msg: HostMessage;
+    try {
+      msg = parse((e as MessageEvent).data);
+    } catch {
+      return;
+    }
+    switch (msg.kind) {
+      case "start": {
+        if (started) return;
+        started = true;
+        maxCallsInFlight = msg.options.maxCallsInFlight;
+        onStopBudgetMs = msg.options.onStopBudgetMs;
+        g.moat = moat;
+        void runScript(msg.code, msg.script);
+        return;
+      }
+      case "reply": {
+        const p = pending.get(msg.id);
+        if (p === undefined) return;
+        pending.delete(msg.id);
+        if (msg.ok) p.resolve(msg.value);
+        else p.reject(new MoatError(msg.error));
+        return;
+      }
+      case "stop": {
+        if (!started) {
+          if (!endSent) {
+            endSent = true;
+            ending = true;
+            send({ kind: "ended", state: "ok", message: "stopped before start", debug: "" });
+          }
+          return;
+        }
+        void finish("ok", `stopped: ${msg.reason}`, "");
+        return;
+      }
+      case "event":
+        // Deliveries into the script (monitors, alerts, RPC) come later.
+        return;
+    }
+  });
+
+  send({ kind: "ready", version: config.version });
+}

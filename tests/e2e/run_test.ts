@@ -1,0 +1,255 @@
+/**
+ * End to end: the real `moat` CLI against a real etcd. Define a script, add
+ * tasks, run hosts, check every status key; two hosts share one task tree;
+ * failover after kill -9; clean shutdown on SIGTERM; etcd restarting under
+ * a running host.
+ */
+
+import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
+import { etcdctl, startEtcd } from "../_util/etcd_server.ts";
+import { runMoat, spawnMoat, waitForLineIn } from "../_util/cli.ts";
+import { waitForKey } from "../_util/store_wait.ts";
+import { EtcdStore } from "../../host/store/etcd_store.ts";
+
+const ENDS = 'moat.setup();\nmoat.logger.info("hello", 40 + 2);\nmoat.end();\n';
+const THROWS =
+  'moat.setup();\nmoat.run(async () => { await Promise.reject(new TypeError("nope")); });\n';
+const NO_SETUP = 'moat.logger.info("x");\n';
+const RUN_TWICE = "moat.setup();\nmoat.run(() => {});\nmoat.run(() => {});\n";
+const STAYS = 'moat.setup();\nmoat.on_stop(() => moat.logger.info("on_stop ran"));\n' +
+  'moat.on_start(() => moat.logger.info("up"));\n';
+
+async function withEtcd(
+  fn: (ctx: {
+    endpoint: string;
+    store: EtcdStore;
+    env: Record<string, string>;
+    file: (name: string, code: string) => Promise<string>;
+    restart: () => Promise<void>;
+  }) => Promise<void>,
+) {
+  const etcd = await startEtcd();
+  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
+  const dir = await Deno.makeTempDir({ prefix: "moat-e2e-" });
+  try {
+    await fn({
+      endpoint: etcd.endpoint,
+      store,
+      env: { MOAT_ETCD: etcd.endpoint, MOAT_HOST: "e2e" },
+      file: async (name, code) => {
+        const p = `${dir}/${name}.ts`;
+        await Deno.writeTextFile(p, code);
+        return p;
+      },
+      restart: () => etcd.restart(),
+    });
+  } finally {
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+    await etcd.stop();
+  }
+}
+
+const st = (path: string, key: string) => `/moat/status/run/${path}/:task/${key}`;
+
+Deno.test("moat run --once runs every task and writes every status key", async () => {
+  await withEtcd(async ({ store, env, file, endpoint }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    const scripts: [string, string][] = [
+      ["ends", ENDS],
+      ["throws", THROWS],
+      ["nosetup", NO_SETUP],
+      ["runtwice", RUN_TWICE],
+    ];
+    for (const [n, code] of scripts) {
+      assertEquals((await moat("script", "def", "add", n, await file(n, code))).code, 0);
+      assertEquals((await moat("script", "add", n, `e2e/${n}`)).code, 0);
+    }
+    const r = await moat("run", "--once");
+    assertEquals(r.code, 1, "some tasks failed, so --once exits 1");
+    assertIncludes(r.stderr, "[e2e/ends] hello 42");
+    const state = async (p: string) => (await store.get(st(p, "state")))?.value;
+    const message = async (p: string) => (await store.get(st(p, "message")))?.value ?? "";
+    assertEquals(await state("e2e/ends"), "ok");
+    assertEquals(await state("e2e/throws"), "error");
+    assertIncludes(await message("e2e/throws"), "nope");
+    assertIncludes((await store.get(st("e2e/throws", "debug")))?.value ?? "", "TypeError");
+    assertEquals(await state("e2e/nosetup"), "error");
+    assertIncludes(await message("e2e/nosetup"), "setup");
+    assertEquals(await state("e2e/runtwice"), "error");
+    assertIncludes(await message("e2e/runtwice"), "run");
+    for (const [n] of scripts) {
+      assertEquals(await store.get(st(`e2e/${n}`, "running")), undefined);
+      const started = Number((await store.get(st(`e2e/${n}`, "started")))?.value);
+      const stopped = Number((await store.get(st(`e2e/${n}`, "stopped")))?.value);
+      assert(started > 1e9 && stopped >= started, `${n}: ${started} ${stopped}`);
+    }
+    // Leases are revoked, not left to expire.
+    const leases = await etcdctl(endpoint, "lease", "list");
+    assert(!/[0-9a-f]{16}/.test(leases), leases);
+    // etcdctl sees the same readable text.
+    assertEquals(
+      (await etcdctl(endpoint, "get", st("e2e/ends", "state"), "--print-value-only")).trim(),
+      "ok",
+    );
+
+    const s = await moat("status");
+    assertEquals(s.code, 0, s.stderr);
+    const lines = s.stdout.trim().split("\n");
+    assert(lines[0]!.startsWith("PATH"), s.stdout);
+    assert(lines.some((l) => /^e2e\/ends\s+ok\s/.test(l)), s.stdout);
+    assert(lines.some((l) => /^e2e\/throws\s+error\s.*nope/.test(l)), s.stdout);
+    const j = JSON.parse((await moat("status", "e2e/ends", "--json")).stdout);
+    assertEquals(j.length, 1);
+    assertEquals(j[0].state, "ok");
+  });
+});
+
+Deno.test("SIGTERM stops every script cleanly within 5 s: on_stop, status, leases", async () => {
+  await withEtcd(async ({ store, env, file, endpoint }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    assertEquals((await moat("script", "def", "add", "stays", await file("stays", STAYS))).code, 0);
+    for (const n of ["a", "b"]) {
+      assertEquals((await moat("script", "add", "stays", `e2e/${n}`)).code, 0);
+    }
+    const host = spawnMoat(["run"], { env });
+    try {
+      for (const n of ["a", "b"]) {
+        await host.waitForLine((l) => l.includes(`[e2e/${n}] up`), 20_000, `${n} up`);
+      }
+      for (const n of ["a", "b"]) {
+        assert((await store.get(st(`e2e/${n}`, "running"))) !== undefined);
+      }
+      const t0 = performance.now();
+      host.kill("SIGTERM");
+      const status = await host.status;
+      const took = performance.now() - t0;
+      assertEquals(status.code, 0, host.lines.join("\n"));
+      assert(took < 5000, `shutdown took ${took} ms`);
+      for (const n of ["a", "b"]) {
+        assert(host.lines.some((l) => l.includes(`[e2e/${n}] on_stop ran`)), host.lines.join("\n"));
+        assertEquals(await store.get(st(`e2e/${n}`, "running")), undefined);
+        assertEquals((await store.get(st(`e2e/${n}`, "state")))?.value, "ok");
+      }
+      assert(!/[0-9a-f]{16}/.test(await etcdctl(endpoint, "lease", "list")));
+    } finally {
+      host.kill("SIGKILL");
+      await host.status;
+    }
+  });
+});
+
+Deno.test("two hosts share a task tree: one runner per task, failover after kill -9 within ttl + 2 s", async () => {
+  await withEtcd(async ({ store, env, file }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    await store.put("/moat/config/run/ttl", "2");
+    assertEquals((await moat("script", "def", "add", "stays", await file("stays", STAYS))).code, 0);
+    const names = ["a", "b", "c", "d"];
+    for (const n of names) assertEquals((await moat("script", "add", "stays", `e2e/${n}`)).code, 0);
+    const h1 = spawnMoat(["run"], { env });
+    const h2 = spawnMoat(["run"], { env });
+    try {
+      const holder = async (n: string) =>
+        JSON.parse((await store.get(st(`e2e/${n}`, "running")))?.value ?? "{}").pid as number;
+      for (const n of names) {
+        await waitForKey(store, st(`e2e/${n}`, "running"), (v) => v !== undefined, 20_000);
+      }
+      for (const n of names) {
+        const up = (l: string) => l.includes(`[e2e/${n}] up`);
+        await waitForLineIn([h1, h2], up, 20_000, `${n} up`);
+      }
+      const ups = () => [...h1.lines, ...h2.lines].filter((l) => / up$/.test(l)).length;
+      assertEquals(ups(), names.length, "each task runs on exactly one host");
+      const before = new Map<string, number>();
+      for (const n of names) before.set(n, await holder(n));
+      // Kill the host running task a; all its tasks move to the other host.
+      const victim = before.get("a") === h1.pid ? h1 : h2;
+      const survivor = victim === h1 ? h2 : h1;
+      const moved = names.filter((n) => before.get(n) === victim.pid);
+      const t0 = performance.now();
+      victim.kill("SIGKILL");
+      await victim.status;
+      for (const n of moved) {
+        await waitForKey(
+          store,
+          st(`e2e/${n}`, "running"),
+          (v) => v !== undefined && v.includes(`"pid":${survivor.pid}`),
+          10_000,
+        );
+      }
+      const took = performance.now() - t0;
+      assert(took <= 4000, `failover took ${took} ms (ttl 2 s + 2 s)`);
+      for (const n of names) assertEquals(await holder(n), survivor.pid);
+    } finally {
+      for (const h of [h1, h2]) {
+        h.kill("SIGTERM");
+        await h.status;
+      }
+    }
+  });
+});
+
+Deno.test("a running host survives an etcd restart without running a task twice", async () => {
+  await withEtcd(async ({ store, env, file, restart }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    assertEquals((await moat("script", "def", "add", "stays", await file("stays", STAYS))).code, 0);
+    assertEquals((await moat("script", "add", "stays", "e2e/a")).code, 0);
+    const host = spawnMoat(["run"], { env });
+    try {
+      await host.waitForLine((l) => l.includes("[e2e/a] up"), 20_000, "up");
+      const token = (await store.get(st("e2e/a", "running")))?.value;
+      await restart();
+      // The lease (ttl 30 s) survives the restart: same runner, no second start.
+      assertEquals((await store.get(st("e2e/a", "running")))?.value, token);
+      assertEquals(host.lines.filter((l) => l.includes("[e2e/a] up")).length, 1);
+      // And the host still follows the tree through the restarted etcd.
+      assertEquals((await moat("script", "add", "stays", "e2e/b")).code, 0);
+      await host.waitForLine((l) => l.includes("[e2e/b] up"), 20_000, "b up after the restart");
+      assertEquals(host.lines.filter((l) => l.includes("[e2e/a] up")).length, 1);
+    } finally {
+      host.kill("SIGTERM");
+      await host.status;
+    }
+  });
+});
+
+Deno.test("a lost lease stops the script at once; a dead host's run reads crash", async () => {
+  await withEtcd(async ({ store, env, file, endpoint }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    await store.put("/moat/config/run/ttl", "2");
+    await store.put("/moat/config/run/retry", "0.2");
+    assertEquals((await moat("script", "def", "add", "stays", await file("stays", STAYS))).code, 0);
+    assertEquals((await moat("script", "add", "stays", "e2e/a")).code, 0);
+    const host = spawnMoat(["run"], { env });
+    try {
+      await host.waitForLine((l) => l.includes("[e2e/a] up"), 20_000, "up");
+      // Revoke the lease behind the host's back, as an etcd partition would.
+      // `etcdctl lease list` prints "found 1 leases" and then one id per line.
+      const list = (await etcdctl(endpoint, "lease", "list")).trim().split("\n");
+      assertEquals(list.length, 2, list.join("\n"));
+      const id = list[1]!.trim();
+      await etcdctl(endpoint, "lease", "revoke", id);
+      await host.waitForLine(
+        (l) => l.includes("[e2e/a] ended: fail: lease lost"),
+        10_000,
+        "lease lost",
+      );
+      assert(
+        !host.lines.some((l) => l.includes("[e2e/a] on_stop ran")),
+        "no on_stop after a lost lease",
+      );
+      // It is retried, and runs again.
+      const ups = () => host.lines.filter((x) => x.includes("[e2e/a] up")).length;
+      await host.waitForLine(() => ups() >= 2, 10_000, "up again");
+      // Now the host dies: its run is neither running nor stopped.
+      host.kill("SIGKILL");
+      await host.status;
+      await waitForKey(store, st("e2e/a", "running"), (v) => v === undefined, 10_000);
+      const s = await moat("status", "e2e");
+      assert(/^e2e\/a\s+crash\s/m.test(s.stdout), s.stdout);
+    } finally {
+      host.kill("SIGKILL");
+      await host.status;
+    }
+  });
+});
