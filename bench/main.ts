@@ -13,11 +13,13 @@ import { type Figure, ratio } from "./figure.ts";
 import { benchTime } from "./time_bench.ts";
 import { benchBridge } from "./bridge_bench.ts";
 import { benchHost } from "./host_bench.ts";
+import { benchBus } from "./bus_bench.ts";
 
 const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   time: benchTime,
   bridge: benchBridge,
   host: () => benchHost(),
+  bus: benchBus,
 };
 
 function line(f: Figure): string {

@@ -1,0 +1,1038 @@
+/**
+ * `AmqpBus`: the `Bus` on RabbitMQ (npm:amqplib), compatible on the wire
+ * with MoaT's broker conventions (qbroker). `docs/amqp.md` is the protocol;
+ * in short:
+ *
+ * - exchanges `alert` (topic), `rpc` (topic), `reply` (direct), `dead`
+ *   (topic), all durable, names configurable;
+ * - a request goes to `rpc` with routing key = the RPC name, `reply_to` =
+ *   the caller's id, a `message_id`, content type `application/json`; the
+ *   reply goes to `reply` with routing key = `reply_to`, `correlation_id` =
+ *   the request's `message_id`; a failure travels in the reply header
+ *   `error` as `{s, m, c}`;
+ * - servers of one name share the queue `<rpc>_<name>` (auto-delete,
+ *   dead-lettered to `dead`); each connection has one exclusive reply queue
+ *   `<reply>_<id>`; each alert subscription its own exclusive queue
+ *   `<alert>_<id>.<n>` bound with its pattern.
+ *
+ * Faults: a lost connection fails calls in flight at once, new calls fail
+ * fast, and the bus reconnects with backoff (0.1 s doubling to 5 s) for as
+ * long as it is open, re-establishing every registration. Bad messages from
+ * the broker are logged and rejected (dead-lettered), never thrown.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+// @ts-types="@types/amqplib"
+import amqp from "amqplib";
+import type { LogLevel } from "../log.ts";
+import {
+  type AlertHandler,
+  type Bus,
+  BusError,
+  type BusState,
+  BusUnavailableError,
+  type CallOptions,
+  checkPattern,
+  checkPositive,
+  checkRpcName,
+  checkSize,
+  checkTopic,
+  decodeBody,
+  DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_HANDLER_TIMEOUT_MS,
+  DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  encodeBody,
+  type Registration,
+  type RemoteErrorInfo,
+  remoteErrorOf,
+  type RpcHandler,
+  RpcRemoteError,
+  RpcTimeoutError,
+  type ServeOptions,
+} from "./bus.ts";
+
+/** The names of the four exchanges. */
+export interface AmqpExchanges {
+  /** Topic exchange for alerts. @default "alert" */
+  alert: string;
+  /** Topic exchange for RPC requests. @default "rpc" */
+  rpc: string;
+  /** Direct exchange for RPC replies. @default "reply" */
+  reply: string;
+  /** Topic exchange that rejected requests are dead-lettered to. @default "dead" */
+  dead: string;
+}
+
+/** The default exchange names (MoaT's). */
+export const DEFAULT_EXCHANGES: Readonly<AmqpExchanges> = Object.freeze({
+  alert: "alert",
+  rpc: "rpc",
+  reply: "reply",
+  dead: "dead",
+});
+
+/** The default broker URL. */
+export const DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672";
+
+/** Options of `AmqpBus`. */
+export interface AmqpBusOptions {
+  /** The broker. @default "amqp://guest:guest@127.0.0.1:5672" */
+  url?: string;
+  /** Exchange names, each defaulting to MoaT's (`alert`, `rpc`, `reply`, `dead`). */
+  exchanges?: Partial<AmqpExchanges>;
+  /** The largest message body sent or accepted, in bytes. @default 1048576 */
+  maxMessageBytes?: number;
+  /**
+   * How long a server lets one handler run; then the caller gets an error
+   * reply of class "TimeoutError" and the slot is free again.
+   * @default 60000
+   */
+  handlerTimeoutMs?: number;
+  /** Requests one `serve` registration handles at once (its prefetch). @default 16 */
+  maxInFlight?: number;
+  /** Alerts one subscription has delivered but not yet handled (its prefetch). @default 256 */
+  alertPrefetch?: number;
+  /** How long `connect()` (and each reconnect attempt) may take. @default 5000 */
+  connectTimeoutMs?: number;
+  /** First delay before reconnecting; it doubles per failed attempt. @default 100 */
+  reconnectMinMs?: number;
+  /** Longest delay between reconnect attempts. @default 5000 */
+  reconnectMaxMs?: number;
+  /** Shown by `rabbitmqctl list_connections client_properties`. @default "moat-scripts" */
+  connectionName?: string;
+  /** Where the bus reports dropped messages and connection changes. @default nothing */
+  log?: (level: LogLevel, message: string) => void;
+}
+
+type Channel = amqp.Channel;
+type Message = amqp.ConsumeMessage;
+
+interface PendingCall {
+  name: string;
+  resolve(value: unknown): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface Job {
+  controller: AbortController;
+  /** Send the error reply (if still possible) and release the message. */
+  finish(error: RemoteErrorInfo): void;
+  /** Forget the request without a reply (its channel is gone). */
+  cancel(): void;
+}
+
+interface Reg {
+  kind: "rpc" | "alert";
+  /** The RPC name or the alert pattern. */
+  key: string;
+  rpc?: RpcHandler;
+  onAlert?: AlertHandler;
+  prefetch: number;
+  /** Number of this registration, for its alert queue's name. */
+  n: number;
+  channel: Channel | undefined;
+  consumerTag: string | undefined;
+  jobs: Set<Job>;
+  closed: boolean;
+  /** Alerts delivered but not yet handled, in order. */
+  backlog: Message[];
+  pumping: boolean;
+}
+
+const JSON_TYPE = "application/json";
+/** How many handled alerts one ack frame confirms at most. */
+const ACK_BATCH = 32;
+const TEXT = new TextDecoder("utf-8", { fatal: true });
+
+/** Remove the password from an AMQP URL, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z+]+:\/\/[^:@/]*):[^@/]*@/i, "$1@");
+}
+
+function errorText(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split("\n")[0]!.slice(0, 200);
+}
+
+/** The error a reply header `error` carries, if it reports a failure. */
+function failureOf(header: unknown): RemoteErrorInfo | undefined {
+  let h = header;
+  if (h instanceof Uint8Array) h = new TextDecoder().decode(h);
+  if (typeof h === "string") {
+    try {
+      h = JSON.parse(h);
+    } catch {
+      return { s: "error", m: h as string, c: "Error" };
+    }
+  }
+  if (h === null || typeof h !== "object") return undefined;
+  const o = h as Record<string, unknown>;
+  const str = (v: unknown) => v instanceof Uint8Array ? new TextDecoder().decode(v) : v;
+  const s = typeof str(o.s) === "string" ? str(o.s) as string : "error";
+  // qbroker: "ok" and "warn" are not failures.
+  if (s === "ok" || s === "warn") return undefined;
+  const m = str(o.m);
+  const c = str(o.c);
+  return {
+    s,
+    m: typeof m === "string" ? m : "unknown error",
+    c: typeof c === "string" ? c : "Error",
+  };
+}
+
+/** Whether a content type is one whose body we decode (missing means JSON). */
+function bodyKind(contentType: unknown): "json" | "text" | undefined {
+  if (contentType === undefined || contentType === null || contentType === "") return "json";
+  if (typeof contentType !== "string") return undefined;
+  const base = contentType.split(";")[0]!.trim().toLowerCase();
+  if (base === JSON_TYPE) return "json";
+  // qbroker sends plain strings as text/plain.
+  if (base === "text/plain") return "text";
+  return undefined;
+}
+
+function decodeAs(kind: "json" | "text", bytes: Uint8Array, what: string): unknown {
+  if (kind === "json") return decodeBody(bytes, what);
+  try {
+    return TEXT.decode(bytes);
+  } catch (e) {
+    throw new SyntaxError(`${what} is not valid UTF-8 text`, { cause: e });
+  }
+}
+
+function isPreconditionFailed(e: unknown): boolean {
+  return (e as { code?: unknown })?.code === 406;
+}
+
+/** The `Bus` on RabbitMQ. Call `connect()` before anything else. */
+export class AmqpBus implements Bus {
+  #url: string;
+  #shownUrl: string;
+  #ex: AmqpExchanges;
+  #maxBytes: number;
+  #handlerTimeoutMs: number;
+  #maxInFlight: number;
+  #alertPrefetch: number;
+  #connectTimeoutMs: number;
+  #reconnectMinMs: number;
+  #reconnectMaxMs: number;
+  #connectionName: string;
+  #log: (level: LogLevel, message: string) => void;
+
+  #conn: amqp.ChannelModel | undefined;
+  #ch: Channel | undefined;
+  /** The reply routing key (the caller id) of the current connection. */
+  #id = "";
+  #state: "new" | "connecting" | "connected" | "disconnected" | "closed" = "new";
+  #pending = new Map<string, PendingCall>();
+  #regs = new Set<Reg>();
+  #regCount = 0;
+  #listeners = new Set<(state: BusState) => void>();
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #reconnectDelay: number;
+  #drainWaiters = new Set<() => void>();
+  #closing: Promise<void> | undefined;
+  #connecting: Promise<void> | undefined;
+
+  constructor(options: AmqpBusOptions = {}) {
+    this.#url = options.url ?? DEFAULT_AMQP_URL;
+    this.#shownUrl = redactUrl(this.#url);
+    if (!/^amqps?:\/\/[^\s]+$/i.test(this.#url)) {
+      throw new RangeError(
+        `AMQP URL "${this.#shownUrl}" is not valid (expected amqp://USER:PASSWORD@HOST:PORT/VHOST)`,
+      );
+    }
+    this.#ex = { ...DEFAULT_EXCHANGES, ...options.exchanges };
+    for (const [k, v] of Object.entries(this.#ex)) {
+      if (typeof v !== "string" || !/^[A-Za-z0-9_.:-]{1,200}$/.test(v)) {
+        throw new RangeError(`exchange name for "${k}" is not valid: ${JSON.stringify(v)}`);
+      }
+    }
+    this.#maxBytes = checkPositive(
+      options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      "maxMessageBytes",
+    );
+    this.#handlerTimeoutMs = checkPositive(
+      options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS,
+      "handlerTimeoutMs",
+    );
+    this.#maxInFlight = checkPositive(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, "maxInFlight");
+    this.#alertPrefetch = checkPositive(options.alertPrefetch ?? 256, "alertPrefetch");
+    this.#connectTimeoutMs = checkPositive(options.connectTimeoutMs ?? 5_000, "connectTimeoutMs");
+    this.#reconnectMinMs = checkPositive(options.reconnectMinMs ?? 100, "reconnectMinMs");
+    this.#reconnectMaxMs = checkPositive(options.reconnectMaxMs ?? 5_000, "reconnectMaxMs");
+    this.#reconnectDelay = this.#reconnectMinMs;
+    this.#connectionName = options.connectionName ?? "moat-scripts";
+    this.#log = options.log ?? (() => {});
+  }
+
+  /** Connect `new AmqpBus(options)` and return it. */
+  static async open(options: AmqpBusOptions = {}): Promise<AmqpBus> {
+    const bus = new AmqpBus(options);
+    await bus.connect();
+    return bus;
+  }
+
+  /** The exchange names in use. */
+  get exchanges(): Readonly<AmqpExchanges> {
+    return { ...this.#ex };
+  }
+
+  /** The `reply_to` id of the current connection ("" while not connected). */
+  get id(): string {
+    return this.#state === "connected" ? this.#id : "";
+  }
+
+  get connected(): boolean {
+    return this.#state === "connected";
+  }
+
+  onState(listener: (state: BusState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(state: BusState): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        l(state);
+      } catch (e) {
+        this.#log("warn", `bus state listener failed: ${errorText(e)}`);
+      }
+    }
+  }
+
+  /**
+   * Connect for the first time. Rejects with `BusUnavailableError` within
+   * `connectTimeoutMs` when the broker cannot be reached; after success the
+   * bus keeps reconnecting by itself until `close()`.
+   */
+  connect(): Promise<void> {
+    if (this.#state === "closed") {
+      return Promise.reject(new BusUnavailableError("the bus is closed"));
+    }
+    this.#connecting ??= this.#firstConnect().catch((e) => {
+      this.#connecting = undefined;
+      throw e;
+    });
+    return this.#connecting;
+  }
+
+  async #firstConnect(): Promise<void> {
+    this.#state = "connecting";
+    try {
+      await this.#open();
+    } catch (e) {
+      if ((this.#state as string) !== "closed") this.#state = "new";
+      throw e;
+    }
+    if ((this.#state as string) === "closed") {
+      // close() ran while we connected.
+      const conn = this.#conn;
+      this.#conn = undefined;
+      this.#ch = undefined;
+      await conn?.close().catch(() => {});
+      throw new BusUnavailableError("the bus was closed while connecting");
+    }
+    this.#state = "connected";
+    this.#emit("connected");
+  }
+
+  /** Open a connection, the exchanges, the reply queue; set `#conn`, `#ch`, `#id`. */
+  async #open(): Promise<void> {
+    const fail = (why: string, cause?: unknown) =>
+      new BusUnavailableError(
+        `AMQP broker at ${this.#shownUrl} is not reachable: ${why}`,
+        cause === undefined ? undefined : { cause },
+      );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
+    const connecting = amqp.connect(this.#url, {
+      timeout: this.#connectTimeoutMs,
+      // Small messages each way: Nagle's algorithm would hold a reply back for the
+      // broker's delayed ACK of the request's ack (milliseconds per call).
+      noDelay: true,
+      clientProperties: { connection_name: this.#connectionName },
+    });
+    let conn: amqp.ChannelModel;
+    try {
+      conn = await Promise.race([
+        connecting,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            timedOut = true;
+            reject(fail(`no answer within ${this.#connectTimeoutMs} ms`));
+          }, this.#connectTimeoutMs);
+        }),
+      ]);
+    } catch (e) {
+      if (timedOut) {
+        // A late connection is closed again as soon as it arrives.
+        connecting.then((c) => c.close().catch(() => {}), () => {});
+        throw e;
+      }
+      throw fail(errorText(e), e);
+    } finally {
+      clearTimeout(timer);
+    }
+    conn.on("error", (e: unknown) => this.#log("warn", `AMQP connection error: ${errorText(e)}`));
+    try {
+      await this.#declareExchanges(conn);
+      const ch = await conn.createChannel();
+      this.#watchChannel(conn, ch, "the main channel");
+      ch.on("drain", () => this.#wakeDrainWaiters());
+      const id = crypto.randomUUID();
+      const queue = `${this.#ex.reply}_${id}`;
+      await ch.assertQueue(queue, { exclusive: true, autoDelete: true, durable: false });
+      await ch.bindQueue(queue, this.#ex.reply, id);
+      await ch.consume(queue, (msg) => this.#onReply(conn, msg), { noAck: true });
+      this.#conn = conn;
+      this.#ch = ch;
+      this.#id = id;
+    } catch (e) {
+      await conn.close().catch(() => {});
+      throw fail(errorText(e), e);
+    }
+    conn.on("close", () => this.#lost(conn));
+  }
+
+  /** Declare the exchanges as qbroker does (durable); accept existing ones as they are. */
+  async #declareExchanges(conn: amqp.ChannelModel): Promise<void> {
+    const types: [string, string][] = [
+      [this.#ex.alert, "topic"],
+      [this.#ex.rpc, "topic"],
+      [this.#ex.reply, "direct"],
+      [this.#ex.dead, "topic"],
+    ];
+    let ch = await conn.createChannel();
+    ch.on("error", () => {});
+    for (const [name, type] of types) {
+      try {
+        await ch.assertExchange(name, type, { durable: true, autoDelete: false });
+      } catch (e) {
+        if (!isPreconditionFailed(e)) throw e;
+        // It exists with other settings (e.g. "dead" as fanout): use it as it is.
+        this.#log("warn", `exchange "${name}" exists with other settings: ${errorText(e)}`);
+        ch = await conn.createChannel();
+        ch.on("error", () => {});
+        await ch.checkExchange(name);
+      }
+    }
+    await ch.close().catch(() => {});
+  }
+
+  /** A channel that closes on its own (a channel error) takes the connection down with it. */
+  #watchChannel(conn: amqp.ChannelModel, ch: Channel, what: string): void {
+    ch.on("error", (e: unknown) => this.#log("warn", `AMQP error on ${what}: ${errorText(e)}`));
+    ch.on("close", () => {
+      if ((ch as { moatClosing?: boolean }).moatClosing || this.#conn !== conn) return;
+      this.#log("warn", `${what} closed unexpectedly; reconnecting`);
+      conn.close().catch(() => {});
+    });
+  }
+
+  /** The connection `conn` is gone: fail calls, then reconnect. */
+  #lost(conn: amqp.ChannelModel): void {
+    if (this.#conn !== conn) return;
+    this.#conn = undefined;
+    this.#ch = undefined;
+    this.#wakeDrainWaiters();
+    for (const reg of this.#regs) this.#detach(reg);
+    if (this.#state === "closed") return;
+    this.#state = "disconnected";
+    this.#log("warn", `lost the connection to the AMQP broker at ${this.#shownUrl}`);
+    this.#failPending(
+      (name) =>
+        new BusUnavailableError(
+          `call to "${name}" failed: lost the connection to the AMQP broker at ${this.#shownUrl}`,
+        ),
+    );
+    this.#emit("disconnected");
+    this.#scheduleReconnect();
+  }
+
+  /** Forget a registration's channel after the connection went (its messages return to the queue). */
+  #detach(reg: Reg): void {
+    reg.channel = undefined;
+    reg.consumerTag = undefined;
+    reg.backlog.length = 0;
+    for (const job of [...reg.jobs]) job.cancel();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#state === "closed" || this.#reconnectTimer !== undefined) return;
+    const delay = this.#reconnectDelay;
+    this.#reconnectDelay = Math.min(this.#reconnectDelay * 2, this.#reconnectMaxMs);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      void this.#reconnect();
+    }, delay);
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.#state === "closed") return;
+    try {
+      await this.#open();
+    } catch (e) {
+      this.#log("info", `reconnect failed: ${errorText(e)}`);
+      this.#scheduleReconnect();
+      return;
+    }
+    // close() may have run while #open() waited.
+    if ((this.#state as string) === "closed") {
+      const conn = this.#conn;
+      this.#conn = undefined;
+      await conn?.close().catch(() => {});
+      return;
+    }
+    for (const reg of this.#regs) {
+      try {
+        await this.#attach(reg);
+      } catch (e) {
+        this.#log("error", `cannot restore ${reg.kind} "${reg.key}": ${errorText(e)}`);
+      }
+    }
+    if (this.#conn === undefined) return; // lost again meanwhile; #lost rescheduled
+    this.#reconnectDelay = this.#reconnectMinMs;
+    this.#state = "connected";
+    this.#log("info", `reconnected to the AMQP broker at ${this.#shownUrl}`);
+    this.#emit("connected");
+  }
+
+  #failPending(error: (name: string) => Error): void {
+    const calls = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const call of calls) {
+      clearTimeout(call.timer);
+      call.reject(error(call.name));
+    }
+  }
+
+  #wakeDrainWaiters(): void {
+    const waiters = [...this.#drainWaiters];
+    this.#drainWaiters.clear();
+    for (const w of waiters) w();
+  }
+
+  #notConnected(what: string): BusUnavailableError {
+    return new BusUnavailableError(
+      this.#state === "closed"
+        ? `cannot ${what}: the bus is closed`
+        : this.#state === "new" || this.#state === "connecting"
+        ? `cannot ${what}: not connected to the AMQP broker (call connect() first)`
+        : `cannot ${what}: not connected to the AMQP broker at ${this.#shownUrl} (reconnecting)`,
+    );
+  }
+
+  // ---- RPC: the caller side ----
+
+  call(name: string, args: unknown, options: CallOptions = {}): Promise<unknown> {
+    let body: Uint8Array;
+    let timeoutMs: number;
+    try {
+      checkRpcName(name);
+      timeoutMs = checkPositive(options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, "timeoutMs");
+      body = encodeBody(args, `the arguments of "${name}"`);
+      checkSize(body.length, this.#maxBytes, `the request to "${name}"`);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const ch = this.#ch;
+    if (this.#state !== "connected" || ch === undefined) {
+      return Promise.reject(this.#notConnected(`call "${name}"`));
+    }
+    const messageId = crypto.randomUUID();
+    const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+    const timer = setTimeout(() => {
+      if (this.#pending.delete(messageId)) reject(new RpcTimeoutError(name, timeoutMs));
+    }, timeoutMs);
+    this.#pending.set(messageId, { name, resolve, reject, timer });
+    try {
+      ch.publish(this.#ex.rpc, name, Buffer.from(body.buffer, body.byteOffset, body.length), {
+        replyTo: this.#id,
+        messageId,
+        contentType: JSON_TYPE,
+        type: "rpc",
+      });
+    } catch (e) {
+      clearTimeout(timer);
+      this.#pending.delete(messageId);
+      return Promise.reject(
+        new BusUnavailableError(`cannot call "${name}": ${errorText(e)}`, { cause: e }),
+      );
+    }
+    return promise;
+  }
+
+  #onReply(conn: amqp.ChannelModel, msg: Message | null): void {
+    if (msg === null) {
+      // The broker cancelled our reply consumer (queue deleted): start afresh.
+      this.#log("warn", "the reply queue was deleted; reconnecting");
+      conn.close().catch(() => {});
+      return;
+    }
+    const corr = msg.properties.correlationId;
+    const call = typeof corr === "string" ? this.#pending.get(corr) : undefined;
+    if (!call) {
+      this.#log("debug", `ignored a reply with unknown correlation id ${JSON.stringify(corr)}`);
+      return;
+    }
+    this.#pending.delete(corr as string);
+    clearTimeout(call.timer);
+    const what = `the reply from "${call.name}"`;
+    try {
+      const failure = failureOf(
+        (msg.properties.headers as Record<string, unknown> | undefined)?.error,
+      );
+      if (failure) {
+        call.reject(new RpcRemoteError(call.name, failure));
+        return;
+      }
+      checkSize(msg.content.length, this.#maxBytes, what);
+      const kind = bodyKind(msg.properties.contentType);
+      if (!kind) {
+        throw new TypeError(
+          `${what} has the unsupported content type ${JSON.stringify(msg.properties.contentType)}`,
+        );
+      }
+      call.resolve(decodeAs(kind, msg.content, what));
+    } catch (e) {
+      this.#log("warn", errorText(e));
+      call.reject(new BusError(errorText(e), { cause: e }));
+    }
+  }
+
+  // ---- registrations ----
+
+  serve(name: string, handler: RpcHandler, options: ServeOptions = {}): Promise<Registration> {
+    try {
+      checkRpcName(name);
+      const prefetch = checkPositive(options.maxInFlight ?? this.#maxInFlight, "maxInFlight");
+      return this.#register({ kind: "rpc", key: name, rpc: handler, prefetch });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  onAlert(pattern: string, handler: AlertHandler): Promise<Registration> {
+    try {
+      checkPattern(pattern);
+      return this.#register({
+        kind: "alert",
+        key: pattern,
+        onAlert: handler,
+        prefetch: this.#alertPrefetch,
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Make a registration. While reconnecting it is only recorded, and comes
+   * alive with the connection; before `connect()` and after `close()` it is refused.
+   */
+  async #register(
+    spec: Pick<Reg, "kind" | "key" | "prefetch"> & Partial<Pick<Reg, "rpc" | "onAlert">>,
+  ): Promise<Registration> {
+    const what = spec.kind === "rpc" ? `serve "${spec.key}"` : `listen to "${spec.key}"`;
+    if (this.#state === "new" || this.#state === "connecting" || this.#state === "closed") {
+      throw this.#notConnected(what);
+    }
+    const reg: Reg = {
+      ...spec,
+      n: ++this.#regCount,
+      channel: undefined,
+      consumerTag: undefined,
+      jobs: new Set(),
+      closed: false,
+      backlog: [],
+      pumping: false,
+    };
+    if (this.#state === "connected") {
+      try {
+        await this.#attach(reg);
+      } catch (e) {
+        // Lost the connection meanwhile: the reconnect sets the registration up.
+        if ((this.#state as string) !== "disconnected") throw e;
+      }
+    }
+    this.#regs.add(reg);
+    return { close: () => this.#unregister(reg) };
+  }
+
+  /** Declare, bind and consume a registration's queue on a channel of its own. */
+  async #attach(reg: Reg): Promise<void> {
+    const conn = this.#conn;
+    if (!conn) throw this.#notConnected(`restore "${reg.key}"`);
+    let ch = await conn.createChannel();
+    ch.on("error", () => {});
+    let queue: string;
+    try {
+      if (reg.kind === "rpc") {
+        queue = `${this.#ex.rpc}_${reg.key}`;
+        try {
+          await ch.assertQueue(queue, {
+            durable: false,
+            autoDelete: true,
+            exclusive: false,
+            deadLetterExchange: this.#ex.dead,
+          });
+        } catch (e) {
+          if (!isPreconditionFailed(e)) throw e;
+          // Another peer declared it with other arguments (qbroker adds a TTL): share it as it is.
+          this.#log("info", `queue "${queue}" exists with other arguments; using it as it is`);
+          ch = await conn.createChannel();
+          ch.on("error", () => {});
+          await ch.checkQueue(queue);
+        }
+        await ch.bindQueue(queue, this.#ex.rpc, reg.key);
+      } else {
+        queue = `${this.#ex.alert}_${this.#id}.${reg.n}`;
+        await ch.assertQueue(queue, { durable: false, autoDelete: true, exclusive: true });
+        await ch.bindQueue(queue, this.#ex.alert, reg.key);
+      }
+      await ch.prefetch(reg.prefetch);
+      const { consumerTag } = await ch.consume(
+        queue,
+        (msg) =>
+          reg.kind === "rpc" ? this.#onRequest(reg, ch, msg) : this.#onAlertMessage(reg, ch, msg),
+        { noAck: false },
+      );
+      reg.channel = ch;
+      reg.consumerTag = consumerTag;
+      this.#watchChannel(conn, ch, `the channel of ${reg.kind} "${reg.key}"`);
+    } catch (e) {
+      (ch as { moatClosing?: boolean }).moatClosing = true;
+      await ch.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  async #unregister(reg: Reg): Promise<void> {
+    if (reg.closed) return;
+    reg.closed = true;
+    this.#regs.delete(reg);
+    const ch = reg.channel;
+    const tag = reg.consumerTag;
+    if (ch) (ch as { moatClosing?: boolean }).moatClosing = true;
+    if (ch && tag) {
+      try {
+        await ch.cancel(tag);
+      } catch (e) {
+        this.#log("debug", `cancelling the consumer of "${reg.key}" failed: ${errorText(e)}`);
+      }
+    }
+    // Requests being handled are answered now, so that no caller waits for nothing.
+    for (const job of [...reg.jobs]) {
+      job.finish({ s: "error", m: `the server of "${reg.key}" stopped`, c: "BusError" });
+    }
+    reg.channel = undefined;
+    reg.consumerTag = undefined;
+    reg.backlog.length = 0;
+    if (ch) await ch.close().catch(() => {});
+  }
+
+  // ---- RPC: the server side ----
+
+  /** Reject a message we cannot use: it goes to the dead-letter exchange. */
+  #drop(ch: Channel, msg: Message, why: string): void {
+    this.#log("warn", `dropped a message for "${msg.fields.routingKey}": ${why}`);
+    try {
+      ch.nack(msg, false, false);
+    } catch {
+      // The channel is gone: the broker has released the message already.
+    }
+  }
+
+  #reply(replyTo: string, correlationId: string, body: Uint8Array, error?: RemoteErrorInfo): void {
+    const ch = this.#ch;
+    if (!ch) return;
+    try {
+      ch.publish(
+        this.#ex.reply,
+        replyTo,
+        Buffer.from(body.buffer, body.byteOffset, body.length),
+        {
+          correlationId,
+          contentType: JSON_TYPE,
+          type: "reply",
+          ...(error ? { headers: { error: { s: error.s, m: error.m, c: error.c } } } : {}),
+        },
+      );
+    } catch (e) {
+      this.#log("warn", `cannot send a reply: ${errorText(e)}`);
+    }
+  }
+
+  #onRequest(reg: Reg, ch: Channel, msg: Message | null): void {
+    if (msg === null) {
+      this.#consumerCancelled(reg, ch);
+      return;
+    }
+    const name = reg.key;
+    const { replyTo, messageId } = msg.properties;
+    if (typeof replyTo !== "string" || replyTo === "") {
+      this.#drop(ch, msg, "a request without reply_to");
+      return;
+    }
+    if (typeof messageId !== "string" || messageId === "") {
+      this.#drop(ch, msg, "a request without message_id");
+      return;
+    }
+    const refuse = (why: string, c: string) => {
+      this.#reply(replyTo, messageId, encodeBody(null, ""), { s: "error", m: why, c });
+      this.#drop(ch, msg, why);
+    };
+    if (msg.content.length > this.#maxBytes) {
+      refuse(
+        `the request to "${name}" is ${msg.content.length} bytes, over the limit of ${this.#maxBytes} bytes`,
+        "RangeError",
+      );
+      return;
+    }
+    const kind = bodyKind(msg.properties.contentType);
+    if (!kind) {
+      refuse(
+        `the request to "${name}" has the unsupported content type ${
+          JSON.stringify(msg.properties.contentType)
+        }`,
+        "TypeError",
+      );
+      return;
+    }
+    let args: unknown;
+    try {
+      args = decodeAs(kind, msg.content, `the request to "${name}"`);
+    } catch (e) {
+      refuse(errorText(e), "SyntaxError");
+      return;
+    }
+
+    const controller = new AbortController();
+    let done = false;
+    const settle = (body: Uint8Array, error?: RemoteErrorInfo) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reg.jobs.delete(job);
+      // After a reconnect the request went back to the queue: another server answers it.
+      if (reg.channel !== ch) return;
+      this.#reply(replyTo, messageId, body, error);
+      try {
+        ch.ack(msg);
+      } catch {
+        // The channel closed meanwhile.
+      }
+    };
+    const job: Job = {
+      controller,
+      finish: (error) => {
+        controller.abort(new BusError(error.m));
+        settle(encodeBody(null, ""), error);
+      },
+      cancel: () => {
+        done = true;
+        clearTimeout(timer);
+        reg.jobs.delete(job);
+        controller.abort(new BusError("the connection to the AMQP broker was lost"));
+      },
+    };
+    const timer = setTimeout(() => {
+      this.#log(
+        "warn",
+        `the handler of "${name}" did not finish within ${this.#handlerTimeoutMs} ms`,
+      );
+      job.finish({
+        s: "error",
+        m: `the handler of "${name}" did not finish within ${this.#handlerTimeoutMs} ms`,
+        c: "TimeoutError",
+      });
+    }, this.#handlerTimeoutMs);
+    reg.jobs.add(job);
+    Promise.resolve()
+      .then(() => reg.rpc!(args, { name, signal: controller.signal }))
+      .then((result) => {
+        const body = encodeBody(result, `the result of "${name}"`);
+        checkSize(body.length, this.#maxBytes, `the reply from "${name}"`);
+        settle(body);
+      })
+      .catch((e: unknown) => settle(encodeBody(null, ""), remoteErrorOf(e)));
+  }
+
+  /** The broker cancelled a consumer (its queue was deleted): set the registration up again. */
+  #consumerCancelled(reg: Reg, ch: Channel): void {
+    if (reg.closed || reg.channel !== ch) return;
+    this.#log("warn", `the broker cancelled ${reg.kind} "${reg.key}"; setting it up again`);
+    this.#detach(reg);
+    (ch as { moatClosing?: boolean }).moatClosing = true;
+    ch.close().catch(() => {});
+    this.#attach(reg).catch((e) => {
+      this.#log("error", `cannot restore ${reg.kind} "${reg.key}": ${errorText(e)}`);
+    });
+  }
+
+  // ---- alerts ----
+
+  async alert(topic: string, data: unknown): Promise<void> {
+    checkTopic(topic);
+    const body = encodeBody(data, `the data of alert "${topic}"`);
+    checkSize(body.length, this.#maxBytes, `the alert "${topic}"`);
+    const ch = this.#ch;
+    if (this.#state !== "connected" || ch === undefined) {
+      throw this.#notConnected(`send alert "${topic}"`);
+    }
+    let ok: boolean;
+    try {
+      ok = ch.publish(
+        this.#ex.alert,
+        topic,
+        Buffer.from(body.buffer, body.byteOffset, body.length),
+        { contentType: JSON_TYPE, type: "alert" },
+      );
+    } catch (e) {
+      throw new BusUnavailableError(`cannot send alert "${topic}": ${errorText(e)}`, { cause: e });
+    }
+    // Back-pressure: wait until the socket takes more (or the connection is gone).
+    if (!ok) await new Promise<void>((resolve) => this.#drainWaiters.add(resolve));
+  }
+
+  #onAlertMessage(reg: Reg, ch: Channel, msg: Message | null): void {
+    if (msg === null) {
+      this.#consumerCancelled(reg, ch);
+      return;
+    }
+    reg.backlog.push(msg);
+    if (!reg.pumping) {
+      reg.pumping = true;
+      void this.#pump(reg, ch);
+    }
+  }
+
+  /** Hand a subscription's alerts to its handler one at a time, in order. */
+  async #pump(reg: Reg, ch: Channel): Promise<void> {
+    let unacked = 0;
+    try {
+      while (!reg.closed && reg.channel === ch && reg.backlog.length > 0) {
+        const msg = reg.backlog.shift()!;
+        const topic = msg.fields.routingKey;
+        if (msg.content.length > this.#maxBytes) {
+          this.#drop(
+            ch,
+            msg,
+            `alert "${topic}" is ${msg.content.length} bytes, over the limit of ${this.#maxBytes} bytes`,
+          );
+          continue;
+        }
+        const kind = bodyKind(msg.properties.contentType);
+        if (!kind) {
+          this.#drop(
+            ch,
+            msg,
+            `alert "${topic}" has the unsupported content type ${
+              JSON.stringify(msg.properties.contentType)
+            }`,
+          );
+          continue;
+        }
+        let data: unknown;
+        try {
+          data = decodeAs(kind, msg.content, `alert "${topic}"`);
+        } catch (e) {
+          this.#drop(ch, msg, errorText(e));
+          continue;
+        }
+        await this.#runAlertHandler(reg, topic, data);
+        if (reg.channel !== ch) break;
+        // Acknowledge in batches (all up to this one): one frame per batch, not per alert.
+        if (++unacked >= ACK_BATCH || reg.backlog.length === 0) {
+          unacked = 0;
+          try {
+            ch.ack(msg, true);
+          } catch {
+            // The channel closed meanwhile.
+          }
+        }
+      }
+    } finally {
+      reg.pumping = false;
+      if (!reg.closed && reg.channel !== ch) reg.backlog.length = 0;
+    }
+  }
+
+  /** Run an alert handler; errors are logged, and a hung one is left behind after the timeout. */
+  async #runAlertHandler(reg: Reg, topic: string, data: unknown): Promise<void> {
+    const failed = (e: unknown) =>
+      this.#log("warn", `the alert handler of "${reg.key}" failed on "${topic}": ${errorText(e)}`);
+    let result: void | Promise<void>;
+    try {
+      result = reg.onAlert!(topic, data);
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    // A synchronous handler needs no timer.
+    if (!(result instanceof Promise)) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        result,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            this.#log(
+              "warn",
+              `the alert handler of "${reg.key}" did not finish within ${this.#handlerTimeoutMs} ms`,
+            );
+            resolve();
+          }, this.#handlerTimeoutMs);
+        }),
+      ]);
+    } catch (e) {
+      failed(e);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- closing ----
+
+  /** Fail calls in flight, end every registration and disconnect. Safe twice. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const wasOpen = this.#state !== "new";
+    this.#state = "closed";
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#failPending((name) =>
+      new BusUnavailableError(`call to "${name}" failed: the bus was closed`)
+    );
+    await Promise.all([...this.#regs].map((reg) => this.#unregister(reg)));
+    const conn = this.#conn;
+    const ch = this.#ch;
+    this.#ch = undefined;
+    this.#wakeDrainWaiters();
+    if (ch) {
+      // Closing the channel first flushes what was published on it to the broker.
+      (ch as { moatClosing?: boolean }).moatClosing = true;
+      await ch.close().catch(() => {});
+    }
+    if (conn) {
+      try {
+        await conn.close();
+      } catch (e) {
+        this.#log("debug", `closing the AMQP connection failed: ${errorText(e)}`);
+      }
+    }
+    this.#conn = undefined;
+    if (wasOpen) this.#emit("closed");
+    this.#listeners.clear();
+  }
+}
