@@ -11,6 +11,8 @@ import { scriptGroup } from "./host/cli/script_cmd.ts";
 import { alertCommand, callCommand, listenCommand } from "./host/cli/bus_cmd.ts";
 import { runCommand } from "./host/cli/run_cmd.ts";
 import { statusCommand } from "./host/cli/status_cmd.ts";
+import { errorsCommand } from "./host/cli/errors_cmd.ts";
+import { debugCommand } from "./host/cli/debug_cmd.ts";
 import { timeCommand } from "./host/cli/time_cmd.ts";
 import { ScriptCheckError } from "./host/scripts/check.ts";
 
@@ -33,10 +35,12 @@ export const moat: Group = {
     scriptGroup,
     runCommand,
     statusCommand,
+    errorsCommand,
     time,
     callCommand,
     alertCommand,
     listenCommand,
+    debugCommand,
   ],
 };
 

@@ -17,6 +17,7 @@
 
 import { type Figure, median, ratio } from "./figure.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
+import { stubMethods } from "../host/bridge/method_stubs.ts";
 
 const SPAWNS = 10;
 const ROUND_TRIPS = 2000;
@@ -165,10 +166,10 @@ export async function benchBridge(): Promise<Figure[]> {
     const bareMem = await memory(bare.pid);
 
     // --- ours ------------------------------------------------------------
-    const methods = {
+    const methods = stubMethods({
       time_at: () => Promise.resolve(1_700_000_000),
       wait: () => Promise.resolve(1_700_000_000),
-    };
+    });
     const starts: number[] = [];
     for (let i = 0; i < SPAWNS; i++) {
       await pool.ready();

@@ -19,7 +19,6 @@ import { EtcdStore } from "../host/store/etcd_store.ts";
 import { Layout } from "../host/layout.ts";
 import { MemoryLogger } from "../host/log.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
-import { hostMethods } from "../host/bridge/methods.ts";
 import { Host } from "../host/tasks/host.ts";
 import { SystemClock } from "../host/time/clock.ts";
 import { servicesOn } from "../host/cli/services.ts";
@@ -41,7 +40,7 @@ async function rawWorkerSpawn(): Promise<number> {
 }
 
 /** One raw etcd put → watch event on the same client, ms. */
-async function rawPutWatch(store: EtcdStore, key: string): Promise<number> {
+export async function rawPutWatch(store: EtcdStore, key: string): Promise<number> {
   let got!: () => void;
   const seen = new Promise<void>((r) => got = r);
   const w = await store.watch(key, () => got());
@@ -105,7 +104,6 @@ export async function benchHost(
     isolation: pool,
     logger,
     clock,
-    methods: ({ zone }) => hostMethods({ clock, zone }),
   });
   try {
     await host.start();

@@ -14,12 +14,16 @@ import { benchTime } from "./time_bench.ts";
 import { benchBridge } from "./bridge_bench.ts";
 import { benchHost } from "./host_bench.ts";
 import { benchBus } from "./bus_bench.ts";
+import { benchSecurity } from "./security_bench.ts";
+import { benchMonitor } from "./monitor_bench.ts";
 
 const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   time: benchTime,
   bridge: benchBridge,
   host: () => benchHost(),
   bus: benchBus,
+  monitor: () => benchMonitor(),
+  security: benchSecurity,
 };
 
 function line(f: Figure): string {

@@ -49,12 +49,22 @@ export class LineLogger implements Logger {
 
 /** Keeps log lines in memory (tests, `moat script try`). */
 export class MemoryLogger implements Logger {
-  readonly lines: { level: LogLevel; source: string; message: string }[] = [];
+  /** Every line, with `at` = `performance.now()` when it was logged. */
+  readonly lines: { level: LogLevel; source: string; message: string; at: number }[] = [];
   #listeners = new Set<() => void>();
 
   log(level: LogLevel, source: string, message: string): void {
-    this.lines.push({ level, source, message });
+    this.lines.push({ level, source, message, at: performance.now() });
     for (const l of this.#listeners) l();
+  }
+
+  /** Call `fn` with every later line; returns a function that stops it. */
+  subscribe(
+    fn: (line: { level: LogLevel; source: string; message: string; at: number }) => void,
+  ): () => void {
+    const check = () => fn(this.lines[this.lines.length - 1]!);
+    this.#listeners.add(check);
+    return () => void this.#listeners.delete(check);
   }
 
   /** Resolve when a line matching `pred` has been logged (also one logged before). */

@@ -69,6 +69,73 @@ export interface Methods {
   time_at: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
   /** Resolves at the time `time_at` would return; the result is that time. */
   wait: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
+  /** Write an existing key of the task's `data/` (type-checked by the host). */
+  data_set: { args: [key: string, value: Json]; result: null };
+  /** Load the node at a root-relative path; `null` when it does not exist. */
+  tree_lookup: { args: [path: string]; result: NodeSnapshot | null };
+  /** Start delivering `tree` events for keys below a node the script holds. */
+  tree_watch: { args: [path: string]; result: null };
+  /** Record (or count again) an error condition of the task under `tag`. */
+  set_error: { args: [tag: string, message: string]; result: null };
+  /** Clear the error condition `tag` of the task. */
+  clear_error: { args: [tag: string]; result: null };
+  /** The JavaScript of another script, for `moat.load`. */
+  load: { args: [name: string]; result: { script: string; code: string } };
+  /** Serve an RPC name; requests arrive as `rpc` events. Returns the registration id. */
+  rpc_serve: { args: [name: string]; result: number };
+  /** Answer the RPC request `call` of an `rpc` event. */
+  rpc_reply: { args: [call: number, ok: boolean, value: Json]; result: null };
+  /** Listen to alerts matching a pattern; they arrive as `alert` events. */
+  alert_listen: { args: [pattern: string]; result: number };
+  /** Call an RPC (timeout in seconds); the result is the server's answer. */
+  call: { args: [name: string, args: Json, timeout: number]; result: Json };
+  /** Publish an alert. */
+  alert: { args: [topic: string, data: Json]; result: null };
+  /** Register the script's debug object (`moat.debug_obj`). */
+  debug_obj: { args: [value: Json]; result: null };
+}
+
+/** Payload of the `rpc` event: a request for a handler the script registered. */
+export interface RpcEvent {
+  /** The registration id `rpc_serve` returned. */
+  id: number;
+  /** Answer with `rpc_reply(call, …)`. */
+  call: number;
+  name: string;
+  args: Json;
+}
+
+/** Payload of the `alert` event. */
+export interface AlertEvent {
+  /** The registration id `alert_listen` returned. */
+  id: number;
+  topic: string;
+  data: Json;
+}
+
+/**
+ * A node of the MoaT tree as the sandbox receives it: its root-relative
+ * path and every value at or below it, by path relative to the node
+ * ("" is the node's own value). Values are decoded (JSON, else text).
+ */
+export interface NodeSnapshot {
+  path: string;
+  entries: { [rel: string]: Json };
+}
+
+/** Payload of the `data` event: the task's whole `moat.data` view. */
+export interface DataEvent {
+  /** Every key with its decoded value and declared type (null: untyped). */
+  values: { [key: string]: { value: Json; type: string | null } };
+  /** For `str/ref` keys: the referenced node, or null when it does not exist. */
+  refs: { [key: string]: NodeSnapshot | null };
+}
+
+/** Payload of the `tree` event: changes below watched nodes, one etcd revision. */
+export interface TreeEvent {
+  revision: number;
+  /** Root-relative keys with their new value, or null when deleted. */
+  changes: { key: string; value: Json | null }[];
 }
 
 /** Name of a bridge method. */
@@ -95,6 +162,11 @@ export interface StartMessage {
   /** JavaScript: the body of an async function with one parameter, `moat`. */
   code: string;
   options: ScriptOptions;
+  /**
+   * Events to apply before the script's first line runs (e.g. `data`), so
+   * that synchronous reads see them; by event name.
+   */
+  initial?: { [event: string]: Json };
 }
 
 /** A successful answer to `call` number `id`. */
@@ -133,7 +205,12 @@ export interface EventMessage {
 }
 
 /** Everything the host sends to a sandbox. */
-export type HostMessage = StartMessage | ReplyMessage | StopMessage | EventMessage;
+export type HostMessage =
+  | StartMessage
+  | ReplyMessage
+  | StopMessage
+  | EventMessage
+  | PingMessage;
 
 // ---------------------------------------------------------------------------
 // sandbox → host
@@ -181,7 +258,8 @@ export type SandboxMessage =
   | CallMessage
   | CancelMessage
   | LogMessage
-  | EndedMessage;
+  | EndedMessage
+  | PongMessage;
 
 /** The `kind`s of {@linkcode SandboxMessage}, for validators. */
 export const SANDBOX_KINDS: readonly SandboxMessage["kind"][] = [
@@ -190,4 +268,24 @@ export const SANDBOX_KINDS: readonly SandboxMessage["kind"][] = [
   "cancel",
   "log",
   "ended",
+  "pong",
 ];
+
+// ---------------------------------------------------------------------------
+// Heartbeat (see docs/security.md)
+
+/**
+ * host → sandbox: "are you there?". The script's Worker answers each ping
+ * from its message loop, so a Worker that spins or blocks (`Atomics.wait`)
+ * stops answering even when it burns no CPU.
+ */
+export interface PingMessage {
+  kind: "ping";
+  id: number;
+}
+
+/** sandbox → host: the answer to `ping` number `id`. */
+export interface PongMessage {
+  kind: "pong";
+  id: number;
+}

@@ -32,14 +32,20 @@
  */
 
 import type {
+  AlertEvent,
+  DataEvent,
   ErrorInfo,
   HostMessage,
+  Json,
   LogLevel,
   MethodName,
   Methods,
+  NodeSnapshot,
+  RpcEvent,
   SandboxMessage,
   TimeOptions,
   TimeSpec,
+  TreeEvent,
 } from "./protocol.ts";
 
 /** Settings baked into the Worker's source. */
@@ -118,6 +124,10 @@ export function workerMain(config: WorkerConfig): void {
   ];
   for (const name of removed) delete g[name];
   Object.defineProperty(g, "Function", { value: deny, writable: false, configurable: false });
+  // No `blob:` URLs: they are a way to name code for the module loader (and
+  // to keep data alive outside the script's reach). `data:` imports are
+  // refused by the host's code check, and no code can be made from text.
+  for (const name of ["createObjectURL", "revokeObjectURL"]) delete g.URL[name];
   // The raw channel to the sandbox process lives on the scope's prototypes.
   for (const name of ["postMessage", "close", "onmessage", "onmessageerror", "onerror"]) {
     for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
@@ -346,6 +356,236 @@ export function workerMain(config: WorkerConfig): void {
     log(level, args);
   };
 
+  // ---- 5. the MoaT tree: data, tree nodes, monitors --------------------
+  // Every value the script can read synchronously, by root-relative key,
+  // kept current by the host's `data` and `tree` events.
+  const cache = new Map<string, Json>();
+  let dataValues = new Map<string, { value: Json; type: string | null }>();
+  let dataRefs = new Map<string, string | null>();
+  interface MoatNode {
+    readonly path: string;
+    readonly value: Json | undefined;
+    get(name: string): Json | MoatNode | undefined;
+    keys(): string[];
+  }
+  const nodes = new Map<string, MoatNode>();
+  const nodeSet = new WeakSet<object>();
+  const childrenOf = (path: string): string[] => {
+    const names = new Set<string>();
+    const pre = path + "/";
+    for (const k of cache.keys()) {
+      if (k.startsWith(pre)) names.add(k.slice(pre.length).split("/")[0]!);
+    }
+    return [...names].sort();
+  };
+  const exists = (path: string): boolean => {
+    if (cache.has(path)) return true;
+    const pre = path + "/";
+    for (const k of cache.keys()) if (k.startsWith(pre)) return true;
+    return false;
+  };
+  const nodeOf = (path: string): MoatNode => {
+    let n = nodes.get(path);
+    if (n) return n;
+    n = Object.freeze({
+      path,
+      get value(): Json | undefined {
+        return cache.get(path);
+      },
+      get(name: string): Json | MoatNode | undefined {
+        if (typeof name !== "string" || name === "") return undefined;
+        const key = `${path}/${name}`;
+        const pre = key + "/";
+        for (const k of cache.keys()) if (k.startsWith(pre)) return nodeOf(key);
+        return cache.get(key);
+      },
+      keys(): string[] {
+        return childrenOf(path);
+      },
+      toString(): string {
+        return `[moat node ${path}]`;
+      },
+    });
+    nodes.set(path, n);
+    nodeSet.add(n);
+    return n;
+  };
+  const loadSnapshot = (snap: NodeSnapshot): void => {
+    for (const k of [...cache.keys()]) {
+      if (k === snap.path || k.startsWith(snap.path + "/")) cache.delete(k);
+    }
+    for (const [rel, v] of Object.entries(snap.entries)) {
+      cache.set(rel === "" ? snap.path : `${snap.path}/${rel}`, v);
+    }
+  };
+  const applyData = (ev: DataEvent): void => {
+    const refs = new Map<string, string | null>();
+    for (const [key, snap] of Object.entries(ev.refs)) {
+      if (snap) loadSnapshot(snap);
+      refs.set(key, snap ? snap.path : null);
+    }
+    dataValues = new Map(Object.entries(ev.values));
+    dataRefs = refs;
+  };
+  interface Monitor {
+    path: string;
+    fn: (change: unknown) => unknown;
+    children: string[];
+  }
+  const monitors: Monitor[] = [];
+  const deliver = (m: Monitor, isNew: boolean | null, added: string[], deleted: string[]) => {
+    try {
+      const r = m.fn(Object.freeze({ node: nodeOf(m.path), is_new: isNew, added, deleted }));
+      if (r && typeof (r as Promise<unknown>).then === "function") {
+        (r as Promise<unknown>).then(undefined, fail);
+      }
+    } catch (err) {
+      fail(err);
+    }
+  };
+  const applyTree = (ev: TreeEvent): void => {
+    const touched = new Set<string>();
+    for (const c of ev.changes) {
+      if (c.value === null) cache.delete(c.key);
+      else cache.set(c.key, c.value);
+      touched.add(c.key);
+    }
+    for (const m of [...monitors]) {
+      let hit = false;
+      for (const k of touched) {
+        if (k === m.path || k.startsWith(m.path + "/")) {
+          hit = true;
+          break;
+        }
+      }
+      if (!hit || ending) continue;
+      const now = childrenOf(m.path);
+      const before = new Set(m.children);
+      const after = new Set(now);
+      m.children = now;
+      deliver(
+        m,
+        exists(m.path) ? false : null,
+        now.filter((c) => !before.has(c)),
+        [...before].filter((c) => !after.has(c)),
+      );
+    }
+  };
+  const checkSegments = (segments: unknown[]): string => {
+    // Bad arguments throw at the call site (catchable), unlike lifecycle misuse.
+    if (segments.length === 0) {
+      throw new TypeError("moat.tree.lookup() needs at least one path segment");
+    }
+    const parts: string[] = [];
+    for (const seg of segments) {
+      if (typeof seg !== "string" && typeof seg !== "number") {
+        throw new TypeError(`moat.tree.lookup() takes strings, got ${typeof seg}`);
+      }
+      for (const p of String(seg).split("/")) {
+        if (p === "" || p === "." || p === "..") {
+          throw new TypeError(`moat.tree.lookup(): bad path segment ${stringify(String(seg))}`);
+        }
+        parts.push(p);
+      }
+    }
+    return parts.join("/");
+  };
+
+  // ---- 6. RPC and alerts -------------------------------------------------
+  /** Only JSON crosses the bridge: undefined becomes null; a cycle is a TypeError. */
+  const toJson = (value: unknown, what: string): Json => {
+    if (value === undefined) return null;
+    try {
+      return parse(stringify(value)) as Json;
+    } catch {
+      throw new TypeError(`${what}: the value cannot be sent as JSON`);
+    }
+  };
+  const rpcHandlers = new Map<number, (args: unknown) => unknown>();
+  const alertHandlers = new Map<number, (topic: string, data: unknown) => unknown>();
+  // Deliveries that arrive before the registration's id is known here.
+  const early = new Map<number, (() => void)[]>();
+  const register = <F>(id: number, map: Map<number, F>, fn: F) => {
+    map.set(id, fn);
+    for (const run of early.get(id) ?? []) run();
+    early.delete(id);
+  };
+  const later = (id: number, run: () => void) => {
+    const list = early.get(id) ?? [];
+    if (list.length < 1000) list.push(run);
+    early.set(id, list);
+  };
+  const onRpc = (ev: RpcEvent): void => {
+    const handler = rpcHandlers.get(ev.id);
+    if (!handler) return later(ev.id, () => onRpc(ev));
+    const reply = (ok: boolean, value: Json) => {
+      if (ending) return;
+      call("rpc_reply", [ev.call, ok, value]).result.then(undefined, () => {});
+    };
+    Promise.resolve().then(() => handler(ev.args)).then(
+      (v) => {
+        try {
+          reply(true, toJson(v, `the result of RPC ${ev.name}`));
+        } catch (err) {
+          reply(false, { message: describe(err).message, class: "TypeError" });
+        }
+      },
+      (err) => {
+        const { message } = describe(err);
+        const cls = err instanceof Error ? String(err.name) : "Error";
+        reply(false, { message, class: cls });
+      },
+    );
+  };
+  const onAlert = (ev: AlertEvent): void => {
+    const handler = alertHandlers.get(ev.id);
+    if (!handler) return later(ev.id, () => onAlert(ev));
+    if (ending) return;
+    try {
+      const r = handler(ev.topic, ev.data);
+      if (r && typeof (r as Promise<unknown>).then === "function") {
+        (r as Promise<unknown>).then(undefined, fail);
+      }
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  // ---- 7. moat.load ------------------------------------------------------
+  const MAX_LOAD_CALLS = 100;
+  let loadCalls = 0;
+  let scriptName = "";
+  const loaded = new Map<string, Promise<Record<string, unknown>>>();
+  // deno-lint-ignore no-explicit-any
+  let libraryMoat: (chain: string[]) => any = () => moat;
+  const loadWith = (name: unknown, chain: string[]): Promise<Record<string, unknown>> => {
+    requireSetup("load()");
+    if (typeof name !== "string" || name === "") {
+      return Promise.reject(new TypeError("moat.load() needs a script name"));
+    }
+    if (++loadCalls > MAX_LOAD_CALLS) {
+      return Promise.reject(
+        new RangeError(
+          `moat.load() called more than ${MAX_LOAD_CALLS} times in one run; load each library once`,
+        ),
+      );
+    }
+    if (chain.includes(name)) {
+      return Promise.reject(new Error(`load cycle: ${[...chain, name].join(" → ")}`));
+    }
+    const known = loaded.get(name);
+    if (known) return known;
+    const p = (async () => {
+      const { script, code } = await call("load", [name]).result;
+      const lib = libraryMoat([...chain, name]);
+      const body = `${code}\n//# sourceURL=moat-script:${encodeURIComponent(script)}`;
+      await new AsyncFunction("moat", body).call(undefined, lib);
+      return lib.exports as Record<string, unknown>;
+    })();
+    loaded.set(name, p);
+    return p;
+  };
+
   const moat = Object.freeze({
     setup(options?: unknown): void {
       if (setupCalled) misuse("moat.setup() called more than once");
@@ -421,7 +661,163 @@ export function workerMain(config: WorkerConfig): void {
         },
       });
     },
+    data: Object.freeze({
+      get(key: string): Json | MoatNode | undefined {
+        requireSetup("data.get()");
+        const v = dataValues.get(key);
+        if (v === undefined) return undefined;
+        if (v.type === "str/ref") {
+          const path = dataRefs.get(key);
+          return path ? nodeOf(path) : undefined;
+        }
+        return v.value;
+      },
+      keys(): string[] {
+        requireSetup("data.keys()");
+        return [...dataValues.keys()].sort();
+      },
+      async set(key: string, value: unknown): Promise<void> {
+        requireSetup("data.set()");
+        if (typeof key !== "string") throw new TypeError("moat.data.set() needs a key name");
+        // Only JSON can travel; undefined, functions, cycles and the like cannot.
+        let json: Json;
+        try {
+          json = parse(stringify(value)) as Json;
+        } catch {
+          throw new TypeError(`moat.data.set(${stringify(key)}): the value is not JSON`);
+        }
+        if (json === undefined) throw new TypeError(`moat.data.set(${stringify(key)}): no value`);
+        await call("data_set", [key, json]).result;
+        const old = dataValues.get(key);
+        dataValues.set(key, { value: json, type: old?.type ?? null });
+      },
+    }),
+    tree: Object.freeze({
+      async lookup(...segments: unknown[]): Promise<MoatNode | undefined> {
+        requireSetup("tree.lookup()");
+        const path = checkSegments(segments);
+        const snap = await call("tree_lookup", [path]).result;
+        if (snap === null) return undefined;
+        loadSnapshot(snap);
+        return nodeOf(snap.path);
+      },
+    }),
+    monitor(node: unknown): (fn: (change: unknown) => unknown) => (change: unknown) => unknown {
+      requireSetup("monitor()");
+      if (node === null || typeof node !== "object" || !nodeSet.has(node)) {
+        throw new TypeError(
+          "moat.monitor() needs a node from moat.tree.lookup() or a str/ref data value",
+        );
+      }
+      const path = (node as MoatNode).path;
+      return (fn) => {
+        requireFunction("monitor()(fn)", fn);
+        const m: Monitor = { path, fn, children: childrenOf(path) };
+        call("tree_watch", [path]).result.then(() => {
+          if (ending) return;
+          monitors.push(m);
+          deliver(m, true, [], []);
+        }, fail);
+        return fn;
+      };
+    },
+    set_error(tag: string, message: string): Promise<void> {
+      requireSetup("set_error()");
+      if (typeof tag !== "string" || tag === "") {
+        return Promise.reject(new TypeError("moat.set_error() needs a non-empty tag"));
+      }
+      return call("set_error", [tag, String(message ?? "")]).result.then(() => {});
+    },
+    clear_error(tag: string): Promise<void> {
+      requireSetup("clear_error()");
+      if (typeof tag !== "string" || tag === "") {
+        return Promise.reject(new TypeError("moat.clear_error() needs a non-empty tag"));
+      }
+      return call("clear_error", [tag]).result.then(() => {});
+    },
+    load(name: string): Promise<Record<string, unknown>> {
+      return loadWith(name, [scriptName]);
+    },
+    /** What this script offers when another one loads it. */
+    exports: {} as Record<string, unknown>,
+    rpc(name: string): <F extends (args: unknown) => unknown>(handler: F) => F {
+      requireSetup("rpc()");
+      if (typeof name !== "string" || name === "") throw new TypeError("moat.rpc() needs a name");
+      return (handler) => {
+        requireFunction("rpc()(handler)", handler);
+        call("rpc_serve", [name]).result.then((id) => register(id, rpcHandlers, handler), fail);
+        return handler;
+      };
+    },
+    on_alert(
+      pattern: string,
+    ): <F extends (topic: string, data: unknown) => unknown>(handler: F) => F {
+      requireSetup("on_alert()");
+      if (typeof pattern !== "string" || pattern === "") {
+        throw new TypeError("moat.on_alert() needs a topic pattern");
+      }
+      return (handler) => {
+        requireFunction("on_alert()(handler)", handler);
+        call("alert_listen", [pattern]).result.then(
+          (id) => register(id, alertHandlers, handler),
+          fail,
+        );
+        return handler;
+      };
+    },
+    call(name: string, args?: unknown, options?: { timeout?: number }): Promise<unknown> {
+      requireSetup("call()");
+      const timeout = options?.timeout ?? 15;
+      if (typeof timeout !== "number" || !(timeout > 0)) {
+        return Promise.reject(
+          new TypeError("moat.call(): timeout must be a positive number of seconds"),
+        );
+      }
+      let json: Json;
+      try {
+        json = toJson(args, `moat.call(${stringify(String(name))})`);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return call("call", [String(name), json, timeout]).result;
+    },
+    alert(topic: string, data?: unknown): Promise<void> {
+      requireSetup("alert()");
+      let json: Json;
+      try {
+        json = toJson(data, `moat.alert(${stringify(String(topic))})`);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return call("alert", [String(topic), json]).result.then(() => {});
+    },
+    debug_obj(value: unknown): void {
+      requireSetup("debug_obj()");
+      call("debug_obj", [toJson(value, "moat.debug_obj()")]).result.then(undefined, fail);
+    },
   });
+  // A loaded library gets the same moat, except: `setup` may be called
+  // again (with other options), `run` is ignored, `exports` is its own, and
+  // its loads continue its chain (for cycle detection).
+  libraryMoat = (chain: string[]) => {
+    // moat is frozen: copy its members as configurable ones first.
+    const descriptors = Object.getOwnPropertyDescriptors(moat) as Record<
+      string,
+      PropertyDescriptor
+    >;
+    for (const d of Object.values(descriptors)) d.configurable = true;
+    const lib = Object.defineProperties({}, descriptors);
+    Object.defineProperties(lib, {
+      setup: { value: (_options?: unknown) => {}, enumerable: true },
+      run: { value: <F>(fn: F): F => fn, enumerable: true },
+      exports: { value: {}, enumerable: true },
+      load: {
+        value: (name: string) => loadWith(name, chain),
+        enumerable: true,
+      },
+    });
+    return Object.freeze(lib);
+  };
 
   const runScript = async (code: string, script: string) => {
     try {
@@ -462,6 +858,18 @@ export function workerMain(config: WorkerConfig): void {
     fail((e as PromiseRejectionEvent).reason);
   });
 
+  /** Deliveries into the script. A malformed one is dropped, never thrown. */
+  const onEvent = (event: string, data: Json): void => {
+    try {
+      if (event === "data") applyData(data as unknown as DataEvent);
+      else if (event === "tree") applyTree(data as unknown as TreeEvent);
+      else if (event === "rpc") onRpc(data as unknown as RpcEvent);
+      else if (event === "alert") onAlert(data as unknown as AlertEvent);
+    } catch {
+      // The host sends well-formed events; nothing a script did can get here.
+    }
+  };
+
   listen("message", (e) => {
     let msg: HostMessage;
     try {
@@ -470,12 +878,19 @@ export function workerMain(config: WorkerConfig): void {
       return;
     }
     switch (msg.kind) {
+      case "ping":
+        // The heartbeat: answered from this loop, so a Worker that spins or
+        // blocks goes quiet and the host kills its process.
+        send({ kind: "pong", id: msg.id });
+        return;
       case "start": {
         if (started) return;
         started = true;
         maxCallsInFlight = msg.options.maxCallsInFlight;
         onStopBudgetMs = msg.options.onStopBudgetMs;
         g.moat = moat;
+        scriptName = msg.script;
+        for (const [event, data] of Object.entries(msg.initial ?? {})) onEvent(event, data);
         void runScript(msg.code, msg.script);
         return;
       }
@@ -500,7 +915,7 @@ export function workerMain(config: WorkerConfig): void {
         return;
       }
       case "event":
-        // Deliveries into the script (monitors, alerts, RPC) come later.
+        onEvent(msg.event, msg.data);
         return;
     }
   });

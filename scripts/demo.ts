@@ -10,7 +10,6 @@ import { MemoryStore } from "../host/store/memory_store.ts";
 import { Layout } from "../host/layout.ts";
 import { LineLogger } from "../host/log.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
-import { hostMethods } from "../host/bridge/methods.ts";
 import { Host } from "../host/tasks/host.ts";
 import { SystemClock } from "../host/time/clock.ts";
 import { servicesOn } from "../host/cli/services.ts";
@@ -52,7 +51,6 @@ const host = new Host({
   isolation: pool,
   logger,
   clock,
-  methods: ({ zone }) => hostMethods({ clock, zone }),
 });
 await host.start();
 await new Promise((r) => setTimeout(r, SECONDS * 1000));

@@ -25,6 +25,10 @@ export interface ChildOptions {
   processModule: string;
   /** Give up if the sandbox is not ready after this long. */
   readyTimeoutMs: number;
+  /** The `prlimit` binary (util-linux), or undefined to spawn without rlimits. */
+  prlimit: string | undefined;
+  /** RLIMIT_FSIZE of the sandbox process: largest file it may write, bytes. */
+  fileSizeBytes: number;
 }
 
 /**
@@ -48,6 +52,8 @@ const STDERR_TAIL = 4096;
 /** A spawned sandbox process. */
 export class SandboxChild {
   readonly pid: number;
+  /** Its temporary `DENO_DIR`. */
+  readonly dir: string;
   /** Resolves when the sandbox reported `ready`; rejects if it died or timed out first. */
   readonly ready: Promise<void>;
   /** Resolves once the process is gone and its temporary folder removed. Never rejects. */
@@ -66,6 +72,7 @@ export class SandboxChild {
   private constructor(child: Deno.ChildProcess, dir: string, options: ChildOptions) {
     this.#child = child;
     this.pid = child.pid;
+    this.dir = dir;
     const writer = child.stdin.getWriter();
     writer.closed.catch(() => {});
     this.#writer = writer;
@@ -136,10 +143,18 @@ export class SandboxChild {
 
   /** Spawn a sandbox process with a fresh `DENO_DIR`, removed when it exits. */
   static async spawn(options: ChildOptions): Promise<SandboxChild> {
-    const dir = await Deno.makeTempDir({ prefix: "moat-sandbox-" });
+    // The name says which host made it, so that a later host can remove it
+    // if this one dies without cleaning up (see sweepStaleDirs).
+    const dir = await Deno.makeTempDir({ prefix: `${DIR_PREFIX}${hostTag()}-` });
+    // Rlimits, applied by prlimit before it execs deno: no file (Deno's
+    // cache included) larger than fileSizeBytes, and no core dumps.
+    const wrap = options.prlimit === undefined
+      ? []
+      : [`--fsize=${options.fileSizeBytes}`, "--core=0", "--", options.denoPath];
     try {
-      const child = new Deno.Command(options.denoPath, {
+      const child = new Deno.Command(wrap.length > 0 ? options.prlimit! : options.denoPath, {
         args: [
+          ...wrap,
           "run",
           "--quiet",
           "--no-prompt",
@@ -148,6 +163,8 @@ export class SandboxChild {
           "--no-config",
           "--no-lock",
           "--unstable-worker-options",
+          // Nothing a sandbox runs needs V8's code cache: fewer writes to disk.
+          "--no-code-cache",
           `--import-map=${IMPORT_MAP}`,
           `--v8-flags=--max-old-space-size=${options.heapMb}`,
           options.processModule,
@@ -201,4 +218,79 @@ export class SandboxChild {
 /** "exit code 1" / "signal SIGKILL". */
 export function describe(status: { code: number; signal: string | null }): string {
   return status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+}
+
+// ---------------------------------------------------------------------------
+// Operating-system limits and leftovers
+
+const DIR_PREFIX = "moat-sandbox-";
+
+/** This host process as `<pid>.<start time>`: a pid alone may be reused. */
+function hostTag(): string {
+  return `${Deno.pid}.${startTime(Deno.pid) ?? 0}`;
+}
+
+/** Field 22 of `/proc/<pid>/stat` (start time in ticks since boot), if the process exists. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Remove the sandbox cache folders in `parent` left by hosts that died
+ * without cleaning up (SIGKILL, power loss): those whose host process
+ * (pid and start time in the name) is gone. Their sandbox processes are
+ * gone too: a sandbox exits when its stdin closes. Returns how many it
+ * removed. Never throws.
+ */
+export async function sweepStaleDirs(parent: string): Promise<number> {
+  let removed = 0;
+  try {
+    for await (const e of Deno.readDir(parent)) {
+      const m = /^moat-sandbox-(\d+)\.(\d+)-/.exec(e.name);
+      if (!e.isDirectory || m === null) continue;
+      if (startTime(Number(m[1])) === m[2]) continue; // its host is alive
+      await Deno.remove(`${parent}/${e.name}`, { recursive: true }).then(
+        () => removed++,
+        () => {},
+      );
+    }
+  } catch { /* no such folder, or not ours to read */ }
+  return removed;
+}
+
+/** The `prlimit` binary of util-linux, if installed in a usual place. */
+export function findPrlimit(): string | undefined {
+  for (const p of ["/usr/bin/prlimit", "/bin/prlimit", "/usr/local/bin/prlimit"]) {
+    try {
+      if (Deno.statSync(p).isFile) return p;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+/**
+ * Set RLIMIT_DATA of a running process (soft and hard): allocations beyond
+ * it (ArrayBuffers above all, which no V8 heap limit covers) fail at once
+ * instead of growing the process until the next RSS sample. Lowering a
+ * limit of one's own processes needs no privilege. Resolves false if it
+ * could not be applied.
+ */
+export async function limitData(prlimit: string, pid: number, bytes: number): Promise<boolean> {
+  const b = Math.floor(bytes);
+  try {
+    const out = await new Deno.Command(prlimit, {
+      args: [`--pid=${pid}`, `--data=${b}:${b}`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
 }

@@ -11,6 +11,12 @@ import type { Clock } from "../time/clock.ts";
 import { timeAt } from "../time/time_at.ts";
 import { TimeSpecError } from "../time/time_spec.ts";
 import { waitUntilSpec } from "../time/wait.ts";
+import type { ScriptView } from "../tasks/script_view.ts";
+import { checkTag, type ErrorRecords } from "../tasks/errors.ts";
+import type { ScriptBus } from "../tasks/script_bus.ts";
+import { checkName } from "../names.ts";
+import { DefinitionError } from "../scripts/definitions.ts";
+import { ScriptCheckError } from "../scripts/check.ts";
 import { BridgeError, type MethodTable } from "./sandbox.ts";
 
 /** What the methods of one run need from the host. */
@@ -18,6 +24,17 @@ export interface MethodContext {
   clock: Clock;
   /** The installation's time zone now (`/config/timezone`, else the host's). */
   zone(): string;
+  /** The task's path. */
+  task: string;
+  /** The running script's name. */
+  script: string;
+  /** The script's view of the tree. */
+  view: ScriptView;
+  errors: ErrorRecords;
+  /** Fetch and check another script's code for `moat.load`, recording the dependency. */
+  load(name: string): Promise<{ script: string; js: string }>;
+  /** The run's registrations and traffic on the bus. */
+  bus: ScriptBus;
 }
 
 function timeError(e: unknown): never {
@@ -25,6 +42,17 @@ function timeError(e: unknown): never {
     throw new BridgeError("time_spec", e.message);
   }
   throw e;
+}
+
+/** Store trouble reaches the script as a plain message, never raw client text. */
+async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof BridgeError) throw e;
+    if (e instanceof RangeError) throw new BridgeError("bad_args", e.message);
+    throw new BridgeError("unavailable", `cannot ${what}: the store is not reachable`);
+  }
 }
 
 /** Build the method table of one script run. */
@@ -55,6 +83,65 @@ export function hostMethods(ctx: MethodContext): MethodTable {
         if (call.signal.aborted) throw new BridgeError("cancelled", "the wait was cancelled");
         return timeError(e);
       }
+    },
+    async data_set([key, value]) {
+      await ctx.view.dataSet(key, value);
+      return null;
+    },
+    tree_lookup([path]) {
+      return guarded("look up the tree", () => ctx.view.lookup(path));
+    },
+    // deno-lint-ignore require-await
+    async tree_watch([path]) {
+      ctx.view.watch(path);
+      return null;
+    },
+    async set_error([tag, message]) {
+      await guarded("record the error", () => ctx.errors.set(ctx.task, checkTag(tag), message));
+      return null;
+    },
+    async clear_error([tag]) {
+      await guarded("clear the error", () => ctx.errors.clear(ctx.task, checkTag(tag)));
+      return null;
+    },
+    async load([name]) {
+      try {
+        checkName(name, "script");
+      } catch (e) {
+        throw new BridgeError("bad_name", (e as Error).message);
+      }
+      if (name === ctx.script) {
+        throw new BridgeError("load_cycle", `script "${name}" cannot load itself`);
+      }
+      const loaded = await guarded(`load script "${name}"`, async () => {
+        try {
+          return await ctx.load(name);
+        } catch (e) {
+          // Missing scripts and failed checks are the script author's to see.
+          if (e instanceof DefinitionError || e instanceof ScriptCheckError) {
+            throw new BridgeError("load_failed", e.message);
+          }
+          throw e;
+        }
+      });
+      return { script: loaded.script, code: loaded.js };
+    },
+    rpc_serve: ([name]) => ctx.bus.serve(name),
+    // deno-lint-ignore require-await
+    async rpc_reply([call, ok, value]) {
+      ctx.bus.reply(call, ok, value);
+      return null;
+    },
+    alert_listen: ([pattern]) => ctx.bus.listen(pattern),
+    call: ([name, args, timeout]) => ctx.bus.call(name, args, timeout),
+    async alert([topic, data]) {
+      await ctx.bus.alert(topic, data);
+      return null;
+    },
+    // deno-lint-ignore require-await
+    async debug_obj([value]) {
+      ctx.bus.debug = value;
+      return null;
     },
   };
 }

@@ -25,15 +25,26 @@
 
 import type {
   EventMessage,
+  Json,
   LogLevel,
   MethodName,
   Methods,
   ReplyMessage,
 } from "../../sandbox/protocol.ts";
-import { type ChildExit, describe, SandboxChild } from "./_child.ts";
+import {
+  type ChildExit,
+  describe,
+  findPrlimit,
+  limitData,
+  SandboxChild,
+  sweepStaleDirs,
+} from "./_child.ts";
+import { DEFAULT_LIMITS, type SandboxLimits, TokenBucket } from "./limits.ts";
+import { readProc, readVmData, ScriptGuard, Watchdog } from "./_watchdog.ts";
 import { argValidators, BridgeError, checkMessage } from "./validate.ts";
 
 export { BridgeError } from "./validate.ts";
+export { DEFAULT_LIMITS, type SandboxLimits } from "./limits.ts";
 
 /** How a script ended. */
 export interface ScriptEnd {
@@ -72,6 +83,8 @@ export interface StartOptions {
   script: string;
   /** JavaScript: the body of an async function with one parameter, `moat`. */
   code: string;
+  /** Events applied before the script's first line runs (e.g. `data`). */
+  initial?: { [event: string]: Json };
   methods: MethodTable;
   /** Script output (`moat.logger`, `console`) and sandbox warnings. Must not throw. */
   onLog(level: LogLevel, message: string): void;
@@ -88,6 +101,11 @@ export interface StartOptions {
   maxCallsInFlight?: number;
   /** Sandbox warnings (stray output, refused messages) passed to `onLog`. @default 100 */
   maxWarnings?: number;
+  /**
+   * Resource and traffic limits of this script, over the pool's
+   * (`calls_in_flight` yields to `maxCallsInFlight`). See docs/security.md.
+   */
+  limits?: Partial<SandboxLimits>;
 }
 
 /** A running script. */
@@ -127,6 +145,25 @@ export interface SandboxPoolOptions {
   processModule?: string | URL;
   /** A sandbox that is not ready after this long is killed. @default 10000 */
   readyTimeoutMs?: number;
+  /** Default limits of every script (each may override them). @default DEFAULT_LIMITS */
+  limits?: Partial<SandboxLimits>;
+  /** How often each sandbox's CPU, memory and heartbeat are checked, ms. @default 250 */
+  sampleMs?: number;
+  /**
+   * The util-linux `prlimit` binary that applies rlimits (file size, no core
+   * dumps, data size); `null`: none (then only the RSS watch bounds memory).
+   * @default found in /usr/bin, /bin or /usr/local/bin
+   */
+  prlimit?: string | null;
+  /** Largest file a sandbox process may write (its Deno cache), MiB. @default 32 */
+  fileSizeMb?: number;
+}
+
+/** What a pool gives each of its scripts for guarding it. */
+interface Guarding {
+  watchdog: Watchdog;
+  limits: SandboxLimits;
+  prlimit: string | undefined;
 }
 
 /** One script per sandbox process, with warm spares. */
@@ -136,7 +173,11 @@ export class SandboxPool implements Isolation {
     heapMb: number;
     processModule: string;
     readyTimeoutMs: number;
+    prlimit: string | undefined;
+    fileSizeBytes: number;
   };
+  #guarding: Guarding;
+  #sweep: Promise<unknown> | undefined;
   #warmTarget: number;
   #warm: SandboxChild[] = [];
   #spawning = 0;
@@ -153,6 +194,13 @@ export class SandboxPool implements Isolation {
         options.processModule ?? new URL("../../sandbox/process.ts", import.meta.url),
       ),
       readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
+      prlimit: options.prlimit === undefined ? findPrlimit() : options.prlimit ?? undefined,
+      fileSizeBytes: (options.fileSizeMb ?? 32) * 2 ** 20,
+    };
+    this.#guarding = {
+      watchdog: new Watchdog(options.sampleMs ?? 250),
+      limits: { ...DEFAULT_LIMITS, ...options.limits },
+      prlimit: this.#options.prlimit,
     };
     this.#warmTarget = options.warm ?? 1;
     this.#refill();
@@ -183,7 +231,7 @@ export class SandboxPool implements Isolation {
       child.kill();
       throw new Error("Cannot start a script: the sandbox pool is closed");
     }
-    const script = new SandboxScript(child, options);
+    const script = new SandboxScript(child, options, this.#guarding);
     this.#scripts.add(script);
     script.ended.then(() => this.#scripts.delete(script));
     return script;
@@ -204,6 +252,8 @@ export class SandboxPool implements Isolation {
     const ends = [...this.#scripts].map((s) => s.kill("sandbox pool closed"));
     for (const c of this.#children) c.kill();
     await Promise.allSettled([...ends, ...[...this.#children].map((c) => c.gone)]);
+    await this.#sweep;
+    this.#guarding.watchdog.close();
     this.#warm = [];
   }
 
@@ -226,6 +276,8 @@ export class SandboxPool implements Isolation {
 
   async #spawn(): Promise<SandboxChild> {
     const child = await SandboxChild.spawn(this.#options);
+    // Once per pool: remove the cache folders of hosts that died uncleanly.
+    this.#sweep ??= sweepStaleDirs(child.dir.slice(0, child.dir.lastIndexOf("/")));
     this.#children.add(child);
     child.gone.then(() => {
       this.#children.delete(child);
@@ -247,16 +299,46 @@ class SandboxScript implements ScriptHandle {
   #stopTimer: ReturnType<typeof setTimeout> | undefined;
   #warnings = 0;
   #maxInFlight: number;
+  // ---- limits (docs/security.md) ----
+  #limits: SandboxLimits;
+  #guard: ScriptGuard;
+  #unwatch: () => void;
+  #callBucket: TokenBucket;
+  #logLines: TokenBucket;
+  #logChars: TokenBucket;
+  #logsDropped = 0;
+  #floodCount = 0;
+  #floodSecond = 0;
 
-  constructor(child: SandboxChild, options: StartOptions) {
+  constructor(child: SandboxChild, options: StartOptions, guarding: Guarding) {
     this.#child = child;
     this.#options = options;
     this.pid = child.pid;
-    this.#maxInFlight = options.maxCallsInFlight ?? 1000;
+    const limits = { ...guarding.limits, ...options.limits };
+    this.#limits = limits;
+    this.#maxInFlight = options.maxCallsInFlight ?? limits.callsInFlight;
+    this.#callBucket = new TokenBucket(limits.callRate, { burst: 5 });
+    this.#logLines = new TokenBucket(limits.logRate);
+    this.#logChars = new TokenBucket(limits.logVolume * 1024);
+    this.#guard = new ScriptGuard(limits, {
+      kill: (reason) => this.#finish({ state: "fail", message: reason, debug: "" }),
+      ping: (id) => this.#child.send({ kind: "ping", id }),
+    }, readProc(child.pid));
+    this.#unwatch = guarding.watchdog.watch(child.pid, this.#guard);
+    if (guarding.prlimit !== undefined) {
+      // A hard cap on memory the process may map beyond what it has now,
+      // so that a burst of ArrayBuffers fails at once; the RSS watch is
+      // the finer limit.
+      const now = readVmData(child.pid);
+      if (now !== undefined) {
+        void limitData(guarding.prlimit, child.pid, now + limits.memory * 2 ** 20);
+      }
+    }
     child.onMessage = (v) => this.#onMessage(v);
     child.onNoise = (stream, line) => this.#warn(`sandbox ${stream}: ${line.slice(0, 1000)}`);
     this.ended = child.gone.then((exit) => {
       clearTimeout(this.#stopTimer);
+      this.#unwatch();
       this.#finish({ state: "fail", message: exitMessage(exit, options), debug: "" });
       return this.#end!;
     });
@@ -265,6 +347,7 @@ class SandboxScript implements ScriptHandle {
       task: options.task,
       script: options.script,
       code: options.code,
+      ...(options.initial ? { initial: options.initial } : {}),
       options: {
         onStopBudgetMs: options.onStopBudgetMs ?? 3000,
         // The Worker refuses extra calls itself; the host refuses them too.
@@ -302,6 +385,8 @@ class SandboxScript implements ScriptHandle {
   #finish(end: ScriptEnd): void {
     if (this.#end !== undefined) return;
     this.#end = end;
+    this.#unwatch();
+    this.#noteDroppedLogs();
     for (const ac of this.#inflight.values()) ac.abort(new BridgeError("ended", "script ended"));
     this.#inflight.clear();
     this.#child.kill();
@@ -310,6 +395,7 @@ class SandboxScript implements ScriptHandle {
   // The sandbox is untrusted: validate before dispatch; never throw.
   #onMessage(value: unknown): void {
     if (this.#end !== undefined) return;
+    if (this.#flooding()) return;
     const checked = checkMessage(value);
     if (!checked.ok) {
       this.#warn(`refused a message from the sandbox: ${checked.why}`);
@@ -342,7 +428,10 @@ class SandboxScript implements ScriptHandle {
         return;
       }
       case "log":
-        this.#log(msg.level, msg.message);
+        this.#scriptLog(msg.level, msg.message);
+        return;
+      case "pong":
+        this.#guard.pong();
         return;
       case "ended":
         clearTimeout(this.#stopTimer);
@@ -364,6 +453,12 @@ class SandboxScript implements ScriptHandle {
     }
     if (this.#inflight.size >= this.#maxInFlight) {
       return refuse("limit", `too many calls in flight (limit ${this.#maxInFlight})`);
+    }
+    if (!this.#callBucket.take()) {
+      return refuse(
+        "limit",
+        `too many calls: more than ${this.#limits.callRate} per second (limit: call_rate)`,
+      );
     }
     // A closed table: own properties only, so "__proto__", "constructor",
     // "toString" and friends are unknown methods.
@@ -442,6 +537,47 @@ class SandboxScript implements ScriptHandle {
         (this.#options.onInternalError ?? defaultInternalError)(err, "reply");
       } catch { /* ignore */ }
     }
+  }
+
+  /**
+   * Count a message from the sandbox; past `flood` in one second, kill the
+   * script: even refusing costs the host, and a flood delays other scripts.
+   */
+  #flooding(): boolean {
+    const second = Math.floor(performance.now() / 1000);
+    if (second !== this.#floodSecond) {
+      this.#floodSecond = second;
+      this.#floodCount = 0;
+    }
+    if (++this.#floodCount <= this.#limits.flood) return false;
+    this.#finish({
+      state: "fail",
+      message: `bridge flood: more than ${this.#limits.flood} messages in one second ` +
+        `(limit: flood = ${this.#limits.flood})`,
+      debug: "",
+    });
+    return true;
+  }
+
+  /** Script output, within `log_rate` and `log_volume`; the rest is counted and dropped. */
+  #scriptLog(level: LogLevel, message: string): void {
+    if (!this.#logLines.take() || !this.#logChars.take(Math.min(message.length, 1024 * 1024))) {
+      this.#logsDropped++;
+      return;
+    }
+    this.#noteDroppedLogs();
+    this.#log(level, message);
+  }
+
+  #noteDroppedLogs(): void {
+    if (this.#logsDropped === 0) return;
+    const n = this.#logsDropped;
+    this.#logsDropped = 0;
+    this.#log(
+      "warn",
+      `${n} log line${n === 1 ? "" : "s"} of the script dropped (limits: log_rate = ` +
+        `${this.#limits.logRate} lines and log_volume = ${this.#limits.logVolume} KiB per second)`,
+    );
   }
 
   #log(level: LogLevel, message: string): void {

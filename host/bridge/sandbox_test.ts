@@ -2,6 +2,7 @@
  * Tests of the sandbox bridge. Each test runs real sandbox processes.
  */
 
+import { stubMethods as makeStubs } from "./method_stubs.ts";
 import assert from "node:assert/strict";
 import type { LogLevel } from "../../sandbox/protocol.ts";
 import {
@@ -33,10 +34,10 @@ function signal<T = void>(): { promise: Promise<T>; resolve(v: T): void } {
   return { promise, resolve };
 }
 
-const stubMethods: MethodTable = {
+const stubMethods: MethodTable = makeStubs({
   time_at: () => Promise.resolve(1_700_000_000),
   wait: () => Promise.resolve(1_700_000_000),
-};
+});
 
 interface Run {
   pool: SandboxPool;
@@ -344,6 +345,7 @@ Deno.test("bad arguments are refused with bad_args and reach the script as a Moa
 Deno.test("a handler's own error reaches the script as code and message only", async () => {
   const internal: unknown[] = [];
   const methods: MethodTable = {
+    ...stubMethods,
     time_at: () => {
       throw new Error("etcd at 10.0.0.5:2379 said no (/work/main/secret/path.ts)");
     },
@@ -375,6 +377,7 @@ Deno.test("a handler's own error reaches the script as code and message only", a
 Deno.test("a hostile sandbox's malformed and forbidden messages are refused without the host throwing", async () => {
   const aborted = signal<unknown>();
   const methods: MethodTable = {
+    ...stubMethods,
     time_at: () => Promise.resolve(99),
     wait: (_args, { signal: s }) =>
       new Promise((_, reject) => {

@@ -9,6 +9,7 @@
  */
 
 import {
+  type Json,
   LOG_LEVELS,
   type LogLevel,
   MAX_END_TEXT_CHARS,
@@ -111,10 +112,113 @@ function timeArgs(method: string, args: unknown[]): [TimeSpec, TimeOptions] {
   return [spec as TimeSpec, options];
 }
 
+const MAX_NAME_CHARS = 1000;
+const MAX_MESSAGE_CHARS = 16 * 1024;
+
+/** A fixed number of string arguments, each at most `max` characters. */
+function strings(method: string, args: unknown[], names: string[], max: number[]): string[] {
+  if (args.length !== names.length) {
+    throw badArgs(method, `expected (${names.join(", ")}), got ${args.length} arguments`);
+  }
+  args.forEach((a, i) => {
+    if (typeof a !== "string") {
+      throw badArgs(method, `${names[i]} must be a string, got ${quote(a)}`);
+    }
+    if (a.length > max[i]!) {
+      throw badArgs(method, `${names[i]} is longer than ${max[i]} characters`);
+    }
+  });
+  return args as string[];
+}
+
 /** The argument validators of the closed method table. */
 export const argValidators: ArgValidators = Object.freeze({
   time_at: (args: unknown[]) => timeArgs("time_at", args),
   wait: (args: unknown[]) => timeArgs("wait", args),
+  data_set: (args: unknown[]): [string, Json] => {
+    if (args.length !== 2) {
+      throw badArgs("data_set", `expected (key, value), got ${args.length} arguments`);
+    }
+    const [key, value] = args;
+    if (typeof key !== "string" || key.length > MAX_NAME_CHARS) {
+      throw badArgs("data_set", `key must be a string, got ${quote(key)}`);
+    }
+    // The message was parsed from JSON: the value is JSON already.
+    return [key, value as Json];
+  },
+  tree_lookup: (args: unknown[]): [string] => {
+    const [path] = strings("tree_lookup", args, ["path"], [MAX_NAME_CHARS]);
+    return [path!];
+  },
+  tree_watch: (args: unknown[]): [string] => {
+    const [path] = strings("tree_watch", args, ["path"], [MAX_NAME_CHARS]);
+    return [path!];
+  },
+  set_error: (args: unknown[]): [string, string] => {
+    const [tag, message] = strings("set_error", args, ["tag", "message"], [
+      MAX_NAME_CHARS,
+      MAX_MESSAGE_CHARS,
+    ]);
+    return [tag!, message!];
+  },
+  clear_error: (args: unknown[]): [string] => {
+    const [tag] = strings("clear_error", args, ["tag"], [MAX_NAME_CHARS]);
+    return [tag!];
+  },
+  load: (args: unknown[]): [string] => {
+    const [name] = strings("load", args, ["name"], [MAX_NAME_CHARS]);
+    return [name!];
+  },
+  rpc_serve: (args: unknown[]): [string] => {
+    const [name] = strings("rpc_serve", args, ["name"], [MAX_NAME_CHARS]);
+    return [name!];
+  },
+  alert_listen: (args: unknown[]): [string] => {
+    const [pattern] = strings("alert_listen", args, ["pattern"], [MAX_NAME_CHARS]);
+    return [pattern!];
+  },
+  rpc_reply: (args: unknown[]): [number, boolean, Json] => {
+    if (args.length !== 3) {
+      throw badArgs("rpc_reply", `expected (call, ok, value), got ${args.length} arguments`);
+    }
+    const [call, ok, value] = args;
+    if (typeof call !== "number" || !Number.isSafeInteger(call) || call < 0) {
+      throw badArgs("rpc_reply", `call must be a request number, got ${quote(call)}`);
+    }
+    if (typeof ok !== "boolean") {
+      throw badArgs("rpc_reply", `ok must be a boolean, got ${quote(ok)}`);
+    }
+    return [call, ok, value as Json];
+  },
+  call: (args: unknown[]): [string, Json, number] => {
+    if (args.length !== 3) {
+      throw badArgs("call", `expected (name, args, timeout), got ${args.length} arguments`);
+    }
+    const [name, a, timeout] = args;
+    if (typeof name !== "string" || name.length > MAX_NAME_CHARS) {
+      throw badArgs("call", `name must be a string, got ${quote(name)}`);
+    }
+    if (typeof timeout !== "number" || !(timeout > 0) || timeout > 3600) {
+      throw badArgs("call", `timeout must be seconds between 0 and 3600, got ${quote(timeout)}`);
+    }
+    return [name, a as Json, timeout];
+  },
+  alert: (args: unknown[]): [string, Json] => {
+    if (args.length !== 2) {
+      throw badArgs("alert", `expected (topic, data), got ${args.length} arguments`);
+    }
+    const [topic, data] = args;
+    if (typeof topic !== "string" || topic.length > MAX_NAME_CHARS) {
+      throw badArgs("alert", `topic must be a string, got ${quote(topic)}`);
+    }
+    return [topic, data as Json];
+  },
+  debug_obj: (args: unknown[]): [Json] => {
+    if (args.length !== 1) {
+      throw badArgs("debug_obj", `expected (value), got ${args.length} arguments`);
+    }
+    return [args[0] as Json];
+  },
 });
 
 /** Result of {@linkcode checkMessage}. */
@@ -182,6 +286,9 @@ export function checkMessage(value: unknown): Checked {
         message: { kind, state, message: text(value.message), debug: text(value.debug) },
       };
     }
+    case "pong":
+      if (!isId(value.id)) return { ok: false, why: "pong without a valid id" };
+      return { ok: true, message: { kind, id: value.id } };
     default:
       return { ok: false, why: `unknown message kind ${quote(kind)}` };
   }

@@ -79,7 +79,10 @@ function secondsOption(ctx: CommandContext, name: string, fallbackS: number): nu
 }
 
 /** Open the bus the globals name, run `fn`, and close it again. */
-async function withBus<T>(ctx: CommandContext, fn: (bus: AmqpBus) => Promise<T>): Promise<T> {
+export async function withBus<T>(
+  ctx: CommandContext,
+  fn: (bus: AmqpBus) => Promise<T>,
+): Promise<T> {
   const bus = new AmqpBus({
     url: ctx.globals.amqp,
     exchanges: parseExchanges(Deno.env.get("MOAT_AMQP_EXCHANGES")),

@@ -90,7 +90,8 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   amqp: {
     type: "string",
     arg: "URL",
-    help: "AMQP broker (env MOAT_AMQP; default amqp://guest:guest@127.0.0.1:5672)",
+    help:
+      'AMQP broker (env MOAT_AMQP; default amqp://guest:guest@127.0.0.1:5672; "none" for moat run without a broker)',
   },
   verbose: { type: "boolean", short: "v", help: "show the cause of errors" },
   help: { type: "boolean", short: "h", help: "show help" },

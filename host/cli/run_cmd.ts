@@ -10,10 +10,13 @@ import { EtcdStore } from "../store/etcd_store.ts";
 import { Layout } from "../layout.ts";
 import { isLogLevel, LineLogger } from "../log.ts";
 import { SandboxPool } from "../bridge/sandbox.ts";
-import { hostMethods } from "../bridge/methods.ts";
 import { Host } from "../tasks/host.ts";
 import { SystemClock } from "../time/clock.ts";
-import { UsageError } from "./io.ts";
+import { CommandError, UsageError } from "./io.ts";
+import type { Bus } from "../bus/bus.ts";
+import { LocalBus } from "../bus/local_bus.ts";
+import { AmqpBus } from "../bus/amqp_bus.ts";
+import { parseExchanges } from "./bus_cmd.ts";
 import { checkName } from "../names.ts";
 import { CLI_ETCD_TIMEOUT_MS } from "./services.ts";
 
@@ -54,6 +57,31 @@ export const runCommand: Command = {
     const store = new EtcdStore({ endpoints: ctx.globals.etcd, timeoutMs: CLI_ETCD_TIMEOUT_MS });
     const isolation = new SandboxPool();
     const once = ctx.values.once === true;
+    // "--amqp none" runs without a broker: scripts of this host talk on an
+    // in-process bus.
+    let bus: Bus;
+    if (ctx.globals.amqp === "none") {
+      bus = new LocalBus();
+    } else {
+      const amqp = new AmqpBus({
+        url: ctx.globals.amqp,
+        exchanges: parseExchanges(Deno.env.get("MOAT_AMQP_EXCHANGES")),
+        connectionName: `moat-run-${ctx.globals.host}`,
+        log: (level, message) => logger.log(level, "amqp", message),
+      });
+      try {
+        await amqp.connect();
+      } catch (e) {
+        await amqp.close();
+        await store.close();
+        await isolation.close();
+        throw new CommandError(
+          `${(e as Error).message} (use --amqp none to run without a broker)`,
+          { cause: e },
+        );
+      }
+      bus = amqp;
+    }
     const host = new Host({
       store,
       layout: new Layout(ctx.globals.root),
@@ -63,7 +91,7 @@ export const runCommand: Command = {
       clock,
       paths: ctx.positionals,
       once,
-      methods: ({ zone }) => hostMethods({ clock, zone }),
+      bus,
     });
     let signalled: string | undefined;
     let wake!: () => void;
@@ -97,6 +125,7 @@ export const runCommand: Command = {
       ]);
       clearTimeout(timer);
       await isolation.close();
+      await bus.close();
       await store.close();
       for (const [sig, fn] of handlers) Deno.removeSignalListener(sig, fn);
     }

@@ -181,9 +181,18 @@ function wasNotSent(error: unknown): boolean {
     error.message.includes("No connection established");
 }
 
-/** Errors that mean "etcd could not be reached (in time)", not "etcd said no". */
+/**
+ * Errors that mean "etcd could not be reached (in time)", not "etcd said no".
+ * A connection torn down under a call (etcd stopping) reaches grpc-js as an
+ * INTERNAL error about the stream or socket: that is unreachable too.
+ */
 function isUnreachable(error: unknown): boolean {
-  return error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError;
+  if (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) {
+    return true;
+  }
+  const message = error instanceof Error ? error.message : "";
+  return /RST_STREAM|socket has been ended|ECONNRESET|ECONNREFUSED|EPIPE|Connection dropped/
+    .test(message);
 }
 
 /**

@@ -13,12 +13,17 @@ import { SCRIPT_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import { SystemClock } from "../time/clock.ts";
 import type { Logger } from "../log.ts";
-import type { Isolation, MethodTable, ScriptEnd } from "../bridge/sandbox.ts";
+import type { Isolation, ScriptEnd } from "../bridge/sandbox.ts";
+import { hostMethods } from "../bridge/methods.ts";
+import { readLimits, type SandboxLimits } from "../bridge/limits.ts";
+import { ErrorRecords } from "./errors.ts";
+import type { Bus, Registration } from "../bus/bus.ts";
+import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
 import { CodeVersions } from "../scripts/versions.ts";
 import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
 import { type RunConfig, runConfig } from "./run_config.ts";
-import { type LoadedScript, TaskRunner, type Transition } from "./task_runner.ts";
+import { type RunContext, TaskRunner, type Transition } from "./task_runner.ts";
 
 /** Options of a `Host`. */
 export interface HostOptions {
@@ -34,8 +39,8 @@ export interface HostOptions {
   clock?: Clock;
   /** Run each task once, without restarts. */
   once?: boolean;
-  /** Build the bridge methods for a run. */
-  methods(ctx: { task: TaskInfo; signal: AbortSignal; zone: () => string }): MethodTable;
+  /** The bus for scripts' RPC and alerts, and task state alerts. @default new LocalBus() */
+  bus?: Bus;
   onTransition?(t: Transition): void;
 }
 
@@ -46,6 +51,10 @@ export class Host {
   #hub: WatchHub;
   #tasks: TaskDefs;
   #versions: CodeVersions;
+  #errors: ErrorRecords;
+  #bus: Bus;
+  #ownBus: boolean;
+  #debugReg: Registration | undefined;
   #runners = new Map<string, TaskRunner>();
   /** Per-path chain of pending reconciliations, so they never overlap. */
   #pending = new Map<string, Promise<void>>();
@@ -66,6 +75,9 @@ export class Host {
       clock: this.#clock,
       log: (level, m) => options.logger.log(level, "host", m),
     });
+    this.#errors = new ErrorRecords(store, layout, this.#clock);
+    this.#ownBus = options.bus === undefined;
+    this.#bus = options.bus ?? new LocalBus();
     const base = `${layout.tasksPrefix}${options.hostName}/`;
     this.#prefixes = (options.paths?.length ? options.paths : [""]).map((p) =>
       p === "" ? base : `${base}${p.replace(/\/+$/, "")}/`
@@ -105,6 +117,10 @@ export class Host {
       this.#setZone(last.type === "put" ? last.kv.value : "");
     });
     await this.#hub.start(revision + 1);
+    this.#debugReg = await this.#bus.serve(
+      debugRpcName(this.#o.hostName),
+      (args) => Promise.resolve(this.debugObjects(typeof args === "string" ? args : "")),
+    );
     for (const p of [...paths].sort()) this.#schedule(p);
   }
 
@@ -166,7 +182,16 @@ export class Host {
       ]
         .some((f) => fields.has(f) || fields.has(`-${f}`));
       if (!relevant) continue;
-      for (const path of this.#runners.keys()) {
+      const deleted = fields.has(`-${SCRIPT_KEYS.code}`) && !fields.has(SCRIPT_KEYS.code);
+      for (const [path, runner] of this.#runners) {
+        if (runner.loaded.has(name)) {
+          if (deleted) {
+            void runner.stop(`loaded script ${name} was deleted`);
+          } else {
+            this.#schedule(path, `loaded script ${name} changed`);
+          }
+          continue;
+        }
         this.#scriptOf(path).then((s) => {
           if (s === name) this.#schedule(path, `script ${name} changed`);
         });
@@ -223,11 +248,34 @@ export class Host {
       readTask: (p: string) =>
         this.#tasks.get(p).then((t) => t?.taskdef === SCRIPT_TASKDEF ? t : undefined),
       runConfig: (t: TaskInfo) => this.#runConfig(t),
-      loadScript: (t: TaskInfo): Promise<LoadedScript> => this.#versions.load(t.script),
-      methods: (task: TaskInfo, signal: AbortSignal) =>
-        o.methods({ task, signal, zone: () => this.#zone }),
-      ...(o.onTransition ? { onTransition: o.onTransition } : {}),
+      limits: (t: TaskInfo) => this.#limits(t),
+      loadScript: (name: string) => this.#versions.load(name),
+      errors: this.#errors,
+      methods: (run: RunContext) =>
+        hostMethods({
+          clock: this.#clock,
+          zone: () => this.#zone,
+          task: run.task.path,
+          script: run.script,
+          view: run.view,
+          errors: this.#errors,
+          load: run.load,
+          bus: run.bus,
+        }),
+      bus: this.#bus,
+      onTransition: (t: Transition) => {
+        this.#publish(t);
+        o.onTransition?.(t);
+      },
     };
+  }
+
+  /** Sandbox limits set in `/config/run` or on the task (docs/security.md). */
+  async #limits(task: TaskInfo): Promise<Partial<SandboxLimits>> {
+    const { kvs } = await this.#o.store.range(this.#o.layout.runConfigPrefix);
+    const global: Record<string, string> = {};
+    for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
+    return readLimits(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
   }
 
   async #runConfig(task: TaskInfo): Promise<RunConfig> {
@@ -235,6 +283,11 @@ export class Host {
     const global: Record<string, string> = {};
     for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
     return runConfig(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
+  }
+
+  /** Resolves once every start, stop and restart queued so far has been carried out. */
+  async reconciled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending.values()]);
   }
 
   /**
@@ -252,6 +305,24 @@ export class Host {
     }
   }
 
+  /** `{ task: { script: { <task path>: value } } }` for running scripts with a debug object. */
+  debugObjects(prefix = ""): { task: { script: Record<string, unknown> } } {
+    const script: Record<string, unknown> = {};
+    for (const [path, runner] of this.#runners) {
+      if (!path.startsWith(prefix)) continue;
+      const d = runner.debug;
+      if (d !== undefined) script[path] = d;
+    }
+    return { task: { script } };
+  }
+
+  #publish(t: Transition): void {
+    const topic = taskTopic(t.task);
+    this.#bus.alert(topic, { ...t }).catch((e) =>
+      this.#o.logger.log("debug", t.task, `task alert ${topic} not sent: ${(e as Error).message}`)
+    );
+  }
+
   /** Stop every script (on_stop runs, status written, leases revoked). Safe twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -263,5 +334,22 @@ export class Host {
     this.#runners.clear();
     await this.#versions.close();
     await this.#hub.close();
+    await this.#debugReg?.close();
+    if (this.#ownBus) await this.#bus.close();
   }
+}
+
+/** A name as one word of an AMQP topic: letters, digits, "_" and "-". */
+function word(s: string): string {
+  return s.replace(/[^A-Za-z0-9_-]/g, "_") || "_";
+}
+
+/** The alert topic of a task's state changes: `moat.task.<dotted path>`. */
+export function taskTopic(path: string): string {
+  return `moat.task.${path.split("/").map(word).join(".")}`;
+}
+
+/** The host's debug RPC: `moat.debug.<host>`. */
+export function debugRpcName(host: string): string {
+  return `moat.debug.${word(host)}`;
 }

@@ -11,10 +11,21 @@ import type { Layout } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import type { Logger } from "../log.ts";
 import type { WatchHub } from "../store/watch_hub.ts";
-import type { Isolation, MethodTable, ScriptEnd, ScriptHandle } from "../bridge/sandbox.ts";
+import type {
+  Isolation,
+  MethodTable,
+  SandboxLimits,
+  ScriptEnd,
+  ScriptHandle,
+} from "../bridge/sandbox.ts";
+import type { Json } from "../../sandbox/protocol.ts";
 import { unixText } from "../scripts/definitions.ts";
 import { nextDelay, type RunConfig } from "./run_config.ts";
 import type { TaskInfo } from "./task_defs.ts";
+import { ScriptView } from "./script_view.ts";
+import { type ErrorRecords, JOB_TAG } from "./errors.ts";
+import { ScriptBus } from "./script_bus.ts";
+import type { Bus } from "../bus/bus.ts";
 
 /** A script ready to run: its name and the JavaScript to evaluate. */
 export interface LoadedScript {
@@ -44,12 +55,28 @@ export interface RunnerDeps {
   readTask(path: string): Promise<TaskInfo | undefined>;
   /** The task's effective run settings. */
   runConfig(task: TaskInfo): Promise<RunConfig>;
-  /** Fetch and check the task's script; throws with a user-facing message. */
-  loadScript(task: TaskInfo): Promise<LoadedScript>;
+  /** Fetch and check a script by name; throws with a user-facing message. */
+  loadScript(name: string): Promise<LoadedScript>;
   /** The bridge methods for one run of the task. */
-  methods(task: TaskInfo, signal: AbortSignal): MethodTable;
+  methods(run: RunContext): MethodTable;
+  errors: ErrorRecords;
+  /** The bus scripts serve, call and alert on. */
+  bus: Bus;
   /** Called on every transition (best effort; must not throw). */
   onTransition?(t: Transition): void;
+  /** The task's own sandbox limits (docs/security.md); unset ones are the pool's. */
+  limits?(task: TaskInfo): Promise<Partial<SandboxLimits>>;
+}
+
+/** What the bridge methods of one run work with. */
+export interface RunContext {
+  task: TaskInfo;
+  script: string;
+  view: ScriptView;
+  bus: ScriptBus;
+  signal: AbortSignal;
+  /** `moat.load`: fetch another script and remember that this run uses it. */
+  load(name: string): Promise<LoadedScript>;
 }
 
 /** Options of a runner. */
@@ -73,6 +100,8 @@ export class TaskRunner {
   #done: Promise<ScriptEnd | undefined>;
   #handle: ScriptHandle | undefined;
   #runs = 0;
+  #loaded = new Set<string>();
+  #bus: ScriptBus | undefined;
 
   constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
     this.path = path;
@@ -87,6 +116,16 @@ export class TaskRunner {
   /** How the last run ended, once the runner has finished for good. */
   get done(): Promise<ScriptEnd | undefined> {
     return this.#done;
+  }
+
+  /** The current run's debug object (`moat.debug_obj`), if it set one. */
+  get debug(): Json | undefined {
+    return this.#bus?.debug;
+  }
+
+  /** Scripts the current run loaded with `moat.load`. */
+  get loaded(): ReadonlySet<string> {
+    return this.#loaded;
   }
 
   /** Number of runs started so far. */
@@ -200,25 +239,48 @@ export class TaskRunner {
   ): Promise<ScriptEnd> {
     const { lease, token, started } = held;
     this.#runs++;
+    this.#loaded = new Set();
     const runAbort = new AbortController();
     let end: ScriptEnd;
     let leaseLost = false;
+    let view: ScriptView | undefined;
     this.#transition("start");
     try {
       let loaded: LoadedScript | undefined;
+      let initial: Awaited<ReturnType<ScriptView["open"]>> | undefined;
       try {
-        loaded = await this.#deps.loadScript(task);
+        loaded = await this.#deps.loadScript(task.script);
+        view = new ScriptView(this.#deps, { task: this.path, script: task.script, token });
+        initial = await view.open();
       } catch (e) {
+        loaded = undefined;
         end = { state: "error", message: (e as Error).message, debug: "" };
       }
-      if (loaded) {
+      if (loaded && view && initial) {
+        const v = view;
+        const sbus = this.#bus = new ScriptBus(this.#deps.bus, (e, d) => v.emit(e, d));
+        const limits = await this.#deps.limits?.(task);
         const handle = await this.#deps.isolation.start({
+          ...(limits ? { limits } : {}),
           task: this.path,
           script: loaded.script,
           code: loaded.js,
-          methods: this.#deps.methods(task, runAbort.signal),
+          initial: { data: initial as unknown as Json },
+          methods: this.#deps.methods({
+            task,
+            script: loaded.script,
+            view: v,
+            bus: sbus,
+            signal: runAbort.signal,
+            load: async (name) => {
+              const lib = await this.#deps.loadScript(name);
+              this.#loaded.add(name);
+              return lib;
+            },
+          }),
           onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
         });
+        v.attach((event, data) => handle.sendEvent({ event, data }));
         this.#handle = handle;
         this.#log("info", `started script ${loaded.script} (sandbox pid ${handle.pid})`);
         const lost = lease.lost.then((e) => ({ lost: e }));
@@ -241,9 +303,20 @@ export class TaskRunner {
       }
     } finally {
       runAbort.abort();
+      view?.close();
+      await this.#bus?.close();
+      this.#bus = undefined;
     }
     end = end!;
-    await this.#record(end, token, started, leaseLost);
+    const recorded = await this.#record(end, token, started, leaseLost);
+    if (recorded) {
+      try {
+        if (end.state === "ok") await this.#deps.errors.clear(this.path, JOB_TAG);
+        else await this.#deps.errors.set(this.path, JOB_TAG, end.message);
+      } catch (e) {
+        this.#log("warn", `could not update the job error record: ${(e as Error).message}`);
+      }
+    }
     await lease.revoke().catch(() => {});
     this.#log(
       end.state === "ok" ? "info" : "warn",
@@ -258,7 +331,12 @@ export class TaskRunner {
    * over: guarded by our `running` token, or, once our lease is gone, by no
    * one running it and our `started` still standing.
    */
-  async #record(end: ScriptEnd, token: string, started: string, leaseLost: boolean): Promise<void> {
+  async #record(
+    end: ScriptEnd,
+    token: string,
+    started: string,
+    leaseLost: boolean,
+  ): Promise<boolean> {
     const dir = this.#deps.layout.statusDir(this.path);
     const ops = [
       { type: "put" as const, key: dir + "state", value: end.state },
@@ -271,7 +349,7 @@ export class TaskRunner {
         [{ key: dir + "running", target: "value", op: "==", value: token }],
         [...ops, { type: "delete", key: dir + "running" }],
       );
-      if (mine.succeeded) return;
+      if (mine.succeeded) return true;
       const orphan = await this.#deps.store.txn(
         [
           { key: dir + "running", target: "createRevision", op: "==", value: 0 },
@@ -282,8 +360,10 @@ export class TaskRunner {
       if (!orphan.succeeded && !leaseLost) {
         this.#log("warn", "status not written: another host has taken the task over");
       }
+      return orphan.succeeded;
     } catch (e) {
       this.#log("error", `could not write the task's status: ${(e as Error).message}`);
+      return false;
     }
   }
 

@@ -35,7 +35,7 @@ async function withEtcd(
     await fn({
       endpoint: etcd.endpoint,
       store,
-      env: { MOAT_ETCD: etcd.endpoint, MOAT_HOST: "e2e" },
+      env: { MOAT_ETCD: etcd.endpoint, MOAT_HOST: "e2e", MOAT_AMQP: "none" },
       file: async (name, code) => {
         const p = `${dir}/${name}.ts`;
         await Deno.writeTextFile(p, code);
@@ -102,6 +102,14 @@ Deno.test("moat run --once runs every task and writes every status key", async (
     const j = JSON.parse((await moat("status", "e2e/ends", "--json")).stdout);
     assertEquals(j.length, 1);
     assertEquals(j[0].state, "ok");
+
+    // Failed runs leave a "job" error record; good ones none.
+    const e = await moat("errors", "e2e");
+    assertEquals(e.code, 0, e.stderr);
+    assert(/^e2e\/throws\s+job\s+1\s+\S+\s+nope/m.test(e.stdout), e.stdout);
+    assert(!e.stdout.includes("e2e/ends"), e.stdout);
+    const ej = JSON.parse((await moat("errors", "e2e/nosetup", "--json")).stdout);
+    assertEquals(ej.map((r: { tag: string }) => r.tag), ["job"]);
   });
 });
 

@@ -10,7 +10,6 @@ import { MemoryStore } from "../../host/store/memory_store.ts";
 import { Layout } from "../../host/layout.ts";
 import { MemoryLogger } from "../../host/log.ts";
 import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { hostMethods } from "../../host/bridge/methods.ts";
 import { Host } from "../../host/tasks/host.ts";
 import { SystemClock } from "../../host/time/clock.ts";
 import { servicesOn } from "../../host/cli/services.ts";
@@ -33,7 +32,6 @@ function setup(hostName = "h1") {
       logger,
       clock,
       once,
-      methods: ({ zone }) => hostMethods({ clock, zone }),
     });
   const close = async () => {
     await pool.close();
@@ -120,6 +118,7 @@ Deno.test("the host follows the tree: new tasks start, deleted ones stop, change
     await t.s.tasks.delete("h1/a");
     await waitForKey(t.store, status("h1/a", "running"), (v) => v === undefined, 20_000);
     await t.logger.waitFor((l) => l.source === "h1/a" && l.message === "bye");
+    await withTimeout(host.reconciled(), 20_000, "the stop to be carried out");
     assertEquals(host.running, []);
     await host.close();
   } finally {

@@ -1,0 +1,212 @@
+/**
+ * Monitor benchmarks against a private etcd:
+ *
+ * - an etcd put by another client → the monitoring script's callback,
+ *   vs the raw etcd put→watch latency measured in the same run;
+ * - many scripts each monitoring several nodes: the number of etcd watch
+ *   streams the host uses (from etcd's own metrics), and the callback
+ *   latency while the nodes change at a fixed rate, with nothing lost.
+ *
+ * Run alone: `deno run --allow-all --unstable-worker-options bench/monitor_bench.ts`
+ * (`BENCH_MONITOR_SCRIPTS`, default 100; `BENCH_MONITOR_NODES`, default 10;
+ * `BENCH_MONITOR_RATE` changes per second, default 1000).
+ *
+ * @module
+ */
+
+import { type Figure, median, ratio } from "./figure.ts";
+import { rawPutWatch } from "./host_bench.ts";
+import { startEtcd } from "../tests/_util/etcd_server.ts";
+import { EtcdStore } from "../host/store/etcd_store.ts";
+import { Layout } from "../host/layout.ts";
+import { MemoryLogger } from "../host/log.ts";
+import { SandboxPool } from "../host/bridge/sandbox.ts";
+import { Host } from "../host/tasks/host.ts";
+import { servicesOn } from "../host/cli/services.ts";
+
+/**
+ * A script that monitors `nodes` nodes below `base`. A value is the wall
+ * time (ms) it was written at; the script keeps the latencies itself (its
+ * log is rate-limited) and reports them when a node is set to "report".
+ */
+const MONITOR = `moat.setup();
+const base = moat.data.get("base");
+const n = moat.data.get("nodes");
+const lat = [];
+const now = () => performance.timeOrigin + performance.now();
+for (let i = 0; i < n; i++) {
+  const node = await moat.tree.lookup(base, String(i));
+  moat.monitor(node)((c) => {
+    if (c.is_new) return;
+    const v = c.node.value;
+    if (v === "report") {
+      lat.sort((a, b) => a - b);
+      moat.logger.info("stats " + JSON.stringify(lat));
+    } else if (typeof v === "number" && v > 1e12) lat.push(now() - v);
+  });
+}
+moat.logger.info("ready");
+`;
+
+async function watchStreams(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  const m = /^etcd_debugging_mvcc_watch_stream_total (\d+)/m.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+/** Measure monitors; see the module doc. */
+export async function benchMonitor(
+  scripts = Number(Deno.env.get("BENCH_MONITOR_SCRIPTS") ?? "100"),
+  nodes = Number(Deno.env.get("BENCH_MONITOR_NODES") ?? "10"),
+  rate = Number(Deno.env.get("BENCH_MONITOR_RATE") ?? "1000"),
+): Promise<Figure[]> {
+  const etcd = await startEtcd({ name: "bench-monitor" });
+  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
+  const writer = new EtcdStore({ endpoints: [etcd.endpoint] });
+  const pool = new SandboxPool({ warm: 2 });
+  const logger = new MemoryLogger();
+  const s = servicesOn(store, "/moat");
+  const host = new Host({
+    store,
+    layout: new Layout("/moat"),
+    hostName: "bench",
+    isolation: pool,
+    logger,
+  });
+  try {
+    const raw: number[] = [];
+    for (let i = 0; i < 30; i++) raw.push(await rawPutWatch(writer, `/raw/${i % 3}`));
+
+    await s.scripts.add("mon", MONITOR, { language: "javascript" });
+    await store.put("/moat/meta/script/mon/:code/types/nodes", "int");
+    await store.put("/moat/meta/script/mon/:code/values/base", "");
+    await store.put("/moat/meta/script/mon/:code/values/nodes", "1");
+    await host.start();
+
+    // --- one monitor: put → callback -------------------------------------
+    await writer.put("/moat/bench/one/0", "0");
+    await s.tasks.add("mon", "bench/one", { data: [["base", "bench/one"], ["nodes", "1"]] });
+    await logger.waitFor((l) => l.source === "bench/one" && l.message === "ready");
+    const one: number[] = [];
+    for (let i = 1; i <= 50; i++) {
+      await writer.put("/moat/bench/one/0", String(performance.timeOrigin + performance.now()));
+      // Paced, so that each change is seen on its own.
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await writer.put("/moat/bench/one/0", "report");
+    await logger.waitFor((l) => l.source === "bench/one" && l.message.startsWith("stats "));
+    one.push(...JSON.parse(
+      logger.lines.find((l) => l.source === "bench/one" && l.message.startsWith("stats "))!.message
+        .slice(6),
+    ) as number[]);
+    await s.tasks.delete("bench/one");
+
+    // --- many scripts × nodes at a fixed change rate ------------------------
+    for (let k = 0; k < scripts; k++) {
+      for (let i = 0; i < nodes; i++) await writer.put(`/moat/bench/m${k}/${i}`, "0");
+    }
+    for (let k = 0; k < scripts; k++) {
+      await s.tasks.add("mon", `bench/m${k}`, {
+        data: [["base", `bench/m${k}`], ["nodes", String(nodes)]],
+      });
+    }
+    await logger.waitFor(() =>
+      logger.lines.filter((l) => l.message === "ready" && l.source.startsWith("bench/m")).length ===
+        scripts
+    );
+    const streams = await watchStreams(etcd.endpoint);
+    // Values are unique: "<sequence>", sent at a known time.
+    const total = Math.max(1, Math.round(rate * 2));
+    const batch = Math.max(1, Math.round(rate / 100));
+    const t0 = performance.now();
+    // Puts are paced by the clock, not by their answers (at most 1 s of them in flight).
+    const puts: Promise<unknown>[] = [];
+    for (let i = 0; i < total; i += batch) {
+      const due = t0 + (i / rate) * 1000;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (puts.length > rate) await Promise.all(puts.splice(0, batch));
+      for (let j = i; j < Math.min(total, i + batch); j++) {
+        const k = j % scripts;
+        const node = Math.floor(j / scripts) % nodes;
+        const value = String(performance.timeOrigin + performance.now());
+        puts.push(writer.put(`/moat/bench/m${k}/${node}`, value));
+      }
+    }
+    await Promise.all(puts);
+    const achieved = total / ((performance.now() - t0) / 1000);
+    // Let deliveries drain, then ask every script for its latencies.
+    await new Promise((r) => setTimeout(r, 2000));
+    const statsFrom = logger.lines.length;
+    for (let k = 0; k < scripts; k++) await writer.put(`/moat/bench/m${k}/0`, "report");
+    const stats = () =>
+      logger.lines.slice(statsFrom).filter((l) =>
+        l.source.startsWith("bench/m") && l.message.startsWith("stats ")
+      );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      logger.waitFor(() => stats().length >= scripts),
+      new Promise((r) => timer = setTimeout(r, 30_000)),
+    ]);
+    clearTimeout(timer);
+    const lat = stats().flatMap((l) => JSON.parse(l.message.slice(6)) as number[]);
+    lat.sort((a, b) => a - b);
+    return [
+      {
+        name: "monitor.put_to_callback",
+        value: median(one),
+        unit: "ms",
+        rawName: "etcd put→watch",
+        raw: median(raw),
+        target: "ratio <= 2",
+      },
+      {
+        name: `monitor.watch_streams_${scripts}x${nodes}`,
+        value: streams,
+        unit: "",
+        rawName: "",
+        raw: NaN,
+        target: "1 per host",
+      },
+      {
+        name: `monitor.callback_median_at_rate`,
+        value: lat.length ? median(lat) : NaN,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: `monitor.callback_p99_at_rate`,
+        value: lat.length ? lat[Math.floor(lat.length * 0.99)]! : NaN,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
+      },
+      { name: "monitor.rate_achieved", value: achieved, unit: "/s", rawName: "", raw: NaN },
+      {
+        name: "monitor.changes_lost",
+        value: total - lat.length,
+        unit: "",
+        rawName: "",
+        raw: NaN,
+        target: "0",
+      },
+    ];
+  } finally {
+    await host.close();
+    await pool.close();
+    await writer.close();
+    await store.close();
+    await etcd.stop();
+  }
+}
+
+if (import.meta.main) {
+  for (const f of await benchMonitor()) {
+    console.log(
+      `${f.name.padEnd(34)} ${f.value.toFixed(3).padStart(10)} ${f.unit.padEnd(3)} raw ${
+        f.raw.toFixed(3)
+      } (${f.rawName}) ratio ${ratio(f).toFixed(2)}`,
+    );
+  }
+}

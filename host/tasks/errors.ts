@@ -1,0 +1,157 @@
+/**
+ * Error records: `/status/errors/<tag>/<id>/{loc, msg, counter, created,
+ * timestamp}`, with a pointer `error/<tag>` = `<id>` in the status
+ * directory of the task they belong to. Scripts keep them with
+ * `moat.set_error` / `moat.clear_error`; the host keeps tag `job` for task
+ * failures, cleared by a successful run.
+ *
+ * @module
+ */
+
+import type { Store } from "../store/store.ts";
+import type { Layout } from "../layout.ts";
+import type { Clock } from "../time/clock.ts";
+import { unixText } from "../scripts/definitions.ts";
+
+/** The tag the host uses for failed runs. */
+export const JOB_TAG = "job";
+
+/** One error record, as `moat errors` shows it. */
+export interface ErrorRecord {
+  tag: string;
+  id: string;
+  /** Where the error was seen: a task path. */
+  loc: string;
+  msg: string;
+  counter: number;
+  created: number;
+  timestamp: number;
+}
+
+/** Check an error tag: one segment of letters, digits, `_`, `.`, `-`. */
+export function checkTag(tag: string): string {
+  if (typeof tag !== "string" || tag === "") throw new RangeError("error tag must not be empty");
+  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(tag) || tag === "." || tag === "..") {
+    throw new RangeError(
+      `error tag "${tag}" may only contain letters, digits, "_", "." and "-" (at most 100)`,
+    );
+  }
+  return tag;
+}
+
+/** Keeps error records of tasks. */
+export class ErrorRecords {
+  #store: Store;
+  #layout: Layout;
+  #clock: Clock;
+
+  constructor(store: Store, layout: Layout, clock: Clock) {
+    this.#store = store;
+    this.#layout = layout;
+    this.#clock = clock;
+  }
+
+  #pointer(task: string, tag: string): string {
+    return `${this.#layout.statusDir(task)}error/${tag}`;
+  }
+
+  #record(tag: string, id: string): string {
+    return `${this.#layout.errorsPrefix}${tag}/${id}/`;
+  }
+
+  /**
+   * Record error `tag` of `task` with `msg`, or count it again (counter + 1,
+   * new message and timestamp) when it is recorded already.
+   */
+  async set(task: string, tag: string, msg: string): Promise<void> {
+    checkTag(tag);
+    const pointer = this.#pointer(task, tag);
+    const now = unixText(this.#clock.now());
+    // A few tries: another writer may count the same record concurrently.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ptr = await this.#store.get(pointer);
+      if (ptr) {
+        const dir = this.#record(tag, ptr.value);
+        const counter = await this.#store.get(dir + "counter");
+        if (counter) {
+          const n = (Number(counter.value) || 0) + 1;
+          const res = await this.#store.txn(
+            [{ key: dir + "counter", target: "modRevision", op: "==", value: counter.modRevision }],
+            [
+              { type: "put", key: dir + "counter", value: String(n) },
+              { type: "put", key: dir + "msg", value: msg },
+              { type: "put", key: dir + "timestamp", value: now },
+            ],
+          );
+          if (res.succeeded) return;
+          continue;
+        }
+      }
+      const id = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+      const dir = this.#record(tag, id);
+      const res = await this.#store.txn(
+        [
+          ptr
+            ? { key: pointer, target: "modRevision", op: "==", value: ptr.modRevision }
+            : { key: pointer, target: "createRevision", op: "==", value: 0 },
+        ],
+        [
+          { type: "put", key: dir + "loc", value: task },
+          { type: "put", key: dir + "msg", value: msg },
+          { type: "put", key: dir + "counter", value: "1" },
+          { type: "put", key: dir + "created", value: now },
+          { type: "put", key: dir + "timestamp", value: now },
+          { type: "put", key: pointer, value: id },
+        ],
+      );
+      if (res.succeeded) return;
+    }
+    throw new Error(`could not record error "${tag}" of ${task}: too much contention`);
+  }
+
+  /** Clear error `tag` of `task` (nothing happens when there is none). */
+  async clear(task: string, tag: string): Promise<void> {
+    checkTag(tag);
+    const pointer = this.#pointer(task, tag);
+    const ptr = await this.#store.get(pointer);
+    if (!ptr) return;
+    await this.#store.txn(
+      [{ key: pointer, target: "modRevision", op: "==", value: ptr.modRevision }],
+      [
+        { type: "delete", key: this.#record(tag, ptr.value), prefix: true },
+        { type: "delete", key: pointer },
+      ],
+    );
+  }
+
+  /** Every record whose location starts with `prefix`, sorted by location and tag. */
+  async list(prefix = ""): Promise<ErrorRecord[]> {
+    const base = this.#layout.errorsPrefix;
+    const { kvs } = await this.#store.range(base);
+    const byId = new Map<string, Map<string, string>>();
+    for (const kv of kvs) {
+      const parts = kv.key.slice(base.length).split("/");
+      if (parts.length !== 3) continue;
+      const k = `${parts[0]}/${parts[1]}`;
+      let m = byId.get(k);
+      if (!m) byId.set(k, m = new Map());
+      m.set(parts[2]!, kv.value);
+    }
+    const out: ErrorRecord[] = [];
+    for (const [k, m] of byId) {
+      const [tag, id] = k.split("/") as [string, string];
+      const loc = m.get("loc") ?? "";
+      if (!loc.startsWith(prefix)) continue;
+      out.push({
+        tag,
+        id,
+        loc,
+        msg: m.get("msg") ?? "",
+        counter: Number(m.get("counter") ?? 0) || 0,
+        created: Number(m.get("created") ?? 0) || 0,
+        timestamp: Number(m.get("timestamp") ?? 0) || 0,
+      });
+    }
+    return out.sort((a, b) => a.loc < b.loc ? -1 : a.loc > b.loc ? 1 : a.tag < b.tag ? -1 : 1);
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * What one running script sees of the MoaT tree: its `moat.data` (the
+ * task's `data/` over the script's `values/` defaults, typed by the
+ * script's `types/`), the nodes it looked up with `moat.tree.lookup`, and
+ * the changes to both, pushed into the sandbox as `data` and `tree` events.
+ * Everything arrives through the host's one watch (WatchHub).
+ *
+ * Hidden prefixes (`/config/amqp` and those listed in
+ * `/config/script/hidden`) do not exist from a script's point of view.
+ *
+ * @module
+ */
+
+import type { Store, WatchEvent } from "../store/store.ts";
+import type { Subscription, WatchHub } from "../store/watch_hub.ts";
+import type { Layout } from "../layout.ts";
+import {
+  decodeTyped,
+  decodeUntyped,
+  encodeTyped,
+  encodeUntyped,
+  isValueType,
+  type Value,
+} from "../codec.ts";
+import { checkVarName } from "../names.ts";
+import { BridgeError } from "../bridge/validate.ts";
+import type { DataEvent, Json, NodeSnapshot, TreeEvent } from "../../sandbox/protocol.ts";
+
+/** Most keys one looked-up node may hold. */
+export const MAX_NODE_KEYS = 10_000;
+
+/** Prefixes always hidden from scripts, root-relative. */
+export const ALWAYS_HIDDEN = ["config/amqp"];
+
+/** Normalise a root-relative tree path; throws BridgeError naming the problem. */
+export function treePath(path: string): string {
+  const p = path.replace(/^\/+/, "").replace(/\/+$/, "");
+  if (p === "") throw new BridgeError("bad_path", "a tree path must not be empty");
+  for (const seg of p.split("/")) {
+    if (seg === "") throw new BridgeError("bad_path", `tree path "${path}" has an empty segment`);
+    if (seg === "." || seg === "..") {
+      throw new BridgeError("bad_path", `tree path "${path}" must not contain "${seg}"`);
+    }
+    // deno-lint-ignore no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(seg)) {
+      throw new BridgeError("bad_path", `tree path "${path}" contains control characters`);
+    }
+  }
+  return p;
+}
+
+function under(key: string, prefix: string): boolean {
+  return key === prefix || key.startsWith(prefix + "/");
+}
+
+/** Everything one running script may see; see the module doc. */
+export class ScriptView {
+  #store: Store;
+  #layout: Layout;
+  #hub: WatchHub;
+  #taskDir: string;
+  #scriptDir: string;
+  #token: string;
+  #watched = new Set<string>();
+  #hidden: string[] = [...ALWAYS_HIDDEN];
+  #subs: Subscription[] = [];
+  #send: ((event: string, data: Json) => void) | undefined;
+  #queue: [string, Json][] = [];
+  #closed = false;
+  #dataRefresh: Promise<void> = Promise.resolve();
+
+  /**
+   * @param task the task path
+   * @param script the script name
+   * @param token the run's `running` value: writes are made only while it stands
+   */
+  constructor(
+    deps: { store: Store; layout: Layout; hub: WatchHub },
+    run: { task: string; script: string; token: string },
+  ) {
+    this.#store = deps.store;
+    this.#layout = deps.layout;
+    this.#hub = deps.hub;
+    this.#taskDir = deps.layout.taskDir(run.task);
+    this.#scriptDir = deps.layout.scriptDir(run.script);
+    this.#token = run.token;
+  }
+
+  get #rootSlash(): string {
+    return this.#layout.root + "/";
+  }
+
+  /** Subscribe to changes and return the first `data` view. */
+  async open(): Promise<DataEvent> {
+    await this.#loadHidden();
+    const onData = () => this.#refreshData();
+    for (const p of ["data/", "values/"]) {
+      this.#subs.push(this.#hub.subscribe(this.#taskDir + p, onData));
+    }
+    for (const p of ["values/", "types/"]) {
+      this.#subs.push(this.#hub.subscribe(this.#scriptDir + p, onData));
+    }
+    this.#subs.push(
+      this.#hub.subscribe(
+        `${this.#layout.configPrefix}script/hidden`,
+        () => void this.#loadHidden(),
+      ),
+    );
+    this.#subs.push(this.#hub.subscribe(this.#rootSlash, (events) => this.#onTree(events)));
+    return await this.#data();
+  }
+
+  /** Start delivering events through `send` (queued ones first). */
+  attach(send: (event: string, data: Json) => void): void {
+    this.#send = send;
+    for (const [e, d] of this.#queue.splice(0)) send(e, d);
+  }
+
+  /** Send an event into the script (queued until `attach`). */
+  emit(event: string, data: Json): void {
+    if (this.#closed) return;
+    if (this.#send) this.#send(event, data);
+    else this.#queue.push([event, data]);
+  }
+
+  async #loadHidden(): Promise<void> {
+    const kv = await this.#store.get(`${this.#layout.configPrefix}script/hidden`);
+    const list: string[] = [...ALWAYS_HIDDEN];
+    if (kv) {
+      const v = decodeUntyped(kv.value);
+      const items = Array.isArray(v) ? v : String(v).split(/[\s,]+/);
+      for (const item of items) {
+        if (typeof item !== "string") continue;
+        const p = item.replace(/^\/+/, "").replace(/\/+$/, "");
+        const root = this.#layout.root.replace(/^\//, "");
+        const rel = root && (p === root || p.startsWith(root + "/")) ? p.slice(root.length + 1) : p;
+        if (rel) list.push(rel);
+      }
+    }
+    this.#hidden = list;
+  }
+
+  /** Whether a root-relative key is hidden from scripts. */
+  isHidden(key: string): boolean {
+    return this.#hidden.some((h) => under(key, h));
+  }
+
+  #refreshData(): void {
+    // Serialise refreshes so that views are sent in the order of changes.
+    this.#dataRefresh = this.#dataRefresh.then(async () => {
+      if (this.#closed) return;
+      try {
+        this.emit("data", await this.#data() as unknown as Json);
+      } catch {
+        // The next change sends a fresh view.
+      }
+    });
+  }
+
+  async #layers(): Promise<{ text: Map<string, string>; types: Map<string, string> }> {
+    const read = async (dir: string) => {
+      const { kvs } = await this.#store.range(dir);
+      return kvs.map((kv) => [kv.key.slice(dir.length), kv.value] as const)
+        .filter(([k]) => !k.includes("/"));
+    };
+    const [sv, st, tv, td] = await Promise.all([
+      read(this.#scriptDir + "values/"),
+      read(this.#scriptDir + "types/"),
+      read(this.#taskDir + "values/"),
+      read(this.#taskDir + "data/"),
+    ]);
+    const text = new Map<string, string>([...sv, ...tv, ...td]);
+    return { text, types: new Map(st) };
+  }
+
+  async #data(): Promise<DataEvent> {
+    const { text, types } = await this.#layers();
+    const values: DataEvent["values"] = {};
+    const refs: DataEvent["refs"] = {};
+    const keys = new Set([...text.keys(), ...types.keys()]);
+    for (const key of keys) {
+      const raw = text.get(key);
+      const t = types.get(key);
+      const type = t !== undefined && isValueType(t) ? t : null;
+      let value: Value = null;
+      if (raw !== undefined) {
+        try {
+          value = type ? decodeTyped(raw, type, `data value "${key}"`) : decodeUntyped(raw);
+        } catch {
+          // A hand-written value that does not fit its type: the text itself.
+          value = raw;
+        }
+      }
+      values[key] = { value: value as Json, type };
+      if (type === "str/ref" && typeof value === "string" && value !== "") {
+        try {
+          const path = this.#relative(value);
+          refs[key] = await this.lookup(path);
+          this.#watched.add(path);
+        } catch {
+          refs[key] = null;
+        }
+      }
+    }
+    return { values, refs };
+  }
+
+  /** A path as written in a str/ref value: root-relative, or absolute with the root. */
+  #relative(path: string): string {
+    const p = treePath(path);
+    const root = this.#layout.root.replace(/^\//, "");
+    return root && p.startsWith(root + "/") && path.startsWith("/") ? p.slice(root.length + 1) : p;
+  }
+
+  /** The node at a root-relative path, or null (also for hidden paths). */
+  async lookup(path: string): Promise<NodeSnapshot | null> {
+    const p = treePath(path);
+    if (this.isHidden(p)) return null;
+    const base = this.#rootSlash + p;
+    const [own, below] = await Promise.all([
+      this.#store.get(base),
+      this.#store.range(base + "/"),
+    ]);
+    if (below.kvs.length > MAX_NODE_KEYS) {
+      throw new BridgeError(
+        "too_large",
+        `node "${p}" holds ${below.kvs.length} keys, more than ${MAX_NODE_KEYS}; look up a deeper node`,
+      );
+    }
+    const entries: NodeSnapshot["entries"] = {};
+    if (own) entries[""] = decodeUntyped(own.value) as Json;
+    for (const kv of below.kvs) {
+      const rel = kv.key.slice(base.length + 1);
+      if (this.isHidden(`${p}/${rel}`)) continue;
+      entries[rel] = decodeUntyped(kv.value) as Json;
+    }
+    if (Object.keys(entries).length === 0) return null;
+    return { path: p, entries };
+  }
+
+  /** Deliver `tree` events for keys at or below `path` from now on. */
+  watch(path: string): void {
+    this.#watched.add(treePath(path));
+  }
+
+  #onTree(events: WatchEvent[]): void {
+    if (this.#watched.size === 0) return;
+    // One `tree` event per etcd revision, so that monitors see every
+    // revision's state in order (a watch batch may span several).
+    let current: TreeEvent | undefined;
+    const flush = () => {
+      if (current && current.changes.length > 0) this.emit("tree", current as unknown as Json);
+    };
+    for (const e of events) {
+      const key = e.kv.key.slice(this.#rootSlash.length);
+      if (this.isHidden(key)) continue;
+      let hit = false;
+      for (const w of this.#watched) {
+        if (under(key, w)) {
+          hit = true;
+          break;
+        }
+      }
+      if (!hit) continue;
+      if (current?.revision !== e.kv.modRevision) {
+        flush();
+        current = { revision: e.kv.modRevision, changes: [] };
+      }
+      current.changes.push({
+        key,
+        value: e.type === "put" ? decodeUntyped(e.kv.value) as Json : null,
+      });
+    }
+    flush();
+  }
+
+  /**
+   * Write `value` to an existing key of the task's data, type-checked, and
+   * only while this run still owns the task.
+   */
+  async dataSet(key: string, value: Json): Promise<void> {
+    try {
+      checkVarName(key);
+    } catch (e) {
+      throw new BridgeError("bad_key", (e as Error).message);
+    }
+    const { text, types } = await this.#layers();
+    if (!text.has(key) && !types.has(key)) {
+      throw new BridgeError(
+        "no_such_key",
+        `cannot set "${key}": the task has no such value (you cannot add new values)`,
+      );
+    }
+    const t = types.get(key);
+    let encoded: string;
+    try {
+      encoded = t !== undefined && isValueType(t)
+        ? encodeTyped(value as Value, t, `"${key}"`)
+        : encodeUntyped(value as Value);
+    } catch (e) {
+      throw new BridgeError("bad_type", `cannot set "${key}": ${(e as Error).message}`);
+    }
+    const running = this.#layout.statusDir(this.#taskPath()) + "running";
+    let ok: boolean;
+    try {
+      const res = await this.#store.txn(
+        [{ key: running, target: "value", op: "==", value: this.#token }],
+        [{ type: "put", key: `${this.#taskDir}data/${key}`, value: encoded }],
+      );
+      ok = res.succeeded;
+    } catch {
+      throw new BridgeError("unavailable", `cannot set "${key}": the store is not reachable`);
+    }
+    if (!ok) {
+      throw new BridgeError(
+        "not_running",
+        `cannot set "${key}": this run no longer owns the task (its lease was lost)`,
+      );
+    }
+  }
+
+  #taskPath(): string {
+    const base = this.#layout.tasksPrefix;
+    return this.#taskDir.slice(base.length, -"/:task/".length);
+  }
+
+  /** Stop all deliveries. Safe to call twice. */
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#subs.splice(0)) s.close();
+    this.#queue = [];
+  }
+}

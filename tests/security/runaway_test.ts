@@ -1,0 +1,245 @@
+/**
+ * Starvation and crash attempts: scripts that spin, block, flood the
+ * bridge, or allocate without bound, each a real script run by a real host
+ * (with short budgets, see TEST_LIMITS). Each must be stopped and recorded,
+ * and the host and a neighbouring script must stay healthy.
+ */
+
+import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
+import { withTimeout } from "../_util/wait.ts";
+import { closeShared, SHARED, sharedHost } from "./_harness.ts";
+
+const host = sharedHost();
+
+/** Attempts that must end `fail` with a message matching `why`. */
+const KILLED: [string, string, RegExp, Record<string, string>?][] = [
+  ["a busy loop", `moat.setup();\nwhile (true) {}`, /CPU budget exceeded/],
+  [
+    "a catastrophic regular expression",
+    `moat.setup();\n/^(a+)+$/.test("a".repeat(60) + "b");`,
+    /CPU budget exceeded/,
+  ],
+  [
+    "a microtask loop",
+    `moat.setup();\nconst f = () => Promise.resolve().then(f);\nf();`,
+    // It allocates a promise per turn: whichever limit it meets first.
+    /CPU budget exceeded|heartbeat|out of memory/,
+  ],
+  [
+    "an async loop that never yields to timers",
+    `moat.setup();\nfor (;;) await null;`,
+    /CPU budget exceeded|heartbeat/,
+  ],
+  [
+    "a timer that spins each time it fires",
+    `moat.setup();\nsetInterval(() => { const t = Date.now(); while (Date.now() - t < 400) {} }, 0);`,
+    /CPU budget exceeded|heartbeat/,
+  ],
+  [
+    "blocking in Atomics.wait (no CPU, no answer)",
+    `moat.setup();\nAtomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);`,
+    /stopped answering the heartbeat/,
+  ],
+  [
+    "spinning in on_stop after a normal end",
+    `moat.setup();\nmoat.on_stop(() => { while (true) {} });\nmoat.end();`,
+    /CPU budget exceeded|heartbeat/,
+  ],
+  [
+    "a log flood",
+    `moat.setup();\nfor (;;) console.log("flood");`,
+    /bridge flood|CPU budget exceeded/,
+  ],
+  [
+    "a flood of calls it never awaits",
+    `moat.setup();\nfor (;;) { try { moat.time_at("12 hr").catch(() => {}); } catch {} }`,
+    /bridge flood|CPU budget exceeded/,
+  ],
+  [
+    "growing the heap without bound",
+    `moat.setup();\nconst a = [];\nfor (;;) a.push({ n: a.length, s: "x" + a.length });`,
+    /out of memory/,
+    // Garbage collection near the heap limit costs CPU: let memory be the limit.
+    { cpu: "30", cpu_window: "60" },
+  ],
+  [
+    "growing a Map without bound",
+    `moat.setup();\nconst m = new Map();\nfor (let i = 0; ; i++) m.set(i, [i, i + 1, i + 2]);`,
+    /out of memory/,
+    { cpu: "30", cpu_window: "60" },
+  ],
+  [
+    "filling ArrayBuffers outside the V8 heap",
+    `moat.setup();\nconst keep = [];\nfor (;;) { keep.push(new Uint8Array(8 << 20).fill(1)); await new Promise((r) => setTimeout(r, 20)); }`,
+    /out of memory/,
+  ],
+];
+
+for (const [what, code, why, keys] of KILLED) {
+  Deno.test({
+    name: `a script is stopped and recorded as fail for ${what}`,
+    ...SHARED,
+    fn: async () => {
+      const h = await host();
+      const before = h.neighbourTrips.length;
+      const out = await h.run(code, keys);
+      assertEquals(out.state, "fail", `${out.state}: ${out.message}`);
+      assert(why.test(out.message), out.message);
+      // The neighbour kept answering meanwhile, quickly (generous bound).
+      const during = h.neighbourTrips.slice(before);
+      assert(during.every((ms) => ms < 1000), `slow neighbour trips: ${during}`);
+      await h.assertHealthy();
+    },
+  });
+}
+
+/** Attempts the script survives, with the abuse refused. */
+Deno.test({
+  name: "calls beyond the task's call_rate are refused with code limit",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(
+      `
+moat.setup();
+let ok = 0, limited = 0;
+for (let i = 0; i < 600; i++) {
+  try { await moat.time_at("12 hr"); ok++; } catch (e) { if (e.code === "limit") limited++; }
+}
+moat.logger.info("RATE " + ok + " " + limited);
+moat.end();
+`,
+      { call_rate: "50" },
+    );
+    assertEquals(out.state, "ok", out.message);
+    const [ok, limited] = out.logs.find((l) => l.startsWith("RATE "))!.split(" ").slice(1)
+      .map(Number);
+    assert(limited! > 0 && ok! >= 50, `ok ${ok}, limited ${limited}`);
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "calls beyond calls_in_flight are refused at the call site",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(
+      `
+moat.setup();
+const ps = [];
+let refused = "";
+try { for (let i = 0; i < 100; i++) ps.push(moat.wait("12 hr").catch(() => {})); } catch (e) { refused = e.message; }
+moat.logger.info("INFLIGHT " + ps.length + " " + refused);
+moat.end();
+`,
+      { calls_in_flight: "10" },
+    );
+    assertEquals(out.state, "ok", out.message);
+    assertIncludes(out.logs.join("\n"), "INFLIGHT 10 too many calls in flight (limit 10)");
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "log output beyond log_rate and log_volume is dropped and counted",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(
+      `
+moat.setup();
+for (let i = 0; i < 200; i++) console.log("line " + i + " " + "y".repeat(2000));
+moat.end();
+`,
+      { log_rate: "20", log_volume: "16" },
+    );
+    assertEquals(out.state, "ok", out.message);
+    const lines = out.logs.filter((l) => l.startsWith("line "));
+    assert(lines.length < 20, `${lines.length} lines got through`);
+    assert(out.logs.some((l) => /log lines? of the script dropped/.test(l)), "no drop notice");
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "a message too large for the bridge is refused in the script",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(`
+moat.setup();
+try { await moat.time_at("x".repeat(2 * 1024 * 1024)); moat.logger.info("ALLOWED"); }
+catch (e) { moat.logger.info("denied: " + e.name + ": " + e.message); }
+moat.end();
+`);
+    assertEquals(out.state, "ok", out.message);
+    assertIncludes(out.logs.join("\n"), "denied: RangeError");
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "one huge ArrayBuffer is refused at once (data size rlimit) or the script is killed",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(`
+moat.setup();
+const b = new Uint8Array(6 * 1024 * 1024 * 1024);
+b.fill(1);
+moat.end();
+`);
+    assert(
+      (out.state === "error" &&
+        /allocation failed|Invalid typed array length/i.test(out.message)) ||
+        (out.state === "fail" && /out of memory/.test(out.message)),
+      `${out.state}: ${out.message}`,
+    );
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "unbounded recursion ends only the script, with error",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(`moat.setup();\nconst f = (n) => f(n + 1) + 1;\nf(0);`);
+    assertEquals(out.state, "error");
+    assertIncludes(out.message, "call stack");
+    await h.assertHealthy();
+  },
+});
+
+Deno.test({
+  name: "a per-task cpu budget applies, is named in the message, and the task is retried",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const path = "sec/spinner";
+    const dir = `/moat/task/${path}/:task/`;
+    await h.store.put(dir + "cpu", "0.5");
+    await h.store.put(dir + "retry", "0.2");
+    await h.services.scripts.add("spinner", `moat.setup();\nwhile (true) {}`, {
+      language: "javascript",
+    });
+    const t0 = performance.now();
+    await h.services.tasks.add("spinner", path);
+    const retried = (n: number) =>
+      h.logger.lines.filter((l) => l.source === path && /ended \(fail\); retry in/.test(l.message))
+        .length >= n;
+    await withTimeout(h.logger.waitFor(() => retried(2)), 20_000, "two retries");
+    const elapsed = performance.now() - t0;
+    const msg = (await h.store.get(`/moat/status/run/${path}/:task/message`))?.value ?? "";
+    assertIncludes(msg, "limit: cpu = 0.5 s");
+    // Two runs of 0.5 s of CPU each, a retry delay, and start-up: well under 10 s.
+    assert(elapsed < 10_000, `two runaway runs took ${elapsed} ms`);
+    const runner = h.host.runner(path);
+    await h.services.tasks.delete(path);
+    await withTimeout(runner!.done, 10_000, "the spinner's runner to finish");
+    await h.assertHealthy();
+  },
+});
+
+closeShared(host);
