@@ -36,8 +36,8 @@ export { EtcdStore } from "./host/store/etcd_store.ts";
 export { Layout, RUN_DEFAULTS } from "./host/layout.ts";
 export { decodeTyped, decodeUntyped, encodeTyped, encodeUntyped } from "./host/codec.ts";
 export { checkScript, type Language, ScriptCheckError } from "./host/scripts/check.ts";
-export { DefinitionError, type ScriptInfo, ScriptDefs } from "./host/scripts/definitions.ts";
-export { type TaskInfo, TaskDefs } from "./host/tasks/task_defs.ts";
+export { DefinitionError, ScriptDefs, type ScriptInfo } from "./host/scripts/definitions.ts";
+export { TaskDefs, type TaskInfo } from "./host/tasks/task_defs.ts";
 export { readStatus, type StatusRow } from "./host/tasks/status.ts";
 export { Host, type HostOptions } from "./host/tasks/host.ts";
 export { timeAt, type TimeAtOptions } from "./host/time/time_at.ts";
@@ -53,4 +53,9 @@ export {
   type ScriptEnd,
 } from "./host/bridge/sandbox.ts";
 export { hostMethods } from "./host/bridge/methods.ts";
+export type { Bus, Registration } from "./host/bus/bus.ts";
+export { BusError, BusUnavailableError, RpcRemoteError, RpcTimeoutError } from "./host/bus/bus.ts";
+export { LocalBus } from "./host/bus/local_bus.ts";
+export { AmqpBus } from "./host/bus/amqp_bus.ts";
+export { type ErrorRecord, ErrorRecords } from "./host/tasks/errors.ts";
 export { LineLogger, type Logger, MemoryLogger } from "./host/log.ts";
