@@ -15,7 +15,7 @@
  * @module
  */
 
-import { type Figure, median, ratio } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { stubMethods } from "../host/bridge/method_stubs.ts";
 
@@ -237,13 +237,4 @@ export async function benchBridge(): Promise<Figure[]> {
   }
 }
 
-if (import.meta.main) {
-  for (const f of await benchBridge()) {
-    const r = ratio(f);
-    console.log(
-      `${f.name.padEnd(28)} ${f.value.toFixed(1).padStart(8)} ${f.unit.padEnd(4)}` +
-        ` raw ${f.raw.toFixed(1).padStart(8)} (${f.rawName})  ratio ${r.toFixed(2)}` +
-        (f.target ? `  target ${f.target}` : ""),
-    );
-  }
-}
+if (import.meta.main) printFigures(await benchBridge());

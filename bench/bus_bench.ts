@@ -18,7 +18,7 @@
 import { Buffer } from "node:buffer";
 // @ts-types="@types/amqplib"
 import amqp from "amqplib";
-import { type Figure, median } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { AmqpBus } from "../host/bus/amqp_bus.ts";
 
 const URL = Deno.env.get("MOAT_AMQP") ?? "amqp://guest:guest@127.0.0.1:5672";
@@ -236,13 +236,4 @@ export async function benchBus(): Promise<Figure[]> {
   ];
 }
 
-if (import.meta.main) {
-  for (const f of await benchBus()) {
-    const ratio = Number.isFinite(f.raw) ? `  ratio ${(f.value / f.raw).toFixed(2)}` : "";
-    console.log(
-      `${f.name}: ${f.value.toFixed(1)} ${f.unit}` +
-        (f.rawName ? `  (${f.rawName}: ${f.raw.toFixed(1)} ${f.unit})` : "") +
-        `${ratio}  target ${f.target ?? ""}`,
-    );
-  }
-}
+if (import.meta.main) printFigures(await benchBus());

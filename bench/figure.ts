@@ -33,3 +33,23 @@ export function median(xs: number[]): number {
   if (s.length === 0) throw new RangeError("median of an empty list");
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
+
+/** One report line: `name  value unit  raw-primitive raw unit  ratio  (target)`. */
+export function formatFigure(f: Figure): string {
+  const r = ratio(f);
+  const num = (x: number) =>
+    Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(3)) : "-";
+  return [
+    f.name.padEnd(36),
+    num(f.value).padStart(10),
+    f.unit.padEnd(4),
+    `${f.rawName ? `${f.rawName} ${num(f.raw)} ${f.unit}` : "-"}`.padEnd(52),
+    Number.isFinite(r) ? `ratio ${r.toFixed(2)}` : "",
+    f.target ? `(target ${f.target})` : "",
+  ].join("  ").trimEnd();
+}
+
+/** Print figures, one line each (for running a benchmark file alone). */
+export function printFigures(figures: Figure[]): void {
+  for (const f of figures) console.log(formatFigure(f));
+}

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type Figure, median, ratio } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { startEtcd } from "../tests/_util/etcd_server.ts";
 import { EtcdStore } from "../host/store/etcd_store.ts";
 import { Layout } from "../host/layout.ts";
@@ -205,12 +205,4 @@ export async function benchHost(
   }
 }
 
-if (import.meta.main) {
-  for (const f of await benchHost()) {
-    console.log(
-      `${f.name.padEnd(34)} ${f.value.toFixed(2).padStart(9)} ${f.unit.padEnd(4)} raw ${
-        f.raw.toFixed(2).padStart(9)
-      } (${f.rawName}) ratio ${ratio(f).toFixed(2)}`,
-    );
-  }
-}
+if (import.meta.main) printFigures(await benchHost());

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Figure, ratio } from "./figure.ts";
+import { type Figure, formatFigure, ratio } from "./figure.ts";
 import { benchTime } from "./time_bench.ts";
 import { benchBridge } from "./bridge_bench.ts";
 import { benchHost } from "./host_bench.ts";
@@ -26,20 +26,6 @@ const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   security: benchSecurity,
 };
 
-function line(f: Figure): string {
-  const r = ratio(f);
-  const num = (x: number) =>
-    Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(1) : x.toFixed(3)) : "-";
-  return [
-    f.name.padEnd(36),
-    num(f.value).padStart(10),
-    f.unit.padEnd(4),
-    `${f.rawName ? `${f.rawName} ${num(f.raw)} ${f.unit}` : "-"}`.padEnd(52),
-    Number.isFinite(r) ? `ratio ${r.toFixed(2)}` : "",
-    f.target ? `(target ${f.target})` : "",
-  ].join("  ").trimEnd();
-}
-
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
 for (const w of wanted) {
   if (!Object.hasOwn(BENCHES, w)) {
@@ -52,7 +38,7 @@ console.log(`${"name".padEnd(36)}  ${"value".padStart(10)}  unit  raw primitive`
 for (const name of wanted) {
   const figures = await BENCHES[name]!();
   for (const f of figures) {
-    console.log(line(f));
+    console.log(formatFigure(f));
     const r = ratio(f);
     results.push({ ...f, bench: name, ratio: Number.isFinite(r) ? r : null });
   }

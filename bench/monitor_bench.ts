@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Figure, median, ratio } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { rawPutWatch } from "./host_bench.ts";
 import { startEtcd } from "../tests/_util/etcd_server.ts";
 import { EtcdStore } from "../host/store/etcd_store.ts";
@@ -201,12 +201,4 @@ export async function benchMonitor(
   }
 }
 
-if (import.meta.main) {
-  for (const f of await benchMonitor()) {
-    console.log(
-      `${f.name.padEnd(34)} ${f.value.toFixed(3).padStart(10)} ${f.unit.padEnd(3)} raw ${
-        f.raw.toFixed(3)
-      } (${f.rawName}) ratio ${ratio(f).toFixed(2)}`,
-    );
-  }
-}
+if (import.meta.main) printFigures(await benchMonitor());

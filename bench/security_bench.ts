@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Figure, median, ratio } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { stubMethods } from "../host/bridge/method_stubs.ts";
 
@@ -181,15 +181,4 @@ export async function benchSecurity(): Promise<Figure[]> {
   }
 }
 
-if (import.meta.main) {
-  for (const f of await benchSecurity()) {
-    const r = ratio(f);
-    console.log(
-      `${f.name.padEnd(40)} ${f.value.toFixed(1).padStart(8)} ${f.unit.padEnd(4)}` +
-        (Number.isFinite(f.raw)
-          ? ` raw ${f.raw.toFixed(1)} (${f.rawName}) ratio ${r.toFixed(2)}`
-          : "") +
-        (f.target ? `  target ${f.target}` : ""),
-    );
-  }
-}
+if (import.meta.main) printFigures(await benchSecurity());

@@ -9,7 +9,7 @@
 
 // @ts-types="@types/luxon"
 import { DateTime } from "luxon";
-import { type Figure, median } from "./figure.ts";
+import { type Figure, median, printFigures } from "./figure.ts";
 import { timeAt } from "../host/time/time_at.ts";
 
 /** The mixed set of specs measured: common, DST-sensitive, and far-reaching ones. */
@@ -96,13 +96,4 @@ export function benchTime(): Figure[] {
   ];
 }
 
-if (import.meta.main) {
-  for (const f of benchTime()) {
-    const ratio = Number.isFinite(f.raw) ? `  ratio ${(f.value / f.raw).toFixed(1)}` : "";
-    console.log(
-      `${f.name}: ${f.value.toFixed(2)} ${f.unit}` +
-        (f.rawName ? `  (${f.rawName}: ${f.raw.toFixed(2)} ${f.unit})` : "") +
-        `${ratio}  target ${f.target ?? ""}`,
-    );
-  }
-}
+if (import.meta.main) printFigures(benchTime());

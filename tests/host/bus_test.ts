@@ -6,45 +6,21 @@
 
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { MemoryStore } from "../../host/store/memory_store.ts";
-import { Layout } from "../../host/layout.ts";
-import { MemoryLogger } from "../../host/log.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { debugRpcName, Host } from "../../host/tasks/host.ts";
-import { servicesOn } from "../../host/cli/services.ts";
+import { debugRpcName } from "../../host/tasks/host.ts";
+import { hostHarness } from "../_util/host_harness.ts";
 import { LocalBus } from "../../host/bus/local_bus.ts";
 
 function setup() {
-  const store = new MemoryStore();
-  const logger = new MemoryLogger();
-  const pool = new SandboxPool({ warm: 1 });
   const bus = new LocalBus();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "h",
-    isolation: pool,
-    logger,
+  const t = hostHarness({ bus });
+  return {
+    ...t,
     bus,
-  });
-  const lines = (task: string) =>
-    logger.lines.filter((l) => l.source === task).map((l) => l.message);
-  const waitLine = (task: string, pred: (m: string) => boolean, what = "a log line") =>
-    withTimeout(logger.waitFor((l) => l.source === task && pred(l.message)), 20_000, what).catch(
-      (e) => {
-        throw new Error(
-          `${e.message}; log:\n${logger.lines.map((l) => `${l.source} ${l.message}`).join("\n")}`,
-        );
-      },
-    );
-  const close = async () => {
-    await host.close();
-    await pool.close();
-    await bus.close();
-    await store.close();
+    close: async () => {
+      await t.close();
+      await bus.close();
+    },
   };
-  return { store, bus, s, host, lines, waitLine, close };
 }
 
 const SERVER = `moat.setup();

@@ -7,40 +7,14 @@
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { waitForKey } from "../_util/store_wait.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { MemoryStore } from "../../host/store/memory_store.ts";
 import { Layout } from "../../host/layout.ts";
-import { MemoryLogger } from "../../host/log.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { Host } from "../../host/tasks/host.ts";
-import { servicesOn } from "../../host/cli/services.ts";
+import { hostHarness } from "../_util/host_harness.ts";
 import { ErrorRecords } from "../../host/tasks/errors.ts";
 import { SystemClock } from "../../host/time/clock.ts";
 
 const layout = new Layout("/moat");
 
-function setup() {
-  const store = new MemoryStore();
-  const logger = new MemoryLogger();
-  const pool = new SandboxPool({ warm: 1 });
-  const s = servicesOn(store, "/moat");
-  const host = new Host({ store, layout, hostName: "h", isolation: pool, logger });
-  const lines = (task: string) =>
-    logger.lines.filter((l) => l.source === task).map((l) => l.message);
-  const waitLine = (task: string, pred: (m: string) => boolean, what = "a log line") =>
-    withTimeout(logger.waitFor((l) => l.source === task && pred(l.message)), 20_000, what).catch(
-      (e) => {
-        throw new Error(
-          `${e.message}; log:\n${logger.lines.map((l) => `${l.source} ${l.message}`).join("\n")}`,
-        );
-      },
-    );
-  const close = async () => {
-    await host.close();
-    await pool.close();
-    await store.close();
-  };
-  return { store, logger, pool, s, host, lines, waitLine, close };
-}
+const setup = () => hostHarness();
 
 async function script(t: ReturnType<typeof setup>, name: string, code: string) {
   await t.s.scripts.add(name, code, { language: "javascript" });
