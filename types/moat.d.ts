@@ -347,7 +347,7 @@ interface Moat {
    * @example
    * ```ts
    * await moat.wait("12 hr"); // the next noon
-   * await moat.wait({ now: Date.now() / 1000 + 60 }); // a minute
+   * await moat.wait({ now: (await moat.time_at([], { current: true })) + 60 }); // a minute
    * ```
    */
   wait(spec: MoatTimeSpec, options?: MoatTimeOptions): Promise<number>;

@@ -8,9 +8,18 @@
 import type { Command, CommandContext, Group } from "./command.ts";
 import { UsageError } from "./io.ts";
 import { withServices } from "./services.ts";
-import { isLanguage, type Language, languageOf } from "../scripts/check.ts";
+import {
+  checkScript,
+  type Diagnostic,
+  isLanguage,
+  type Language,
+  languageOf,
+  ScriptCheckError,
+} from "../scripts/check.ts";
+import { typeCheckScript, typeCheckScripts } from "../scripts/typecheck.ts";
 import { checkName } from "../names.ts";
 import { parseAssignments } from "../tasks/task_defs.ts";
+import { tryCommand } from "./try_cmd.ts";
 
 /** Read a script's source from a file, or from standard input for "-". */
 export async function readSource(file: string): Promise<string> {
@@ -60,20 +69,40 @@ const LANGUAGE_OPTION = {
   },
 } as const;
 
+const NO_TYPECHECK_OPTION = {
+  "no-typecheck": {
+    type: "boolean",
+    help: "skip the type check against the moat API (the syntax and import check still runs)",
+  },
+} as const;
+
+/** The definition-time check, then (unless skipped) the type check; throws `ScriptCheckError`. */
+function checkBeforeStoring(
+  ctx: CommandContext,
+  n: string,
+  code: string,
+  language: Language,
+): void {
+  checkScript(n, code, language);
+  if (ctx.values["no-typecheck"] !== true) typeCheckScript(n, code, language);
+}
+
 const defAdd: Command = {
   kind: "command",
   name: "add",
   summary: "store a new script",
   args: "NAME FILE|- [DESCRIPTION…]",
-  help: "Checks the code (valid TypeScript/JavaScript, no import or export) and stores it\n" +
-    "under /meta/script/NAME/:code. An existing NAME is refused.",
-  options: LANGUAGE_OPTION,
+  help: "Checks the code (valid TypeScript/JavaScript, no import or export, and the types\n" +
+    "against the moat API as `moat script check` does) and stores it under\n" +
+    "/meta/script/NAME/:code. An existing NAME is refused.",
+  options: { ...LANGUAGE_OPTION, ...NO_TYPECHECK_OPTION },
   minArgs: 2,
   async run(ctx) {
     const n = name(ctx, 0, "script");
     const file = ctx.positionals[1]!;
     const code = await readSource(file);
     const descr = ctx.positionals.slice(2).join(" ");
+    checkBeforeStoring(ctx, n, code, language(ctx, file) ?? "typescript");
     await withServices(
       ctx.globals,
       (s) => s.scripts.add(n, code, { language: language(ctx, file) ?? "typescript", descr }),
@@ -88,9 +117,9 @@ const defUpdate: Command = {
   name: "update",
   summary: "check new code and make it the current version",
   args: "NAME FILE|-",
-  help: "Checks the new code, then atomically moves code to old_code and the new code to code.\n" +
-    "Running tasks of the script restart with the new code.",
-  options: LANGUAGE_OPTION,
+  help: "Checks the new code (as def add does), then atomically moves code to old_code and\n" +
+    "the new code to code. Running tasks of the script restart with the new code.",
+  options: { ...LANGUAGE_OPTION, ...NO_TYPECHECK_OPTION },
   minArgs: 2,
   maxArgs: 2,
   async run(ctx) {
@@ -98,10 +127,11 @@ const defUpdate: Command = {
     const file = ctx.positionals[1]!;
     const code = await readSource(file);
     const lang = typeof ctx.values.language === "string" ? language(ctx, file) : undefined;
-    await withServices(
-      ctx.globals,
-      (s) => s.scripts.update(n, code, lang ? { language: lang } : {}),
-    );
+    await withServices(ctx.globals, async (s) => {
+      const info = await s.scripts.require(n);
+      checkBeforeStoring(ctx, n, code, lang ?? info.language);
+      await s.scripts.update(n, code, lang ? { language: lang } : {});
+    });
     ctx.io.out(`updated script ${n}`);
     return 0;
   },
@@ -203,6 +233,97 @@ const def: Group = {
   commands: [defAdd, defUpdate, defRevert, defGet, defList, defDelete],
 };
 
+/** Whether a `moat script check` argument names a file rather than a stored script. */
+function looksLikeFile(arg: string): boolean {
+  return /\.(m?[tj]s|cjs)$/i.test(arg) || /^\.{0,2}\//.test(arg);
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const check: Command = {
+  kind: "command",
+  name: "check",
+  summary: "check scripts: syntax, no imports, and types against the moat API",
+  args: "FILE|NAME|-…",
+  help: "Runs the check of `moat script def add` on each script: it must be valid\n" +
+    "TypeScript/JavaScript without import or export, and it must type-check against\n" +
+    "types/moat.d.ts as the body of an async function (TypeScript strictly; JavaScript\n" +
+    "with checkJs, not strict). An argument that ends in .ts/.js or starts with / or ./\n" +
+    "is a file, as is any other existing file; anything else is the NAME of a stored\n" +
+    "script, read from etcd; - reads standard input. Each problem is printed as\n" +
+    "FILE:LINE:COL: message on standard output; a clean script as FILE: ok.\n" +
+    "Exit code 0 when every script is clean, 1 otherwise.",
+  options: { ...LANGUAGE_OPTION, ...NO_TYPECHECK_OPTION },
+  minArgs: 1,
+  async run(ctx) {
+    const scripts: { file: string; code: string; language: Language }[] = [];
+    const stored: { at: number; name: string }[] = [];
+    for (const arg of ctx.positionals) {
+      if (arg === "-" || looksLikeFile(arg) || await isFile(arg)) {
+        const code = await readSource(arg);
+        scripts.push({ file: arg, code, language: language(ctx, arg) ?? "typescript" });
+        continue;
+      }
+      try {
+        checkName(arg, "script");
+      } catch (e) {
+        throw new UsageError(
+          `"${arg}" is neither a file nor a script name: ${(e as Error).message}`,
+        );
+      }
+      stored.push({ at: scripts.length, name: arg });
+      scripts.push({ file: arg, code: "", language: "typescript" });
+    }
+    if (stored.length > 0) {
+      await withServices(ctx.globals, async (s) => {
+        for (const { at, name } of stored) {
+          const info = await s.scripts.require(name);
+          scripts[at] = { file: name, code: await s.scripts.code(name), language: info.language };
+        }
+      });
+    }
+    const problems: Diagnostic[][] = scripts.map((sc) => {
+      try {
+        checkScript(sc.file, sc.code, sc.language);
+        return [];
+      } catch (e) {
+        if (e instanceof ScriptCheckError) return e.diagnostics;
+        throw e;
+      }
+    });
+    if (ctx.values["no-typecheck"] !== true) {
+      const clean = scripts.flatMap((_sc, i) => problems[i]!.length === 0 ? [i] : []);
+      const typed = typeCheckScripts(clean.map((i) => scripts[i]!));
+      clean.forEach((i, k) => problems[i] = typed[k]!);
+    }
+    let bad = 0;
+    let count = 0;
+    scripts.forEach((sc, i) => {
+      const list = problems[i]!;
+      if (list.length === 0) {
+        ctx.io.out(`${sc.file}: ok`);
+        return;
+      }
+      bad++;
+      count += list.length;
+      for (const d of list) ctx.io.out(`${sc.file}:${d.line}:${d.col}: ${d.message}`);
+    });
+    if (bad === 0) return 0;
+    ctx.io.err(
+      `error: ${count} ${count === 1 ? "problem" : "problems"} in ${bad} of ${scripts.length} ${
+        scripts.length === 1 ? "script" : "scripts"
+      }`,
+    );
+    return 1;
+  },
+};
+
 /** Split `key=value…` words from the description words that follow them. */
 function splitAssignments(words: string[]): { assigns: string[]; rest: string[] } {
   let i = 0;
@@ -299,5 +420,5 @@ export const scriptGroup: Group = {
   kind: "group",
   name: "script",
   summary: "manage scripts and script tasks",
-  commands: [def, taskAdd, taskList, taskDelete, taskParam],
+  commands: [def, taskAdd, taskList, taskDelete, taskParam, check, tryCommand],
 };

@@ -224,7 +224,7 @@ export class Host {
     const current = this.#runners.get(path);
     if (current) {
       if (this.#o.once && wanted && reason !== "task changed") return;
-      await current.stop(wanted ? `restarting: ${reason}` : "stopped: task deleted");
+      await current.stop(wanted ? `restarting: ${reason}` : "task deleted");
       this.#runners.delete(path);
       if (!wanted) this.#o.logger.log("info", path, "task deleted: stopped");
     }
@@ -329,7 +329,7 @@ export class Host {
     this.#closed = true;
     await Promise.all([...this.#pending.values()]);
     await Promise.all(
-      [...this.#runners.values()].map((r) => r.stop("stopped: host shutting down")),
+      [...this.#runners.values()].map((r) => r.stop("host shutting down")),
     );
     this.#runners.clear();
     await this.#versions.close();

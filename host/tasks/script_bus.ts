@@ -64,13 +64,13 @@ export class ScriptBus {
     }
   }
 
-  async #keep(reg: Registration): Promise<number> {
+  async #keep(reg: Registration, id: number): Promise<number> {
     if (this.#closed) {
       await reg.close();
       throw new BridgeError("ended", "the script has ended");
     }
     this.#regs.push(reg);
-    return this.#nextId++;
+    return id;
   }
 
   /** Serve RPC `name`: requests become `rpc` events; returns the registration id. */
@@ -81,7 +81,9 @@ export class ScriptBus {
       badName(e);
     }
     this.#room();
-    const id = this.#nextId;
+    // Take the id now: registrations made at once (two moat.rpc calls in a
+    // row) await the broker concurrently, and each handler must keep its own.
+    const id = this.#nextId++;
     const reg = await this.#bus.serve(name, (args, info) => {
       if (this.#closed) return Promise.reject(new ScriptRpcError("the script has ended", "Ended"));
       const call = this.#nextCall++;
@@ -94,7 +96,7 @@ export class ScriptBus {
       if (e instanceof RangeError) badName(e);
       throw new BridgeError("unavailable", `cannot serve "${name}": ${(e as Error).message}`);
     });
-    return await this.#keep(reg);
+    return await this.#keep(reg, id);
   }
 
   /** The script's answer to request `call`. Unknown or late answers are ignored. */
@@ -117,7 +119,9 @@ export class ScriptBus {
       badName(e);
     }
     this.#room();
-    const id = this.#nextId;
+    // Take the id now: registrations made at once (two moat.rpc calls in a
+    // row) await the broker concurrently, and each handler must keep its own.
+    const id = this.#nextId++;
     const reg = await this.#bus.onAlert(pattern, (topic, data) => {
       this.#send("alert", { id, topic, data: (data ?? null) as Json });
     }).catch((e) => {
@@ -126,7 +130,7 @@ export class ScriptBus {
         `cannot listen to "${pattern}": ${(e as Error).message}`,
       );
     });
-    return await this.#keep(reg);
+    return await this.#keep(reg, id);
   }
 
   /** Call RPC `name`; errors become BridgeErrors with clear messages. */
