@@ -31,6 +31,7 @@ export const statusCommand: Command = {
     "PATH is a task path prefix (e.g. myhost/porch); default: every task.",
     "States: run (running now), ok, error, fail (how the last run ended),",
     "crash (started but neither running nor stopped: its host died), new (never ran).",
+    'A run that took over from a crashed one says so; --json has it as "crashed".',
   ].join("\n"),
   options: { json: { type: "boolean", help: "print JSON for machines" } },
   maxArgs: 1,
@@ -50,7 +51,12 @@ export const statusCommand: Command = {
         r.path,
         r.state,
         localTime(r.since),
-        r.state === "run" ? `on ${r.runner}` : r.message.split("\n")[0]!,
+        r.state === "run"
+          ? `on ${r.runner}` +
+            (r.crashed !== undefined && r.started !== undefined && r.crashed < r.started
+              ? ` (took over after the run started ${localTime(r.crashed)} crashed)`
+              : "")
+          : r.message.split("\n")[0]!,
       ]),
     ]);
     for (const l of lines) ctx.io.out(l);

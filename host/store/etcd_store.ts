@@ -67,6 +67,9 @@ const passThrough = {
 } as unknown as Policy;
 type CallOptions = { deadline: number };
 
+/** Pause before trying again after a failed lease keep-alive. */
+const KEEPALIVE_RETRY_MS = 250;
+
 /** The first and the longest pause before re-opening a broken watch stream. */
 const WATCH_RETRY_MIN_MS = 50;
 const WATCH_RETRY_MAX_MS = 1_000;
@@ -423,6 +426,8 @@ class EtcdLease implements Lease {
   /** Fires when no keep-alive succeeded for a whole TTL. */
   #watchdog: Timer | undefined;
   #done = false;
+  /** Lost by our own watchdog: etcd may still hold it (and its keys) until it expires there. */
+  #timedOut = false;
   #revoking: Promise<void> | undefined;
 
   constructor(store: EtcdStore, id: string, ttl: number, everyMs: number) {
@@ -440,19 +445,23 @@ class EtcdLease implements Lease {
   #armWatchdog(): void {
     clearTimeout(this.#watchdog);
     this.#watchdog = setTimeout(() => {
+      this.#timedOut = true;
       this.#lose(new Error(`Lease ${this.id} lost: no keep-alive succeeded for ${this.ttl} s`));
     }, this.ttl * 1000);
   }
 
-  #scheduleKeepAlive(): void {
+  #scheduleKeepAlive(afterMs = this.#everyMs): void {
     if (this.#everyMs <= 0 || this.#done) return;
     this.#keepAliveTimer = setTimeout(() => {
       this.#keepAliveTimer = undefined;
       this.keepAliveOnce().then(
         () => this.#scheduleKeepAlive(),
-        () => this.#scheduleKeepAlive(),
+        // A failed keep-alive (a member died, an election) is tried again
+        // soon: waiting the full interval (ttl / refresh, often ttl / 2)
+        // would let the watchdog lose a lease that one retry could keep.
+        () => this.#scheduleKeepAlive(Math.min(this.#everyMs, KEEPALIVE_RETRY_MS)),
       );
-    }, this.#everyMs);
+    }, afterMs);
   }
 
   #stop(): void {
@@ -489,10 +498,13 @@ class EtcdLease implements Lease {
 
   revoke(): Promise<void> {
     if (this.#revoking) return this.#revoking;
-    const wasDone = this.#done;
+    // A lease our watchdog gave up on may still live in etcd (after an
+    // outage etcd even renews every lease): revoke it anyway, so that its
+    // `running` key goes now and not a whole ttl after etcd is back.
+    const needed = !this.#done || this.#timedOut;
     this.#stop();
     this.#store._forget(this);
-    this.#revoking = wasDone ? Promise.resolve() : this.#store._revoke(this.id);
+    this.#revoking = needed ? this.#store._revoke(this.id) : Promise.resolve();
     return this.#revoking;
   }
 }

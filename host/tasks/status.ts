@@ -22,6 +22,12 @@ export interface StatusRow {
   runner?: string;
   started?: number;
   stopped?: number;
+  /**
+   * `started` of the last run that crashed (its host died): the host that
+   * took the task over keeps it, since its own `started` replaces the
+   * evidence. Shown with "run" rows.
+   */
+  crashed?: number;
 }
 
 /** Derive the shown state from the keys of one status directory. */
@@ -30,6 +36,8 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
   const stopped = num(keys.get("stopped"));
   const message = keys.get("message") ?? "";
   const running = keys.get("running");
+  const crashed = num(keys.get("crashed"));
+  const extra = crashed !== undefined ? { crashed } : {};
   if (running !== undefined) {
     let runner = running;
     try {
@@ -45,6 +53,7 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
       message: "",
       runner,
       ...opt(started, stopped),
+      ...extra,
     };
   }
   if (started === undefined) {
@@ -59,11 +68,12 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
       since: started,
       message: "started but neither running nor stopped: its host died",
       ...opt(started, stopped),
+      ...extra,
     };
   }
   const s = keys.get("state");
   const state: ShownState = s === "ok" || s === "error" || s === "fail" ? s : "crash";
-  return { path, state, since: stopped, message, ...opt(started, stopped) };
+  return { path, state, since: stopped, message, ...opt(started, stopped), ...extra };
 }
 
 function num(s: string | undefined): number | undefined {

@@ -85,6 +85,17 @@ export interface RunnerOptions {
   once?: boolean;
 }
 
+/** The first and the longest pause before trying again to reach an unreachable store, in s. */
+const STORE_RETRY_MIN_S = 0.25;
+const STORE_RETRY_MAX_S = 2;
+
+/** The `running` key taken for one run. */
+interface Held {
+  lease: Lease;
+  token: string;
+  started: string;
+}
+
 /** Why a run ended, when the host ended it. */
 interface StopRequest {
   reason: string;
@@ -149,14 +160,36 @@ export class TaskRunner {
   async #loop(): Promise<ScriptEnd | undefined> {
     let failures = 0;
     let last: ScriptEnd | undefined;
+    let unreachable = 0;
     while (!this.#stop) {
-      const task = await this.#deps.readTask(this.path);
-      if (!task) {
-        this.#log("info", "task is gone; not running it");
-        break;
+      let task: TaskInfo | undefined;
+      let config: RunConfig;
+      let held: Held | undefined;
+      try {
+        task = await this.#deps.readTask(this.path);
+        if (!task) {
+          this.#log("info", "task is gone; not running it");
+          break;
+        }
+        config = await this.#deps.runConfig(task);
+        held = await this.#acquire(config);
+        unreachable = 0;
+      } catch (e) {
+        // The store is unreachable (etcd down, partitioned, electing): the
+        // task still exists as far as we know, so keep trying, more slowly
+        // each time, instead of giving it up for good.
+        const delay = Math.min(STORE_RETRY_MIN_S * 2 ** unreachable++, STORE_RETRY_MAX_S);
+        this.#log("warn", `cannot start: ${(e as Error).message}; trying again in ${delay} s`);
+        try {
+          await this.#deps.clock.sleepUntil(
+            this.#deps.clock.now() + delay * 1000,
+            this.#stopAbort.signal,
+          );
+        } catch {
+          break; // stopped while waiting
+        }
+        continue;
       }
-      const config = await this.#deps.runConfig(task);
-      const held = await this.#acquire(config);
       if (!held) break;
       last = await this.#runOnce(task, held);
       if (this.#stop || this.#once) break;
@@ -184,10 +217,14 @@ export class TaskRunner {
     return last;
   }
 
-  /** Take the `running` key under a new lease; wait while another host holds it. */
-  async #acquire(
-    config: RunConfig,
-  ): Promise<{ lease: Lease; token: string; started: string } | undefined> {
+  /**
+   * Take the `running` key under a new lease; wait while another host holds
+   * it. A previous run that started but neither runs nor recorded its end
+   * crashed (its host died, or lost etcd for good): taking over, we keep
+   * that fact in `crashed` (the dead run's `started`) and in the task's
+   * `job` error record, since our own `started` overwrites the evidence.
+   */
+  async #acquire(config: RunConfig): Promise<Held | undefined> {
     const dir = this.#deps.layout.statusDir(this.path);
     const running = dir + "running";
     while (!this.#stop) {
@@ -199,6 +236,10 @@ export class TaskRunner {
         if (events.some((e) => e.type === "delete" && e.kv.key === running)) release();
       });
       try {
+        const before = await this.#deps.store.get(dir + "started");
+        const ended = await this.#deps.store.get(dir + "stopped");
+        const crashed = before !== undefined &&
+          (ended === undefined || Number(ended.value) < Number(before.value));
         const lease = await this.#deps.store.grantLease(config.ttl, {
           keepAliveEvery: config.ttl / config.refresh,
         });
@@ -208,20 +249,44 @@ export class TaskRunner {
           id: crypto.randomUUID(),
         });
         const started = unixText(this.#deps.clock.now());
-        const res = await this.#deps.store.txn(
-          [{ key: running, target: "createRevision", op: "==", value: 0 }],
-          [
-            { type: "put", key: running, value: token, lease: lease.id },
-            { type: "put", key: dir + "started", value: started },
-          ],
-          [{ type: "get", key: running }],
-        );
-        if (res.succeeded) return { lease, token, started };
-        await lease.revoke();
+        let res;
+        try {
+          res = await this.#deps.store.txn(
+            [
+              { key: running, target: "createRevision", op: "==", value: 0 },
+              // What we judged above still holds: no run started meanwhile.
+              {
+                key: dir + "started",
+                target: "modRevision",
+                op: "==",
+                value: before?.modRevision ?? 0,
+              },
+            ],
+            [
+              { type: "put", key: running, value: token, lease: lease.id },
+              { type: "put", key: dir + "started", value: started },
+              // The last crashed run stays on record (`moat status`).
+              ...(crashed
+                ? [{ type: "put" as const, key: dir + "crashed", value: before.value }]
+                : []),
+            ],
+            [{ type: "get", key: running }],
+          );
+        } catch (e) {
+          await lease.revoke().catch(() => {});
+          throw e;
+        }
+        if (res.succeeded) {
+          if (crashed) await this.#recordCrash(before.value);
+          return { lease, token, started };
+        }
+        await lease.revoke().catch(() => {});
         const holder = res.responses[0]?.type === "get"
           ? res.responses[0].kvs[0]?.value
           : undefined;
-        this.#log("info", `waiting: the task is running elsewhere (${holder ?? "unknown"})`);
+        // Nobody runs it, but `started` moved under us: judge again at once.
+        if (holder === undefined) continue;
+        this.#log("info", `waiting: the task is running elsewhere (${holder})`);
         const stopped = new Promise<void>((r) =>
           this.#stopAbort.signal.addEventListener("abort", () => r(), { once: true })
         );
@@ -233,9 +298,22 @@ export class TaskRunner {
     return undefined;
   }
 
+  /** Record that the run started at `started` (Unix seconds text) crashed. */
+  async #recordCrash(started: string): Promise<void> {
+    const when = new Date(Number(started) * 1000).toISOString();
+    const message = `the run started at ${when} crashed: it neither ran on nor recorded ` +
+      "its end (its host died or lost etcd for longer than ttl)";
+    this.#log("warn", `taking over: ${message}`);
+    try {
+      await this.#deps.errors.set(this.path, JOB_TAG, message);
+    } catch (e) {
+      this.#log("warn", `could not record the crash: ${(e as Error).message}`);
+    }
+  }
+
   async #runOnce(
     task: TaskInfo,
-    held: { lease: Lease; token: string; started: string },
+    held: Held,
   ): Promise<ScriptEnd> {
     const { lease, token, started } = held;
     this.#runs++;
@@ -259,47 +337,55 @@ export class TaskRunner {
       if (loaded && view && initial) {
         const v = view;
         const sbus = this.#bus = new ScriptBus(this.#deps.bus, (e, d) => v.emit(e, d));
-        const limits = await this.#deps.limits?.(task);
-        const handle = await this.#deps.isolation.start({
-          ...(limits ? { limits } : {}),
-          task: this.path,
-          script: loaded.script,
-          code: loaded.js,
-          initial: { data: initial as unknown as Json },
-          methods: this.#deps.methods({
-            task,
+        let handle: ScriptHandle | undefined;
+        try {
+          const limits = await this.#deps.limits?.(task);
+          handle = await this.#deps.isolation.start({
+            ...(limits ? { limits } : {}),
+            task: this.path,
             script: loaded.script,
-            view: v,
-            bus: sbus,
-            signal: runAbort.signal,
-            load: async (name) => {
-              const lib = await this.#deps.loadScript(name);
-              this.#loaded.add(name);
-              return lib;
-            },
-          }),
-          onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
-        });
-        v.attach((event, data) => handle.sendEvent({ event, data }));
-        this.#handle = handle;
-        this.#log("info", `started script ${loaded.script} (sandbox pid ${handle.pid})`);
-        const lost = lease.lost.then((e) => ({ lost: e }));
-        const stop = new Promise<{ stop: string }>((resolve) => {
-          const on = () => resolve({ stop: this.#stop?.reason ?? "stopped" });
-          if (this.#stopAbort.signal.aborted) on();
-          else this.#stopAbort.signal.addEventListener("abort", on, { once: true });
-        });
-        const first = await Promise.race([handle.ended.then((e) => ({ end: e })), lost, stop]);
-        if ("end" in first) {
-          end = first.end;
-        } else if ("lost" in first) {
-          // Another host may own the task already: stop at once, no on_stop.
-          leaseLost = true;
-          end = await handle.kill(`lease lost: ${first.lost.message}`);
-        } else {
-          end = await handle.stop(first.stop);
+            code: loaded.js,
+            initial: { data: initial as unknown as Json },
+            methods: this.#deps.methods({
+              task,
+              script: loaded.script,
+              view: v,
+              bus: sbus,
+              signal: runAbort.signal,
+              load: async (name) => {
+                const lib = await this.#deps.loadScript(name);
+                this.#loaded.add(name);
+                return lib;
+              },
+            }),
+            onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
+          });
+        } catch (e) {
+          // The store or the sandbox failed us before the script ran: an error, retried.
+          end = { state: "error", message: (e as Error).message, debug: "" };
         }
-        this.#handle = undefined;
+        if (handle) {
+          v.attach((event, data) => handle.sendEvent({ event, data }));
+          this.#handle = handle;
+          this.#log("info", `started script ${loaded.script} (sandbox pid ${handle.pid})`);
+          const lost = lease.lost.then((e) => ({ lost: e }));
+          const stop = new Promise<{ stop: string }>((resolve) => {
+            const on = () => resolve({ stop: this.#stop?.reason ?? "stopped" });
+            if (this.#stopAbort.signal.aborted) on();
+            else this.#stopAbort.signal.addEventListener("abort", on, { once: true });
+          });
+          const first = await Promise.race([handle.ended.then((e) => ({ end: e })), lost, stop]);
+          if ("end" in first) {
+            end = first.end;
+          } else if ("lost" in first) {
+            // Another host may own the task already: stop at once, no on_stop.
+            leaseLost = true;
+            end = await handle.kill(`lease lost: ${first.lost.message}`);
+          } else {
+            end = await handle.stop(first.stop);
+          }
+          this.#handle = undefined;
+        }
       }
     } finally {
       runAbort.abort();
