@@ -6,11 +6,10 @@
  * @module
  */
 
-import { etcdctl } from "./etcd_server.ts";
+import { etcdctl, signalAndWait } from "./etcd_server.ts";
 
 const ETCD = "/usr/bin/etcd";
 const START_TIMEOUT_MS = 20_000;
-const STOP_TIMEOUT_MS = 10_000;
 
 /** One member of an `EtcdCluster`. */
 export interface EtcdMember {
@@ -125,26 +124,7 @@ class Member implements EtcdMember {
     const child = this.#child;
     if (!child) return;
     this.#child = undefined;
-    try {
-      child.kill("SIGCONT");
-      child.kill(signal);
-    } catch {
-      // Gone already.
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      child.status,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch { /* gone */ }
-          resolve();
-        }, STOP_TIMEOUT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    await child.status;
+    await signalAndWait(child, signal, `etcd member ${this.name}`);
   }
 }
 

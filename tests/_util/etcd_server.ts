@@ -143,30 +143,7 @@ class LocalEtcd implements EtcdServer {
     const child = this.#child;
     if (!child) return;
     this.#child = undefined;
-    try {
-      // A paused server would not act on SIGTERM.
-      child.kill("SIGCONT");
-      child.kill(signal);
-    } catch {
-      // Already gone: the status below resolves anyway.
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        child.status,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => {
-            try {
-              child.kill("SIGKILL");
-            } catch { /* gone */ }
-            reject(new Error(`etcd at ${this.endpoint} did not exit on ${signal}`));
-          }, STOP_TIMEOUT_MS);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      await child.status;
-    }
+    await signalAndWait(child, signal, `etcd at ${this.endpoint}`);
   }
 
   kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
@@ -228,4 +205,39 @@ export async function etcdctl(endpoint: string, ...args: string[]): Promise<stri
     );
   }
   return decoder.decode(output.stdout);
+}
+
+/**
+ * Send `signal` to an etcd process (after SIGCONT: a paused one would not
+ * act on it) and wait for its exit; SIGKILL and reject when it has not
+ * exited within 10 s.
+ */
+export async function signalAndWait(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal,
+  what: string,
+): Promise<void> {
+  try {
+    child.kill("SIGCONT");
+    child.kill(signal);
+  } catch {
+    // Already gone: the status below resolves anyway.
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      child.status,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+          reject(new Error(`${what} did not exit on ${signal}`));
+        }, STOP_TIMEOUT_MS);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    await child.status;
+  }
 }
