@@ -192,16 +192,10 @@ export class Host {
           }
           continue;
         }
-        this.#scriptOf(path).then((s) => {
-          if (s === name) this.#schedule(path, `script ${name} changed`);
-        });
+        // A runner that has not read its task yet loads the new code anyway.
+        if (runner.script === name) this.#schedule(path, `script ${name} changed`);
       }
     }
-  }
-
-  async #scriptOf(path: string): Promise<string | undefined> {
-    const kv = await this.#o.store.get(this.#o.layout.taskDir(path) + "script");
-    return kv?.value;
   }
 
   /** Queue a reconciliation of one task path behind any pending one. */

@@ -112,6 +112,7 @@ export class TaskRunner {
   #handle: ScriptHandle | undefined;
   #runs = 0;
   #loaded = new Set<string>();
+  #script: string | undefined;
   #bus: ScriptBus | undefined;
 
   constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
@@ -132,6 +133,11 @@ export class TaskRunner {
   /** The current run's debug object (`moat.debug_obj`), if it set one. */
   get debug(): Json | undefined {
     return this.#bus?.debug;
+  }
+
+  /** The script the task named when the runner last read it (before loading its code). */
+  get script(): string | undefined {
+    return this.#script;
   }
 
   /** Scripts the current run loaded with `moat.load`. */
@@ -167,6 +173,7 @@ export class TaskRunner {
       let held: Held | undefined;
       try {
         task = await this.#deps.readTask(this.path);
+        this.#script = task?.script;
         if (!task) {
           this.#log("info", "task is gone; not running it");
           break;
