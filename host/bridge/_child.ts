@@ -225,9 +225,15 @@ export function describe(status: { code: number; signal: string | null }): strin
 
 const DIR_PREFIX = "moat-sandbox-";
 
-/** This host process as `<pid>.<start time>`: a pid alone may be reused. */
+/**
+ * This host process as `<pid>.<start time>`: a pid alone may be reused.
+ * Without its start time the folder would look stale to every other host
+ * (see sweepStaleDirs), so there is no fallback.
+ */
 function hostTag(): string {
-  return `${Deno.pid}.${startTime(Deno.pid) ?? 0}`;
+  const start = startTime(Deno.pid);
+  if (start === undefined) throw new Error(`Cannot read /proc/${Deno.pid}/stat`);
+  return `${Deno.pid}.${start}`;
 }
 
 /** Field 22 of `/proc/<pid>/stat` (start time in ticks since boot), if the process exists. */

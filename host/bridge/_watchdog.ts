@@ -42,6 +42,20 @@ function pageBytes(): number {
   return pageSize;
 }
 
+/**
+ * Why this process cannot read `/proc/<pid>/stat`, or `undefined` when it
+ * can. Deno grants `/proc` only with `--allow-all`, whatever `--allow-read`
+ * says.
+ */
+export function procUnreadable(): string | undefined {
+  try {
+    Deno.readTextFileSync(`/proc/${Deno.pid}/stat`);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /** Sample a process; `undefined` when it is gone (or `/proc` is not there). */
 export function readProc(pid: number): ProcSample | undefined {
   let stat: string;

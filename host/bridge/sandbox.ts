@@ -40,7 +40,7 @@ import {
   sweepStaleDirs,
 } from "./_child.ts";
 import { DEFAULT_LIMITS, type SandboxLimits, TokenBucket } from "./limits.ts";
-import { readProc, readVmData, ScriptGuard, Watchdog } from "./_watchdog.ts";
+import { procUnreadable, readProc, readVmData, ScriptGuard, Watchdog } from "./_watchdog.ts";
 import { argValidators, BridgeError, checkMessage } from "./validate.ts";
 
 export { BridgeError } from "./validate.ts";
@@ -187,6 +187,17 @@ export class SandboxPool implements Isolation {
   #closed = false;
 
   constructor(options: SandboxPoolOptions = {}) {
+    // The watchdog is what stops a script that spins or grows, and it reads
+    // each sandbox's CPU time and memory from /proc: a host that cannot
+    // would run scripts unguarded. Refuse instead.
+    const why = procUnreadable();
+    if (why !== undefined) {
+      throw new Error(
+        `Cannot run sandboxes: the host watches their CPU time and memory in /proc, ` +
+          `which it cannot read (${why}); Deno grants /proc only with --allow-all ` +
+          `(deno run --allow-all cli.ts, as deno task moat does)`,
+      );
+    }
     this.#options = {
       denoPath: options.denoPath ?? Deno.execPath(),
       heapMb: options.heapMb ?? 64,

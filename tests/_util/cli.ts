@@ -27,12 +27,7 @@ export interface RunMoatOptions {
 /** The `deno run` arguments that start the CLI, as `deno task moat` does. */
 export const MOAT_RUN_ARGS = [
   "run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
+  "--allow-all",
   CLI,
 ];
 

@@ -7,7 +7,7 @@
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { etcdctl, startEtcd } from "../_util/etcd_server.ts";
-import { runMoat, spawnMoat, waitForLineIn } from "../_util/cli.ts";
+import { MOAT_RUN_ARGS, runMoat, spawnMoat, waitForLineIn } from "../_util/cli.ts";
 import { waitForKey } from "../_util/store_wait.ts";
 import { EtcdStore } from "../../host/store/etcd_store.ts";
 
@@ -260,4 +260,48 @@ Deno.test("a lost lease stops the script at once; a dead host's run reads crash"
       await host.status;
     }
   });
+});
+
+Deno.test("moat run stops a spinning script by its CPU budget, not only by the heartbeat", async () => {
+  await withEtcd(async ({ store, env, file }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    const spin = "moat.setup();\nmoat.on_start(() => { for (;;) { /* spin */ } });\n";
+    assertEquals((await moat("script", "def", "add", "spin", await file("spin", spin))).code, 0);
+    assertEquals((await moat("script", "add", "spin", "e2e/spin")).code, 0);
+    await store.put("/moat/task/e2e/spin/:task/cpu", "0.5");
+    const host = spawnMoat(["run"], { env });
+    try {
+      // The heartbeat (10 s) would end it too, later and with another message:
+      // this proves the host reads its sandboxes' CPU time from /proc.
+      const message = await waitForKey(
+        store,
+        st("e2e/spin", "message"),
+        (v) => v !== undefined && v !== "",
+        9_000,
+      );
+      assert(message?.startsWith("CPU budget exceeded"), `${message}\n${host.lines.join("\n")}`);
+    } finally {
+      host.kill("SIGTERM");
+      await host.status;
+    }
+  });
+});
+
+Deno.test("moat run refuses to start without access to /proc, where it watches its sandboxes", async () => {
+  const narrow = ["--allow-net", "--allow-env", "--allow-sys", "--allow-read", "--allow-write"];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...narrow, "--allow-run", MOAT_RUN_ARGS.at(-1)!, "run"],
+    env: { NO_COLOR: "1", MOAT_ETCD: "http://127.0.0.1:1", MOAT_AMQP: "none" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, stderr);
+  assertIncludes(
+    stderr,
+    "error: Cannot run sandboxes: the host watches their CPU time and memory in /proc",
+  );
+  assertIncludes(stderr, "--allow-all");
+  assert(!stderr.includes("Stack backtrace") && !stderr.includes("    at "), stderr);
 });
