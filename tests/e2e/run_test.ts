@@ -262,6 +262,38 @@ Deno.test("a lost lease stops the script at once; a dead host's run reads crash"
   });
 });
 
+Deno.test("a quiet host gives V8's unused heap back and logs it at --log-level debug", async () => {
+  await withEtcd(async ({ env, file }) => {
+    const moat = (...a: string[]) => runMoat(a, { env });
+    assertEquals((await moat("script", "def", "add", "stays", await file("stays", STAYS))).code, 0);
+    assertEquals((await moat("script", "add", "stays", "e2e/a")).code, 0);
+    const host = spawnMoat(["run", "--log-level", "debug"], { env });
+    try {
+      await host.waitForLine((l) => l.includes("[e2e/a] up"), 20_000, "a up");
+      // The first check after the start only sees the start; the next quiet one collects.
+      const line = await host.waitForLine(
+        (l) => l.includes("[host] memory: heap"),
+        20_000,
+        "a memory collection",
+      );
+      const m = /heap ([\d.]+) -> ([\d.]+) MiB used, ([\d.]+) -> ([\d.]+) MiB held, in \d+ ms$/
+        .exec(line);
+      assert(m, line);
+      const [usedBefore, usedAfter, heldBefore, heldAfter] = m.slice(1).map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+      assert(usedAfter <= usedBefore && heldAfter <= heldBefore, line);
+      assert(usedAfter <= heldAfter, line);
+    } finally {
+      host.kill("SIGTERM");
+      await host.status;
+    }
+  });
+});
+
 Deno.test("moat run stops a spinning script by its CPU budget, not only by the heartbeat", async () => {
   await withEtcd(async ({ store, env, file }) => {
     const moat = (...a: string[]) => runMoat(a, { env });
