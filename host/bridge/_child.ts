@@ -29,6 +29,8 @@ export interface ChildOptions {
   prlimit: string | undefined;
   /** RLIMIT_FSIZE of the sandbox process: largest file it may write, bytes. */
   fileSizeBytes: number;
+  /** The coreutils `nice` binary and the niceness for every thread of the sandbox, if any. */
+  nice: { path: string; value: number } | undefined;
 }
 
 /**
@@ -148,13 +150,18 @@ export class SandboxChild {
     const dir = await Deno.makeTempDir({ prefix: `${DIR_PREFIX}${hostTag()}-` });
     // Rlimits, applied by prlimit before it execs deno: no file (Deno's
     // cache included) larger than fileSizeBytes, and no core dumps.
-    const wrap = options.prlimit === undefined
-      ? []
-      : [`--fsize=${options.fileSizeBytes}`, "--core=0", "--", options.denoPath];
+    // Then nice, so that every thread Deno starts has the lower priority.
+    const wrap = [
+      ...(options.prlimit === undefined
+        ? []
+        : [options.prlimit, `--fsize=${options.fileSizeBytes}`, "--core=0", "--"]),
+      ...(options.nice === undefined ? [] : [options.nice.path, "-n", String(options.nice.value)]),
+    ];
     try {
-      const child = new Deno.Command(wrap.length > 0 ? options.prlimit! : options.denoPath, {
+      const child = new Deno.Command(wrap[0] ?? options.denoPath, {
         args: [
-          ...wrap,
+          ...wrap.slice(1),
+          ...(wrap.length > 0 ? [options.denoPath] : []),
           "run",
           "--quiet",
           "--no-prompt",
@@ -269,11 +276,11 @@ export async function sweepStaleDirs(parent: string): Promise<number> {
   return removed;
 }
 
-/** The `prlimit` binary of util-linux, if installed in a usual place. */
-export function findPrlimit(): string | undefined {
-  for (const p of ["/usr/bin/prlimit", "/bin/prlimit", "/usr/local/bin/prlimit"]) {
+/** A system binary (`prlimit`, `nice`), if installed in a usual place. */
+export function findBinary(name: string): string | undefined {
+  for (const dir of ["/usr/bin", "/bin", "/usr/local/bin"]) {
     try {
-      if (Deno.statSync(p).isFile) return p;
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
     } catch { /* not here */ }
   }
   return undefined;

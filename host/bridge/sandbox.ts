@@ -34,7 +34,7 @@ import type {
 import {
   type ChildExit,
   describe,
-  findPrlimit,
+  findBinary,
   limitData,
   SandboxChild,
   sweepStaleDirs,
@@ -157,6 +157,13 @@ export interface SandboxPoolOptions {
   prlimit?: string | null;
   /** Largest file a sandbox process may write (its Deno cache), MiB. @default 32 */
   fileSizeMb?: number;
+  /**
+   * Niceness of every sandbox process (through the coreutils `nice`
+   * binary, found like `prlimit`); `null`: the host's own. Busy scripts
+   * then take CPU from each other before they take it from the host.
+   * @default 10
+   */
+  nice?: number | null;
 }
 
 /** What a pool gives each of its scripts for guarding it. */
@@ -175,6 +182,7 @@ export class SandboxPool implements Isolation {
     readyTimeoutMs: number;
     prlimit: string | undefined;
     fileSizeBytes: number;
+    nice: { path: string; value: number } | undefined;
   };
   #guarding: Guarding;
   #sweep: Promise<unknown> | undefined;
@@ -205,8 +213,9 @@ export class SandboxPool implements Isolation {
         options.processModule ?? new URL("../../sandbox/process.ts", import.meta.url),
       ),
       readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
-      prlimit: options.prlimit === undefined ? findPrlimit() : options.prlimit ?? undefined,
+      prlimit: options.prlimit === undefined ? findBinary("prlimit") : options.prlimit ?? undefined,
       fileSizeBytes: (options.fileSizeMb ?? 32) * 2 ** 20,
+      nice: niceOf(options.nice === undefined ? 10 : options.nice),
     };
     this.#guarding = {
       watchdog: new Watchdog(options.sampleMs ?? 250),
@@ -615,4 +624,14 @@ function exitMessage(exit: ChildExit, options: StartOptions): string {
     return `sandbox process of script "${options.script}" ran out of memory (${how})`;
   }
   return `sandbox process of script "${options.script}" exited unexpectedly (${how})`;
+}
+
+/** The `nice` wrapper for a niceness (1–19), or none for `null`, 0 or a missing binary. */
+function niceOf(value: number | null): { path: string; value: number } | undefined {
+  if (value === null || value === 0) return undefined;
+  if (!Number.isInteger(value) || value < 1 || value > 19) {
+    throw new RangeError(`Cannot run sandboxes at niceness ${value}: give an integer from 1 to 19`);
+  }
+  const path = findBinary("nice");
+  return path === undefined ? undefined : { path, value };
 }

@@ -602,3 +602,36 @@ Deno.test("a sandbox that dies unexpectedly ends the script with fail", async ()
     await r.pool.close();
   }
 });
+
+/** The niceness (field 19 of stat) of every thread of a process. */
+function threadNiceness(pid: number): number[] {
+  const out: number[] = [];
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
+    out.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]));
+  }
+  return out;
+}
+
+Deno.test("every thread of a sandbox process runs at niceness 10, below the host", async () => {
+  const own = threadNiceness(Deno.pid)[0]!;
+  const r = await start(`moat.setup(); console.log("up");`);
+  try {
+    await within(r.logged("up"), 10_000, "up");
+    const nice = threadNiceness(r.script.pid);
+    assert.ok(nice.length >= 2, `threads: ${nice.length}`); // the process and its Worker, at least
+    assert.deepEqual(new Set(nice), new Set([Math.min(own + 10, 19)]));
+  } finally {
+    await r.pool.close();
+  }
+  const plain = await start(`moat.setup(); console.log("up");`, {
+    pool: new SandboxPool({ warm: 0, nice: null }),
+  });
+  try {
+    await within(plain.logged("up"), 10_000, "up");
+    assert.deepEqual(new Set(threadNiceness(plain.script.pid)), new Set([own]));
+  } finally {
+    await plain.pool.close();
+  }
+  assert.throws(() => new SandboxPool({ warm: 0, nice: 25 }), /niceness 25/);
+});
