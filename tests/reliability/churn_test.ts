@@ -214,6 +214,8 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
     report("settled after the churn", `${Date.now() - settleAt} ms`);
 
     // Nothing leaked. Sandbox processes: the live ones plus the same spares.
+    // Memory is compared as it was taken before: after a quiet spell.
+    await quietPeriod(MEMORY_QUIET_MS);
     const deadline = Date.now() + 30_000;
     let after = { children: 0, rss: 0, dirs: { count: 0, bytes: 0 } };
     for (;;) {
