@@ -15,6 +15,7 @@ export const NPM_ALLOWED: Record<string, string[]> = {
   luxon: ["host/time/"],
   "@types/luxon": ["host/time/"],
   typescript: ["host/scripts/check.ts", "host/scripts/typecheck.ts"],
+  yaml: ["host/cli/data_file.ts"],
 };
 
 const IMPORT_RE =

@@ -9,6 +9,7 @@
 
 import type { Command, CommandContext } from "./command.ts";
 import { UsageError } from "./io.ts";
+import { DataFileError, parseDataFile } from "./data_file.ts";
 import { parseNow } from "./time_cmd.ts";
 import { formatSpan, type TryEvent, type TryLibrary, trySession } from "./try_session.ts";
 import { checkScript, isLanguage, type Language, languageOf } from "../scripts/check.ts";
@@ -77,11 +78,12 @@ async function readText(file: string, what: string): Promise<string> {
   }
 }
 
-function parseJson(text: string, what: string, file: string): unknown {
+function parseData(text: string, what: string, file: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseDataFile(text, file);
   } catch (e) {
-    throw new UsageError(`${what} "${file}" is not valid JSON: ${(e as Error).message}`);
+    if (e instanceof DataFileError) throw new UsageError(`${what} "${file}" ${e.message}`);
+    throw e;
   }
 }
 
@@ -89,13 +91,13 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
- * The keys a `--tree` JSON file seeds: an object mapping root-relative
+ * The keys a `--tree` file (JSON or YAML) seeds: an object mapping root-relative
  * paths to values. A nested object is a folder (its keys are appended to
  * the path); strings are stored as they are, other values as JSON text.
  */
 export function treeEntries(value: unknown, file: string): [string, string][] {
   if (!isPlainObject(value)) {
-    throw new UsageError(`--tree "${file}" must hold a JSON object of paths and values`);
+    throw new UsageError(`--tree "${file}" must hold an object of paths and values`);
   }
   const out: [string, string][] = [];
   const walk = (prefix: string, obj: Record<string, unknown>) => {
@@ -113,7 +115,7 @@ export function treeEntries(value: unknown, file: string): [string, string][] {
   return out;
 }
 
-/** The events of an `--events` JSON file. */
+/** The events of an `--events` file (JSON or YAML). */
 export function parseEvents(
   value: unknown,
   file: string,
@@ -121,7 +123,7 @@ export function parseEvents(
   startMs: number,
 ): TryEvent[] {
   if (!Array.isArray(value)) {
-    throw new UsageError(`--events "${file}" must hold a JSON array of events`);
+    throw new UsageError(`--events "${file}" must hold a list of events`);
   }
   return value.map((ev, i): TryEvent => {
     const what = `--events "${file}", event ${i + 1}`;
@@ -229,10 +231,14 @@ writes with moat.data.set must exist, e.g. light=false.
 Time: moat.time_at, moat.wait and moat.run_at use the virtual clock; Date.now()
 and new Date() inside a script are the real time. moat.call timeouts are real time.
 
---tree FILE: a JSON object of paths below the root and their values, e.g.
+Both files are JSON, or YAML when the name ends in .yaml or .yml.
+--tree FILE: an object of paths below the root and their values, e.g.
   {"device/onewire/10/:dev": {"temp": -20}, "meta/script/NAME/:code/types/light": "bool"}
+  or in YAML:
+    device/onewire/10/:dev:
+      temp: -20
   (a nested object is a folder; strings are stored as they are, others as JSON).
---events FILE: a JSON array of events, each at a TIME (an ISO date-time, Unix
+--events FILE: a list of events, each at a TIME (an ISO date-time, Unix
   seconds, or +DURATION after --at):
   {"at": TIME, "alert": TOPIC, "data": …}    publish an alert
   {"at": TIME, "call": NAME, "args": …}      call an RPC and print the reply
@@ -264,11 +270,15 @@ ended with an error or failed, 2 for bad arguments.`,
       help:
         "the installation's time zone (/config/timezone) and of the output (default: the host's)",
     },
-    tree: { type: "string", arg: "FILE", help: "seed the tree from a JSON file (see above)" },
+    tree: {
+      type: "string",
+      arg: "FILE",
+      help: "seed the tree from a JSON or YAML file (see above)",
+    },
     events: {
       type: "string",
       arg: "FILE",
-      help: "inject alerts and RPC calls at virtual times (JSON, see above)",
+      help: "inject alerts, RPC calls and tree changes at virtual times (JSON or YAML, see above)",
     },
     lib: {
       type: "string",
@@ -318,13 +328,13 @@ ended with an error or failed, 2 for bad arguments.`,
     }
     const tree = typeof ctx.values.tree === "string"
       ? treeEntries(
-        parseJson(await readText(ctx.values.tree, "--tree"), "--tree", ctx.values.tree),
+        parseData(await readText(ctx.values.tree, "--tree"), "--tree", ctx.values.tree),
         ctx.values.tree,
       )
       : [];
     const events = typeof ctx.values.events === "string"
       ? parseEvents(
-        parseJson(await readText(ctx.values.events, "--events"), "--events", ctx.values.events),
+        parseData(await readText(ctx.values.events, "--events"), "--events", ctx.values.events),
         ctx.values.events,
         zone,
         startMs,

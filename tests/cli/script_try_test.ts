@@ -200,6 +200,53 @@ Deno.test("try seeds the tree from --tree and changes it with put/delete events 
   });
 });
 
+Deno.test("try reads --tree and --events as YAML when their names end in .yaml or .yml", async () => {
+  await withFiles({
+    "tree.yaml": [
+      "device/onewire/10/:dev:",
+      "  temp: -20",
+      "  name: freezer",
+      "meta/script/freezer/:code/types:",
+      "  device: str/ref",
+      "  max: float",
+      "",
+    ].join("\n"),
+    "events.yml": [
+      "- { at: +1h, put: device/onewire/10/:dev/temp, value: -10.5 }",
+      "- at: +3d",
+      "  delete: device/onewire/10/:dev",
+      "",
+    ].join("\n"),
+  }, async (path) => {
+    const r = await tryScript([
+      `${EX}device_monitor.ts`,
+      "device=device/onewire/10/:dev",
+      "--name",
+      "freezer",
+      "--tree",
+      path("tree.yaml"),
+      "--events",
+      path("events.yml"),
+      "--at",
+      "1772452800", // 2026-03-02T12:00:00Z
+      "--tz",
+      "UTC",
+      "--for",
+      "7d",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const l = lines(r);
+    for (
+      const want of [
+        "2026-03-02T12:00:00+00:00 info  freezer at -20 °C",
+        "2026-03-02T13:00:00+00:00 put   device/onewire/10/:dev/temp = -10.5",
+        "2026-03-02T13:00:00+00:00 error too_warm set: freezer at -10.5 °C, above -15 °C",
+        "2026-03-05T12:00:00+00:00 error device_gone set: device/onewire/10/:dev was deleted",
+      ]
+    ) assert(l.includes(want), `missing "${want}" in:\n${r.stdout}`);
+  });
+});
+
 Deno.test("try runs every example through a simulated week, each in under 10 s", async (t) => {
   await withFiles({
     "windows.json": {
@@ -269,6 +316,9 @@ Deno.test("try refuses bad input with a clear error", async () => {
     "noevent.json": [{ at: "+1h" }],
     "early.json": [{ at: "2020-01-01T00:00", alert: "x" }],
     "tree.json": ["not", "an", "object"],
+    "dup.yaml": "device: 1\ndevice: 2\n",
+    "bad.yml": "- at: [+1h\n",
+    "yaml.json": "device:\n  temp: 1\n",
     "syntax.ts": "moat.setup(\n",
   }, async (path) => {
     const ex = `${EX}hello.ts`;
@@ -316,7 +366,23 @@ Deno.test("try refuses bad input with a clear error", async () => {
       [
         [ex, "--tree", path("tree.json")],
         2,
-        `error: --tree "${path("tree.json")}" must hold a JSON object`,
+        `error: --tree "${path("tree.json")}" must hold an object of paths and values`,
+      ],
+      [
+        [ex, "--tree", path("dup.yaml")],
+        2,
+        `error: --tree "${path("dup.yaml")}" is not valid YAML at line 2, column 1: ` +
+        "Map keys must be unique",
+      ],
+      [
+        [ex, "--events", path("bad.yml")],
+        2,
+        `error: --events "${path("bad.yml")}" is not valid YAML at line 2, column 1: Flow sequence`,
+      ],
+      [
+        [ex, "--tree", path("yaml.json")],
+        2,
+        "is not valid JSON: ",
       ],
       [[ex, "1x"], 2, 'error: "1x" is not key=value'],
       [[path("syntax.ts")], 1, `${path("syntax.ts")}:2:1: ')' expected.`],
