@@ -57,7 +57,13 @@ export const runCommand: Command = {
     const clock = new SystemClock();
     // First: it refuses to run without /proc, before anything is opened.
     const isolation = new SandboxPool();
-    const store = new EtcdStore({ endpoints: ctx.globals.etcd, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+    let store: EtcdStore;
+    try {
+      store = new EtcdStore({ endpoints: ctx.globals.etcd, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+    } catch (e) {
+      await isolation.close();
+      throw e;
+    }
     const once = ctx.values.once === true;
     // "--amqp none" runs without a broker: scripts of this host talk on an
     // in-process bus.
