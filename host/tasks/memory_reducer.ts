@@ -8,10 +8,10 @@
  * 320 MiB with nothing leaked. A host that runs for years should return to
  * its working size when the burst is over, so the `MemoryReducer` runs one
  * full garbage collection once the host has been quiet for a whole check
- * interval and V8's heap has grown well beyond its size after the last such
- * collection. A full collection of the host's heap takes a few tens of
- * milliseconds, and it only happens when no task has started or stopped for
- * an interval.
+ * interval and V8's heap (or the process's RSS) has grown well beyond its
+ * size after the last such collection. After it, glibc's `malloc_trim`
+ * hands back the native memory the burst freed. Both together take about
+ * 0.1 s, and only when no task has started or stopped for an interval.
  *
  * @module
  */
@@ -23,6 +23,8 @@ import { runInNewContext } from "node:vm";
 export interface HeapUsage {
   heapTotal: number;
   heapUsed: number;
+  /** The resident set of the whole process (V8's heap and native memory). */
+  rss: number;
 }
 
 /** What one collection did, for the log. */
@@ -41,8 +43,9 @@ export interface MemoryReducerOptions {
    */
   intervalMs?: number;
   /**
-   * How much the heap must have grown beyond its size after the last
-   * collection (and at least `growthRatio` of it), in bytes.
+   * How much the heap held, or the process's RSS, must have grown beyond
+   * its size after the last collection (and at least `growthRatio` of it),
+   * in bytes.
    * @default 16 MiB
    */
   minGrowthBytes?: number;
@@ -63,20 +66,45 @@ export interface MemoryReducerOptions {
 
 /**
  * V8's full garbage collection, made available to this process at run
- * time (`--expose-gc` for contexts created from now on); `undefined` when
- * this runtime does not allow it.
+ * time (`--expose-gc` for contexts created from now on), followed by
+ * {@linkcode mallocTrim} where there is one; `undefined` when this runtime
+ * does not allow the collection.
  */
 export function fullCollection(): (() => void) | undefined {
+  let gc: unknown;
   try {
     setFlagsFromString("--expose-gc");
-    const gc: unknown = runInNewContext("gc");
-    return typeof gc === "function" ? () => gc() : undefined;
+    gc = runInNewContext("gc");
+  } catch {
+    return undefined;
+  }
+  if (typeof gc !== "function") return undefined;
+  const trim = mallocTrim();
+  return () => {
+    gc();
+    trim?.();
+  };
+}
+
+/**
+ * glibc's `malloc_trim(0)`, which returns the free pages of every malloc
+ * arena to the system: Deno's own (native) allocations go through malloc,
+ * and what a burst freed stays in the process otherwise (the host's malloc
+ * heap stayed at 44–52 MiB after a churn; 19–20 MiB with it). `undefined`
+ * without glibc or without FFI.
+ */
+export function mallocTrim(): (() => void) | undefined {
+  try {
+    const libc = Deno.dlopen("libc.so.6", {
+      malloc_trim: { parameters: ["usize"], result: "i32" },
+    });
+    return () => void libc.symbols.malloc_trim(0n);
   } catch {
     return undefined;
   }
 }
 
-/** Runs a full garbage collection when the host is quiet and its heap has grown. */
+/** Runs a full garbage collection when the host is quiet and its memory has grown. */
 export class MemoryReducer {
   #intervalMs: number;
   #minGrowth: number;
@@ -86,8 +114,8 @@ export class MemoryReducer {
   #now: () => number;
   #onCollect: ((c: Collection) => void) | undefined;
   #busy = true;
-  /** heapTotal after the last collection; none yet at the start. */
-  #settled: number | undefined;
+  /** The usage after the last collection; none yet at the start. */
+  #settled: HeapUsage | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
@@ -113,8 +141,9 @@ export class MemoryReducer {
 
   /**
    * One look, as the timer takes it every interval: collects when nothing
-   * happened since the last look and the heap has grown beyond its size
-   * after the last collection. Returns what it did, if anything.
+   * happened since the last look and the heap held or the RSS has grown
+   * beyond its size after the last collection. Returns what it did, if
+   * anything.
    */
   check(): Collection | undefined {
     if (this.#closed || !this.#collect) return undefined;
@@ -123,13 +152,15 @@ export class MemoryReducer {
     if (busy) return undefined;
     const before = this.#usage();
     if (this.#settled !== undefined) {
-      const limit = this.#settled + Math.max(this.#minGrowth, this.#settled * this.#ratio);
-      if (before.heapTotal <= limit) return undefined;
+      const grown = (now: number, then: number) =>
+        now > then + Math.max(this.#minGrowth, then * this.#ratio);
+      const s = this.#settled;
+      if (!grown(before.heapTotal, s.heapTotal) && !grown(before.rss, s.rss)) return undefined;
     }
     const t0 = this.#now();
     this.#collect();
     const after = this.#usage();
-    this.#settled = after.heapTotal;
+    this.#settled = after;
     const c = { before, after, ms: this.#now() - t0 };
     this.#onCollect?.(c);
     return c;

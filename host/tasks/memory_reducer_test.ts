@@ -1,25 +1,35 @@
 import { assert, assertEquals } from "../../tests/_util/assert.ts";
-import { fullCollection, type HeapUsage, MemoryReducer } from "./memory_reducer.ts";
+import { fullCollection, type HeapUsage, mallocTrim, MemoryReducer } from "./memory_reducer.ts";
 
 const MiB = 1024 * 1024;
 
-/** A reducer over a pretend heap: `collect` shrinks it to `live`. */
-function pretend(start: HeapUsage) {
-  const heap = { ...start };
+/**
+ * A reducer over a pretend process: RSS is the heap held plus `native`;
+ * `collect` shrinks the heap to `live` and native memory to `nativeLive`.
+ */
+function pretend(start: Omit<HeapUsage, "rss">) {
+  const heap = { ...start, native: 80 * MiB };
   let live = start.heapUsed;
+  let nativeLive = heap.native;
   let collections = 0;
   const reducer = new MemoryReducer({
-    usage: () => ({ ...heap }),
+    usage: () => ({
+      heapTotal: heap.heapTotal,
+      heapUsed: heap.heapUsed,
+      rss: heap.heapTotal + heap.native,
+    }),
     collect: () => {
       collections++;
       heap.heapUsed = live;
       heap.heapTotal = live + 4 * MiB;
+      heap.native = nativeLive;
     },
   });
   return {
     reducer,
     heap,
     setLive: (n: number) => live = n,
+    setNativeLive: (n: number) => nativeLive = n,
     get collections() {
       return collections;
     },
@@ -36,8 +46,8 @@ Deno.test("the memory reducer waits for one whole quiet interval before it colle
   assertEquals(p.collections, 0);
   const c = p.reducer.check();
   assertEquals(p.collections, 1);
-  assertEquals(c?.before, { heapTotal: 150 * MiB, heapUsed: 120 * MiB });
-  assertEquals(c?.after, { heapTotal: 42 * MiB, heapUsed: 38 * MiB });
+  assertEquals(c?.before, { heapTotal: 150 * MiB, heapUsed: 120 * MiB, rss: 230 * MiB });
+  assertEquals(c?.after, { heapTotal: 42 * MiB, heapUsed: 38 * MiB, rss: 122 * MiB });
 });
 
 Deno.test("the memory reducer collects again only when the heap has grown well beyond its last size", () => {
@@ -71,6 +81,21 @@ Deno.test("the memory reducer uses a quarter of a large heap as the growth that 
   assert(p.reducer.check() !== undefined);
 });
 
+Deno.test("the memory reducer also collects when native memory grew while the heap did not", () => {
+  const p = pretend({ heapTotal: 60 * MiB, heapUsed: 50 * MiB });
+  p.setLive(36 * MiB);
+  p.reducer.check();
+  p.reducer.check(); // held 40 MiB, RSS 120 MiB after it
+  assertEquals(p.collections, 1);
+  p.heap.native = 90 * MiB; // RSS 130 MiB: +10 MiB, under 16 MiB
+  assertEquals(p.reducer.check(), undefined);
+  p.heap.native = 130 * MiB; // RSS 170 MiB: +50 MiB and over 25%
+  p.setNativeLive(82 * MiB);
+  const c = p.reducer.check();
+  assertEquals(p.collections, 2);
+  assertEquals([c?.before.rss, c?.after.rss], [170 * MiB, 122 * MiB]);
+});
+
 Deno.test("a memory reducer without a collection does nothing, and close() is safe twice", () => {
   const r = new MemoryReducer({ collect: undefined });
   assertEquals(r.enabled, false);
@@ -100,4 +125,11 @@ Deno.test("fullCollection gives back the memory of dropped objects in this runti
     after < before - 48 * MiB,
     `heap used went from ${before} to ${after} bytes after dropping ~64 MiB`,
   );
+});
+
+Deno.test("mallocTrim reaches glibc's malloc_trim on this system", () => {
+  const trim = mallocTrim();
+  assert(trim !== undefined, "no glibc malloc_trim (libc.so.6) here");
+  trim();
+  trim();
 });
