@@ -155,6 +155,26 @@ Deno.test("try injects alerts and RPC calls into rpc_service.ts and prints the r
   });
 });
 
+/** device_monitor.ts watching a freezer for a week from 2026-03-02T12:00Z, seeded from files. */
+function freezerWeek(tree: string, events: string): string[] {
+  return [
+    `${EX}device_monitor.ts`,
+    "device=device/onewire/10/:dev",
+    "--name",
+    "freezer",
+    "--tree",
+    tree,
+    "--events",
+    events,
+    "--at",
+    "1772452800", // 2026-03-02T12:00:00Z
+    "--tz",
+    "UTC",
+    "--for",
+    "7d",
+  ];
+}
+
 Deno.test("try seeds the tree from --tree and changes it with put/delete events (device_monitor.ts)", async () => {
   await withFiles({
     "tree.json": {
@@ -167,22 +187,7 @@ Deno.test("try seeds the tree from --tree and changes it with put/delete events 
       { at: "+3d", delete: "device/onewire/10/:dev" },
     ],
   }, async (path) => {
-    const r = await tryScript([
-      `${EX}device_monitor.ts`,
-      "device=device/onewire/10/:dev",
-      "--name",
-      "freezer",
-      "--tree",
-      path("tree.json"),
-      "--events",
-      path("events.json"),
-      "--at",
-      "1772452800", // 2026-03-02T12:00:00Z
-      "--tz",
-      "UTC",
-      "--for",
-      "7d",
-    ]);
+    const r = await tryScript(freezerWeek(path("tree.json"), path("events.json")));
     assertEquals(r.code, 0, r.stderr);
     fast(r, "a week of device_monitor.ts");
     const l = lines(r);
@@ -218,22 +223,7 @@ Deno.test("try reads --tree and --events as YAML when their names end in .yaml o
       "",
     ].join("\n"),
   }, async (path) => {
-    const r = await tryScript([
-      `${EX}device_monitor.ts`,
-      "device=device/onewire/10/:dev",
-      "--name",
-      "freezer",
-      "--tree",
-      path("tree.yaml"),
-      "--events",
-      path("events.yml"),
-      "--at",
-      "1772452800", // 2026-03-02T12:00:00Z
-      "--tz",
-      "UTC",
-      "--for",
-      "7d",
-    ]);
+    const r = await tryScript(freezerWeek(path("tree.yaml"), path("events.yml")));
     assertEquals(r.code, 0, r.stderr);
     const l = lines(r);
     for (
