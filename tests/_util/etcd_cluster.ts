@@ -6,7 +6,7 @@
  * @module
  */
 
-import { etcdctl, signalAndWait } from "./etcd_server.ts";
+import { etcdctl, freePorts, signalAndWait } from "./etcd_server.ts";
 
 const ETCD = "/usr/bin/etcd";
 const START_TIMEOUT_MS = 20_000;
@@ -53,13 +53,6 @@ export interface EtcdClusterOptions {
   electionMs?: number;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 async function isHealthy(endpoint: string): Promise<boolean> {
   try {
     const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
@@ -86,10 +79,10 @@ class Member implements EtcdMember {
   args: string[] = [];
   #child: Deno.ChildProcess | undefined;
 
-  constructor(name: string, dir: string) {
+  constructor(name: string, dir: string, ports: [number, number]) {
     this.name = name;
-    this.endpoint = `http://127.0.0.1:${freePort()}`;
-    this.peer = `http://127.0.0.1:${freePort()}`;
+    this.endpoint = `http://127.0.0.1:${ports[0]}`;
+    this.peer = `http://127.0.0.1:${ports[1]}`;
     this.logPath = `${dir}/${name}.log`;
   }
 
@@ -139,7 +132,11 @@ export async function startEtcdCluster(
 ): Promise<EtcdCluster> {
   const dir = await Deno.makeTempDir({ prefix: "moat-etcd-cluster-" });
   const token = `moat-${crypto.randomUUID().slice(0, 8)}`;
-  const members = Array.from({ length: n }, (_, i) => new Member(`m${i}`, dir));
+  const ports = freePorts(2 * n);
+  const members = Array.from(
+    { length: n },
+    (_, i) => new Member(`m${i}`, dir, [ports[2 * i]!, ports[2 * i + 1]!]),
+  );
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(",");
   for (const m of members) {
     m.args = [

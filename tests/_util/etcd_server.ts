@@ -37,12 +37,18 @@ export interface StartEtcdOptions {
   name?: string;
 }
 
-/** Pick a free loopback TCP port by listening on port 0. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+/**
+ * Pick `n` distinct free loopback TCP ports by listening on port 0, all at
+ * once: one at a time, the system may hand out the same port twice.
+ */
+export function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
 }
 
 async function logTail(path: string, lines = 20): Promise<string> {
@@ -73,8 +79,7 @@ class LocalEtcd implements EtcdServer {
   #removed = false;
 
   constructor(name: string, dir: string) {
-    const clientPort = freePort();
-    const peerPort = freePort();
+    const [clientPort, peerPort] = freePorts(2) as [number, number];
     this.endpoint = `http://127.0.0.1:${clientPort}`;
     this.dataDir = dir;
     this.#logPath = `${dir}/etcd.log`;
