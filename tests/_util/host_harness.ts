@@ -14,10 +14,21 @@ import { SandboxPool } from "../../host/bridge/sandbox.ts";
 import { Host } from "../../host/tasks/host.ts";
 import { servicesOn } from "../../host/cli/services.ts";
 import type { Bus } from "../../host/bus/bus.ts";
+import type { Clock } from "../../host/time/clock.ts";
+
+/** Options of {@linkcode hostHarness}. */
+export interface HostHarnessOptions {
+  /** The host's bus (the caller closes it). @default the host's own LocalBus */
+  bus?: Bus;
+  /** The clock of the host and the store. @default new SystemClock() */
+  clock?: Clock;
+  /** Run each task once, without restarts. @default false */
+  once?: boolean;
+}
 
 /** Build a host named "h" on a fresh MemoryStore; close it with `close()`. */
-export function hostHarness(options: { bus?: Bus } = {}) {
-  const store = new MemoryStore();
+export function hostHarness(options: HostHarnessOptions = {}) {
+  const store = new MemoryStore(options.clock ? { clock: options.clock } : {});
   const logger = new MemoryLogger();
   const pool = new SandboxPool({ warm: 1 });
   const s = servicesOn(store, "/moat");
@@ -28,6 +39,8 @@ export function hostHarness(options: { bus?: Bus } = {}) {
     isolation: pool,
     logger,
     ...(options.bus ? { bus: options.bus } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.once ? { once: true } : {}),
   });
   /** The messages a task logged, in order. */
   const lines = (task: string) =>

@@ -35,12 +35,8 @@
 import { assert, assertEquals } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
 import { startEtcd } from "../_util/etcd_server.ts";
-import { MemoryStore } from "../../host/store/memory_store.ts";
+import { hostHarness } from "../_util/host_harness.ts";
 import { Layout } from "../../host/layout.ts";
-import { MemoryLogger } from "../../host/log.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { Host } from "../../host/tasks/host.ts";
-import { servicesOn } from "../../host/cli/services.ts";
 import { ErrorRecords } from "../../host/tasks/errors.ts";
 import { SystemClock } from "../../host/time/clock.ts";
 
@@ -189,19 +185,8 @@ for (const b of blocks.filter((b) => b.marker?.kind === "script")) {
   const name = m.arg;
   const ends = attr(m, "ends")[0] ?? "ok";
   Deno.test(`docs/scripts.md:${b.line}: script "${name}" runs as documented (${ends})`, async () => {
-    const store = new MemoryStore();
-    const logger = new MemoryLogger();
-    const pool = new SandboxPool({ warm: 1 });
-    const s = servicesOn(store, "/moat");
+    const { store, logger, s, host, close } = hostHarness({ once: ends !== "running" });
     const task = `h/${name}`;
-    const host = new Host({
-      store,
-      layout: new Layout("/moat"),
-      hostName: "h",
-      isolation: pool,
-      logger,
-      ...(ends === "running" ? {} : { once: true }),
-    });
     const lines = () => logger.lines.filter((l) => l.source === task).map((l) => l.message);
     const dump = () => logger.lines.map((l) => `${l.source} ${l.level} ${l.message}`).join("\n");
     try {
@@ -257,9 +242,7 @@ for (const b of blocks.filter((b) => b.marker?.kind === "script")) {
         assertEquals(records.find((r) => r.tag === tag)?.msg, v, JSON.stringify(records));
       }
     } finally {
-      await host.close();
-      await pool.close();
-      await store.close();
+      await close();
     }
   });
 }

@@ -6,12 +6,7 @@
 
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { MemoryStore } from "../../host/store/memory_store.ts";
-import { Layout } from "../../host/layout.ts";
-import { MemoryLogger } from "../../host/log.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { Host } from "../../host/tasks/host.ts";
-import { servicesOn } from "../../host/cli/services.ts";
+import { hostHarness } from "../_util/host_harness.ts";
 import { LocalBus } from "../../host/bus/local_bus.ts";
 import { VirtualClock } from "../../host/time/virtual_clock.ts";
 
@@ -20,20 +15,8 @@ const START = Date.UTC(2026, 2, 2, 12);
 
 Deno.test("rpc_service.ts serves get/set, reports bad calls, announces changes and obeys motion", async () => {
   const clock = new VirtualClock(START);
-  const store = new MemoryStore({ clock });
-  const logger = new MemoryLogger();
-  const pool = new SandboxPool({ warm: 1 });
   const bus = new LocalBus();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "h",
-    isolation: pool,
-    logger,
-    bus,
-    clock,
-  });
+  const { store, logger, s, host, close } = hostHarness({ bus, clock });
   const dump = () => logger.lines.map((l) => `${l.source} ${l.message}`).join("\n");
   const waitLine = (pred: (m: string) => boolean, what: string) =>
     withTimeout(
@@ -103,9 +86,7 @@ Deno.test("rpc_service.ts serves get/set, reports bad calls, announces changes a
     ]);
     assert(host.running.includes("h/porch"), "the service keeps running");
   } finally {
-    await host.close();
-    await pool.close();
+    await close();
     await bus.close();
-    await store.close();
   }
 });

@@ -7,13 +7,8 @@
 
 import { assertEquals } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { MemoryStore } from "../../host/store/memory_store.ts";
-import { Layout } from "../../host/layout.ts";
-import { MemoryLogger } from "../../host/log.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
-import { Host } from "../../host/tasks/host.ts";
+import { hostHarness } from "../_util/host_harness.ts";
 import { VirtualClock } from "../../host/time/virtual_clock.ts";
-import { servicesOn } from "../../host/cli/services.ts";
 import { SOAK } from "./_harness.ts";
 
 const T0 = Date.UTC(2025, 0, 6, 12, 0, 0);
@@ -31,10 +26,7 @@ moat.run(async () => {
 
 Deno.test("clock jumps forward and back neither fire waits early nor lose them", async () => {
   const clock = new VirtualClock(T0);
-  const store = new MemoryStore({ clock });
-  const logger = new MemoryLogger();
-  const pool = new SandboxPool({ warm: 1 });
-  const s = servicesOn(store, "/moat");
+  const { store, logger, s, host, close } = hostHarness({ clock });
   // Leases far longer than the jumps: this is about waits, not lease expiry.
   await store.put("/moat/config/run/ttl", String(100 * 24 * 3600));
   await store.put("/moat/config/run/restart", "0");
@@ -43,14 +35,6 @@ Deno.test("clock jumps forward and back neither fire waits early nor lose them",
   for (const [i, at] of targets.entries()) {
     await s.tasks.add("waiter", `h/w${i}`, { data: [["at", String(at)]] });
   }
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "h",
-    isolation: pool,
-    logger,
-    clock,
-  });
   const woke = () =>
     logger.lines.filter((l) => l.message.startsWith("WOKE ")).map((l) => {
       const [, target, reached] = l.message.split(" ");
@@ -115,8 +99,6 @@ Deno.test("clock jumps forward and back neither fire waits early nor lose them",
     }
     assertEquals(new Set(all.map((w) => w.task)).size, targets.length);
   } finally {
-    await host.close();
-    await pool.close();
-    await store.close();
+    await close();
   }
 });
