@@ -6,7 +6,7 @@
  * @module
  */
 
-import { etcdctl, freePorts, signalAndWait } from "./etcd_server.ts";
+import { etcdctl, freePorts, isHealthy, logTail, signalAndWait } from "./etcd_server.ts";
 
 const ETCD = "/usr/bin/etcd";
 const START_TIMEOUT_MS = 20_000;
@@ -53,24 +53,6 @@ export interface EtcdClusterOptions {
   electionMs?: number;
 }
 
-async function isHealthy(endpoint: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
-    const body = await response.text();
-    return response.ok && (JSON.parse(body) as { health?: unknown }).health === "true";
-  } catch {
-    return false;
-  }
-}
-
-async function logTail(path: string, lines = 15): Promise<string> {
-  try {
-    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
-  } catch (error) {
-    return `(no log: ${(error as Error).message})`;
-  }
-}
-
 class Member implements EtcdMember {
   readonly name: string;
   readonly endpoint: string;
@@ -109,7 +91,7 @@ class Member implements EtcdMember {
     }
     throw new Error(
       `etcd member ${this.name} at ${this.endpoint} not healthy within ${START_TIMEOUT_MS} ms:\n` +
-        await logTail(this.logPath),
+        await logTail(this.logPath, 15),
     );
   }
 

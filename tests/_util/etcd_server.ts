@@ -51,7 +51,8 @@ export function freePorts(n: number): number[] {
   return ports;
 }
 
-async function logTail(path: string, lines = 20): Promise<string> {
+/** The last `lines` lines of a log file, or why there is none. */
+export async function logTail(path: string, lines = 20): Promise<string> {
   try {
     const text = await Deno.readTextFile(path);
     return text.trimEnd().split("\n").slice(-lines).join("\n");
@@ -60,7 +61,8 @@ async function logTail(path: string, lines = 20): Promise<string> {
   }
 }
 
-async function isHealthy(endpoint: string): Promise<boolean> {
+/** Whether the etcd at `endpoint` answers its /health check as healthy (1 s at most). */
+export async function isHealthy(endpoint: string): Promise<boolean> {
   try {
     const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
     const body = await response.text();
