@@ -187,14 +187,7 @@ export class TaskRunner {
         // each time, instead of giving it up for good.
         const delay = Math.min(STORE_RETRY_MIN_S * 2 ** unreachable++, STORE_RETRY_MAX_S);
         this.#log("warn", `cannot start: ${(e as Error).message}; trying again in ${delay} s`);
-        try {
-          await this.#deps.clock.sleepUntil(
-            this.#deps.clock.now() + delay * 1000,
-            this.#stopAbort.signal,
-          );
-        } catch {
-          break; // stopped while waiting
-        }
+        if (!await this.#pause(delay)) break;
         continue;
       }
       if (!held) break;
@@ -212,16 +205,22 @@ export class TaskRunner {
           3,
         )} s`,
       );
-      try {
-        await this.#deps.clock.sleepUntil(
-          this.#deps.clock.now() + delay * 1000,
-          this.#stopAbort.signal,
-        );
-      } catch {
-        break; // stopped while waiting
-      }
+      if (!await this.#pause(delay)) break;
     }
     return last;
+  }
+
+  /** Wait `seconds` on the clock; false when the runner was stopped meanwhile. */
+  async #pause(seconds: number): Promise<boolean> {
+    try {
+      await this.#deps.clock.sleepUntil(
+        this.#deps.clock.now() + seconds * 1000,
+        this.#stopAbort.signal,
+      );
+      return true;
+    } catch {
+      return false; // stopped while waiting
+    }
   }
 
   /**
