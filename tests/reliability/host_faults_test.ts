@@ -12,6 +12,7 @@ import { type MoatProcess, runMoat, waitForLineIn } from "../_util/cli.ts";
 import { waitForKey } from "../_util/store_wait.ts";
 import { quietPeriod } from "../_util/wait.ts";
 import { EtcdStore } from "../../host/store/etcd_store.ts";
+import type { Store } from "../../host/store/store.ts";
 import {
   ackedSince,
   addCounters,
@@ -82,6 +83,18 @@ async function pick(
   return { victim, survivor, moved };
 }
 
+/** Wait (ttl + 10 s at most each) until every task of `moved` runs on `survivor`. */
+async function takenOver(store: Store, moved: string[], survivor: MoatProcess): Promise<void> {
+  for (const t of moved) {
+    await waitForKey(
+      store,
+      st(t, "running"),
+      (v) => v !== undefined && v.includes(`"pid":${survivor.pid}`),
+      (TTL + 10) * 1000,
+    );
+  }
+}
+
 Deno.test("kill -9 of a host: its tasks resume on the other within ttl + 2 s and the dead runs read crash", async () => {
   await withHosts(async ({ store, hosts, tasks, env, heldBy }) => {
     const { victim, survivor, moved } = await pick(hosts, heldBy);
@@ -90,14 +103,7 @@ Deno.test("kill -9 of a host: its tasks resume on the other within ttl + 2 s and
     const t0 = performance.now();
     victim.kill("SIGKILL");
     await victim.status;
-    for (const t of moved) {
-      await waitForKey(
-        store,
-        st(t, "running"),
-        (v) => v !== undefined && v.includes(`"pid":${survivor.pid}`),
-        (TTL + 10) * 1000,
-      );
-    }
+    await takenOver(store, moved, survivor);
     const took = performance.now() - t0;
     const killedAt = Date.now() - took;
     await waitTicks(
@@ -153,14 +159,7 @@ Deno.test("SIGSTOP of a host longer than ttl: the other takes over, and the stal
     victim.kill("SIGSTOP");
     let resumedAt = 0;
     try {
-      for (const t of moved) {
-        await waitForKey(
-          store,
-          st(t, "running"),
-          (v) => v !== undefined && v.includes(`"pid":${survivor.pid}`),
-          (TTL + 10) * 1000,
-        );
-      }
+      await takenOver(store, moved, survivor);
       report(`SIGSTOP: ${moved.length} tasks taken over`, `${Date.now() - stoppedAt} ms`);
       // Stay stopped a little longer, while the new owners write.
       await quietPeriod(1_000);
