@@ -232,15 +232,21 @@ export function describe(status: { code: number; signal: string | null }): strin
 
 const DIR_PREFIX = "moat-sandbox-";
 
+/** This process's tag, once read: its start time never changes. */
+let tag: string | undefined;
+
 /**
  * This host process as `<pid>.<start time>`: a pid alone may be reused.
  * Without its start time the folder would look stale to every other host
  * (see sweepStaleDirs), so there is no fallback.
  */
 function hostTag(): string {
-  const start = startTime(Deno.pid);
-  if (start === undefined) throw new Error(`Cannot read /proc/${Deno.pid}/stat`);
-  return `${Deno.pid}.${start}`;
+  if (tag === undefined) {
+    const start = startTime(Deno.pid);
+    if (start === undefined) throw new Error(`Cannot read /proc/${Deno.pid}/stat`);
+    tag = `${Deno.pid}.${start}`;
+  }
+  return tag;
 }
 
 /** Field 22 of `/proc/<pid>/stat` (start time in ticks since boot), if the process exists. */
