@@ -18,8 +18,10 @@
  *    timers, `Deno` (stdin/stdout, signals, `Deno.inspect`), Node's
  *    `process`/`Buffer`/`global`, nested `Worker`s, `WebAssembly` (memory
  *    outside the V8 heap limit), `caches` and `BroadcastChannel` (state
- *    shared beyond the script), and the raw `postMessage`/`close`/`onmessage`
- *    of the Worker scope;
+ *    shared beyond the script), WebGPU (`navigator.gpu`, the `GPU…`
+ *    interfaces, `OffscreenCanvas`: graphics drivers in the process and a
+ *    shader cache in the user's home), and the raw
+ *    `postMessage`/`close`/`onmessage` of the Worker scope;
  * 3. replaces `console` so that script output becomes `log` messages;
  * 4. on `start`, builds `moat` and runs the script's lifecycle.
  *
@@ -124,6 +126,30 @@ export function workerMain(config: WorkerConfig): void {
   ];
   for (const name of removed) delete g[name];
   Object.defineProperty(g, "Function", { value: deny, writable: false, configurable: false });
+  // No WebGPU: `navigator.gpu.requestAdapter()` loads the system's graphics
+  // drivers into the sandbox process (native code no permission covers, and
+  // memory outside the V8 heap), and Mesa writes its shader cache into the
+  // home folder of the host's user (it asks the password database, not
+  // $HOME). The getter lives on WorkerNavigator.prototype: delete it on every
+  // object of navigator's chain, so that no prototype or descriptor brings
+  // it back. The `GPU…` interfaces and constants (`GPUBufferUsage`, …) are
+  // found by name on the whole scope chain, so that a Deno version adding
+  // one does not widen the sandbox; tests/security/globals_test.ts holds
+  // the complete list of what stays.
+  for (let o = g.navigator; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    if (Object.hasOwn(o, "gpu")) delete o.gpu;
+  }
+  for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      if (/^(GPU|WGSL)/.test(name)) delete o[name];
+    }
+  }
+  // OffscreenCanvas is the other door to WebGPU: its getContext("webgpu")
+  // hands out a GPUCanvasContext (whose prototype leads back to the
+  // interfaces removed above). Deno gives it no "2d" context, so a script
+  // loses nothing it could use.
+  delete g.OffscreenCanvas;
+  delete g.ImageBitmapRenderingContext;
   // No `blob:` URLs: they are a way to name code for the module loader (and
   // to keep data alive outside the script's reach). `data:` imports are
   // refused by the host's code check, and no code can be made from text.

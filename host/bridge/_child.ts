@@ -177,7 +177,7 @@ export class SandboxChild {
           options.processModule,
         ],
         clearEnv: true,
-        env: { DENO_DIR: dir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+        env: { ...await privateHome(dir), DENO_DIR: dir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
@@ -220,6 +220,38 @@ export class SandboxChild {
       console.error("moat: sandbox message handler threw:", err);
     }
   }
+}
+
+/**
+ * The variables that tell libraries where a user's home, caches, settings
+ * and temporary files are, each pointing to a folder inside `dir` (made
+ * here). Nothing a script can reach should write outside its sandbox's
+ * folder, but Deno or a system library it loads may keep a cache (Mesa's
+ * shader cache, measured with WebGPU before the Worker lost it): with these
+ * it lands in `dir` and goes with it. Mesa finds the home folder in the
+ * password database, not in HOME, so its own variable and XDG_CACHE_HOME
+ * matter more than HOME does.
+ */
+async function privateHome(dir: string): Promise<Record<string, string>> {
+  const folders = {
+    HOME: "home",
+    TMPDIR: "tmp",
+    XDG_CACHE_HOME: "cache",
+    XDG_CONFIG_HOME: "config",
+    XDG_DATA_HOME: "data",
+    XDG_STATE_HOME: "state",
+    XDG_RUNTIME_DIR: "run",
+  };
+  const env: Record<string, string> = {};
+  for (const [name, sub] of Object.entries(folders)) {
+    const path = `${dir}/${sub}`;
+    await Deno.mkdir(path, { mode: 0o700 });
+    env[name] = path;
+  }
+  // Shader caches of the GL/Vulkan drivers (Mesa; NVIDIA's), should one load.
+  env.MESA_SHADER_CACHE_DIR = `${dir}/cache`;
+  env.__GL_SHADER_DISK_CACHE_PATH = `${dir}/cache`;
+  return env;
 }
 
 /** "exit code 1" / "signal SIGKILL". */
