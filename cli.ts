@@ -15,6 +15,7 @@ import { errorsCommand } from "./host/cli/errors_cmd.ts";
 import { debugCommand } from "./host/cli/debug_cmd.ts";
 import { timeCommand } from "./host/cli/time_cmd.ts";
 import { ScriptCheckError } from "./host/scripts/check.ts";
+import { escapeControl } from "./host/text.ts";
 
 /** `moat time`: parses its own arguments (time specs contain "-10"). */
 const time: Command = {
@@ -67,12 +68,13 @@ export async function main(
   try {
     return await dispatch(moat, args, io, env, () => Deno.hostname());
   } catch (e) {
+    // Messages may quote etcd values and names typed by hand: escaped.
     if (e instanceof UsageError || e instanceof RangeError) {
-      io.err(`error: ${e.message}`);
+      io.err(`error: ${escapeControl(e.message)}`);
       return 2;
     }
     if (e instanceof ScriptCheckError) {
-      for (const line of e.message.split("\n")) io.err(line);
+      for (const line of e.message.split("\n")) io.err(escapeControl(line));
       io.err(
         `error: "${e.file}" failed the check (${e.diagnostics.length} ${
           e.diagnostics.length === 1 ? "problem" : "problems"
@@ -81,9 +83,9 @@ export async function main(
       return 1;
     }
     const msg = e instanceof Error ? e.message : String(e);
-    io.err(`error: ${msg}`);
+    io.err(`error: ${escapeControl(msg)}`);
     if (verbose) {
-      for (const line of causes(e)) io.err(line);
+      for (const line of causes(e)) io.err(escapeControl(line));
       if (!(e instanceof CommandError) && e instanceof Error && e.stack) io.err(e.stack);
     }
     return 1;

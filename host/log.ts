@@ -1,9 +1,13 @@
 /**
  * The host's log: one line per message on standard error, with the time,
- * the level and where it comes from (a task path, or "host").
+ * the level and where it comes from (a task path, or "host"). Messages and
+ * sources come from scripts (and task paths from etcd): `LineLogger` shows
+ * their control characters escaped (host/text.ts).
  *
  * @module
  */
+
+import { escapeControl } from "./text.ts";
 
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -20,7 +24,10 @@ export function isLogLevel(s: string): s is LogLevel {
   return Object.hasOwn(ORDER, s);
 }
 
-/** Writes `TIME LEVEL [source] message` lines to a sink (stderr by default). */
+/**
+ * Writes `TIME LEVEL [source] message` lines to a sink (stderr by default),
+ * with control characters in the source and message escaped.
+ */
 export class LineLogger implements Logger {
   #min: number;
   #write: (line: string) => void;
@@ -41,9 +48,13 @@ export class LineLogger implements Logger {
   log(level: LogLevel, source: string, message: string): void {
     if (ORDER[level] < this.#min) return;
     const time = new Date(this.#now()).toISOString();
-    // One entry per line: a script cannot forge other lines with "\n".
-    const text = message.replaceAll("\r", "\\r").replaceAll("\n", "\n    | ");
-    this.#write(`${time} ${level.toUpperCase().padEnd(5)} [${source}] ${text}`);
+    // The message and source come from scripts: escaped, a message is one
+    // line ("\n" shows as \n) and cannot forge other lines or drive the terminal.
+    this.#write(
+      `${time} ${level.toUpperCase().padEnd(5)} [${escapeControl(source)}] ${
+        escapeControl(message)
+      }`,
+    );
   }
 }
 

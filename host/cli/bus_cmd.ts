@@ -16,6 +16,7 @@ import {
 } from "../bus/bus.ts";
 import type { Command, CommandContext } from "./command.ts";
 import { CommandError, UsageError } from "./io.ts";
+import { escapeControl, terminalJson } from "../text.ts";
 
 /** How long the CLI waits for the broker before giving up, in ms. */
 export const CLI_AMQP_TIMEOUT_MS = 5_000;
@@ -89,14 +90,15 @@ export async function withBus<T>(
     connectTimeoutMs: CLI_AMQP_TIMEOUT_MS,
     connectionName: "moat-cli",
     log: (level, message) => {
-      if (level === "warn" || level === "error") ctx.io.err(`warning: ${message}`);
+      if (level === "warn" || level === "error") ctx.io.err(`warning: ${escapeControl(message)}`);
     },
   });
   try {
     await bus.connect();
     return await fn(bus);
   } catch (e) {
-    // Bus failures are the user's to read, without a stack.
+    // Bus failures are the user's to read, without a stack; they may quote
+    // what a peer sent: cli.ts shows every error message escaped.
     if (e instanceof BusError) throw new CommandError(e.message, { cause: e });
     throw e;
   } finally {
@@ -129,12 +131,14 @@ export const callCommand: Command = {
         return await bus.call(name, args, { timeoutMs });
       } catch (e) {
         if (e instanceof RpcRemoteError || e instanceof RpcTimeoutError) {
+          // The remote message is the handler's (a script's) text.
           throw new CommandError(e.message, { cause: e });
         }
         throw e;
       }
     });
-    ctx.io.out(JSON.stringify(result));
+    // The reply is a peer's (often a script's): JSON, made safe for a terminal.
+    ctx.io.out(terminalJson(result));
     return 0;
   },
 };
@@ -187,7 +191,8 @@ export const listenCommand: Command = {
       const reg = await bus.onAlert(pattern, (topic, data) => {
         if (seen >= count) return;
         seen++;
-        ctx.io.out(`${topic} ${JSON.stringify(data)}`);
+        // Any peer may send any routing key and payload: both shown escaped.
+        ctx.io.out(`${escapeControl(topic)} ${terminalJson(data)}`);
         if (seen >= count) done.resolve();
       });
       const onSignal = () => done.resolve();

@@ -9,6 +9,7 @@ import type { Command } from "./command.ts";
 import { withBus } from "./bus_cmd.ts";
 import { debugRpcName } from "../tasks/host.ts";
 import { UsageError } from "./io.ts";
+import { terminalJson } from "../text.ts";
 
 /** The `moat debug` command. */
 export const debugCommand: Command = {
@@ -33,7 +34,9 @@ export const debugCommand: Command = {
       (bus) =>
         bus.call(debugRpcName(ctx.globals.host), ctx.positionals[0] ?? "", { timeoutMs: t * 1000 }),
     );
-    ctx.io.out(JSON.stringify(answer, null, 2));
+    // Debug objects come from scripts: JSON escapes C0 controls, terminalJson
+    // also DEL, C1, bidi controls and line separators (it stays JSON).
+    ctx.io.out(terminalJson(answer, 2));
     return 0;
   },
 };

@@ -7,7 +7,7 @@
 
 import type { Command } from "./command.ts";
 import { withServices } from "./services.ts";
-import { table } from "./script_cmd.ts";
+import { table } from "./io.ts";
 import { localTime } from "./status_cmd.ts";
 import { ErrorRecords } from "../tasks/errors.ts";
 import { SystemClock } from "../time/clock.ts";
@@ -34,6 +34,8 @@ export const errorsCommand: Command = {
       return 0;
     }
     if (records.length === 0) return 0;
+    // Messages come from scripts (moat.set_error) and the rest from etcd:
+    // table() shows them escaped, a message with "\n" as one row.
     for (
       const line of table([
         ["PATH", "TAG", "COUNT", "LAST", "MESSAGE"],
@@ -42,7 +44,7 @@ export const errorsCommand: Command = {
           r.tag,
           String(r.counter),
           localTime(r.timestamp),
-          r.msg.split("\n")[0]!,
+          r.msg,
         ]),
       ])
     ) ctx.io.out(line);

@@ -6,7 +6,8 @@
  */
 
 import type { Command, CommandContext, Group } from "./command.ts";
-import { UsageError } from "./io.ts";
+import { table, UsageError } from "./io.ts";
+import { escapeControl } from "../text.ts";
 import { withServices } from "./services.ts";
 import {
   checkScript,
@@ -51,15 +52,8 @@ function language(ctx: CommandContext, file: string): Language | undefined {
   return l;
 }
 
-/** Lay out rows as aligned columns (the last column is not padded). */
-export function table(rows: string[][]): string[] {
-  if (rows.length === 0) return [];
-  const n = Math.max(...rows.map((r) => r.length));
-  const w = Array.from({ length: n }, (_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) =>
-    r.map((c, i) => i === r.length - 1 ? c : c.padEnd(w[i]!)).join("  ").trimEnd()
-  );
-}
+// scripts/demo.ts imports the table from here.
+export { table } from "./io.ts";
 
 const LANGUAGE_OPTION = {
   language: {
@@ -307,12 +301,14 @@ const check: Command = {
     scripts.forEach((sc, i) => {
       const list = problems[i]!;
       if (list.length === 0) {
-        ctx.io.out(`${sc.file}: ok`);
+        ctx.io.out(`${escapeControl(sc.file)}: ok`);
         return;
       }
       bad++;
       count += list.length;
-      for (const d of list) ctx.io.out(`${sc.file}:${d.line}:${d.col}: ${d.message}`);
+      // A stored script's diagnostics may quote its text: shown escaped.
+      const file = escapeControl(sc.file);
+      for (const d of list) ctx.io.out(`${file}:${d.line}:${d.col}: ${escapeControl(d.message)}`);
     });
     if (bad === 0) return 0;
     ctx.io.err(
@@ -409,7 +405,8 @@ const taskParam: Command = {
     const changes = assignments(ctx.positionals.slice(1));
     const data = await withServices(ctx.globals, (s) => s.tasks.param(task, changes));
     for (const [k, v] of Object.entries(data).sort(([a], [b]) => a < b ? -1 : 1)) {
-      ctx.io.out(`${k}=${v}`);
+      // Values come from scripts (moat.data.set) and from etcd: shown escaped.
+      ctx.io.out(`${escapeControl(k)}=${escapeControl(v)}`);
     }
     return 0;
   },

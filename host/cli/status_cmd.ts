@@ -6,7 +6,7 @@
 
 import type { Command } from "./command.ts";
 import { withServices } from "./services.ts";
-import { table } from "./script_cmd.ts";
+import { table } from "./io.ts";
 import { readStatus } from "../tasks/status.ts";
 
 /** Unix seconds as local ISO time with offset, or "-" for never. */
@@ -45,6 +45,8 @@ export const statusCommand: Command = {
       return 0;
     }
     if (rows.length === 0) return 0;
+    // Messages come from scripts and paths from etcd: table() shows them
+    // escaped, a message with "\n" as one row.
     const lines = table([
       ["PATH", "STATE", "SINCE", "MESSAGE"],
       ...rows.map((r) => [
@@ -56,7 +58,7 @@ export const statusCommand: Command = {
             (r.crashed !== undefined && r.started !== undefined && r.crashed < r.started
               ? ` (took over after the run started ${localTime(r.crashed)} crashed)`
               : "")
-          : r.message.split("\n")[0]!,
+          : r.message,
       ]),
     ]);
     for (const l of lines) ctx.io.out(l);

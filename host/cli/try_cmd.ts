@@ -9,6 +9,7 @@
 
 import type { Command, CommandContext } from "./command.ts";
 import { UsageError } from "./io.ts";
+import { escapeControl } from "../text.ts";
 import { DataFileError, parseDataFile } from "./data_file.ts";
 import { parseNow } from "./time_cmd.ts";
 import { formatSpan, type TryEvent, type TryLibrary, trySession } from "./try_session.ts";
@@ -373,7 +374,9 @@ ended with an error or failed, 2 for bad arguments.`,
       } in ${real} s (${result.steps} clock steps)`,
     );
     if (result.state === "error" || result.state === "fail") {
-      ctx.io.err(`error: the script ended with ${result.state}: ${result.message}`);
+      ctx.io.err(
+        `error: the script ended with ${result.state}: ${escapeControl(result.message)}`,
+      );
       return 1;
     }
     return 0;

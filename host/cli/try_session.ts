@@ -37,6 +37,7 @@ import { VirtualClock } from "../time/virtual_clock.ts";
 import { localIso } from "../time/time_at.ts";
 import { waitTarget } from "../time/wait.ts";
 import { servicesOn } from "./services.ts";
+import { escapeControl as esc, terminalJson } from "../text.ts";
 import type { Language } from "../scripts/check.ts";
 
 /** An alert or RPC call injected at a virtual time. */
@@ -244,14 +245,16 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
   const task = `${HOST}/${o.name}`;
   const activity = new Activity();
   const time = () => localIso(clock.now() / 1000, o.zone);
+  // Every piece of `text` that comes from the script, the store or the input
+  // files is escaped (esc, terminalJson) by the caller: one line per entry.
   const say = (what: string, text: string) => o.out(`${time()} ${what.padEnd(5)} ${text}`);
 
   const logger: Logger = {
     log(level: LogLevel, source: string, message: string) {
       activity.bump();
       if (level === "debug" && !o.verbose) return;
-      const text = message.replaceAll("\r", "\\r").replaceAll("\n", "\n    | ");
-      say(level, source === task ? text : `[${source}] ${text}`);
+      const text = esc(message);
+      say(level, source === task ? text : `[${esc(source)}] ${text}`);
     },
   };
 
@@ -278,7 +281,7 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
       say(
         "wait",
         `until ${localIso(target, o.zone)}${span > 0 ? ` (in ${formatSpan(span)})` : ""}${
-          shown.trim() ? ` for "${shown}"` : ""
+          shown.trim() ? ` for "${esc(shown)}"` : ""
         }`,
       );
     } catch {
@@ -298,13 +301,13 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
     activity.bump();
     for (const e of events) {
       const m = errorMsg.exec(e.kv.key);
-      if (m && e.type === "put") say("error", `${m[1]} set: ${e.kv.value}`);
+      if (m && e.type === "put") say("error", `${esc(m[1]!)} set: ${esc(e.kv.value)}`);
       if (e.kv.key.startsWith(errorPointers) && e.type === "delete") {
-        say("error", `${e.kv.key.slice(errorPointers.length)} cleared`);
+        say("error", `${esc(e.kv.key.slice(errorPointers.length))} cleared`);
       }
       if (!e.kv.key.startsWith(dataPrefix)) continue;
       const key = e.kv.key.slice(dataPrefix.length);
-      say("data", e.type === "put" ? `${key} = ${e.kv.value}` : `${key} deleted`);
+      say("data", e.type === "put" ? `${esc(key)} = ${esc(e.kv.value)}` : `${esc(key)} deleted`);
     }
   });
   const calls = new Set<Promise<void>>();
@@ -312,14 +315,26 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
   try {
     say(
       "try",
-      `${o.source} as task ${task}, zone ${o.zone}, until ${localIso(o.endMs / 1000, o.zone)}`,
+      `${esc(o.source)} as task ${esc(task)}, zone ${esc(o.zone)}, until ${
+        localIso(o.endMs / 1000, o.zone)
+      }`,
     );
     await store.put(`${ROOT}/config/run/ttl`, TTL);
     await store.put(`${ROOT}/config/run/restart`, "0");
     await store.put(`${ROOT}/config/run/max_retry`, "0");
     // Virtual time packs a week of a script's traffic into seconds: the
-    // per-second limits of calls and log lines would drop some.
-    for (const limit of ["call_rate", "log_rate", "log_volume"]) {
+    // per-second limits of calls, log lines and store reads and writes
+    // (quotas) would refuse some.
+    for (
+      const limit of [
+        "call_rate",
+        "log_rate",
+        "log_volume",
+        "write_rate",
+        "write_volume",
+        "read_rate",
+      ]
+    ) {
       await store.put(`${ROOT}/config/run/${limit}`, "1000000");
     }
     await store.put(`${ROOT}/config/timezone`, o.zone);
@@ -401,21 +416,21 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
       while (events.length > 0 && events[0]!.atMs <= clock.now()) {
         const ev = events.shift()!;
         if (ev.kind === "put") {
-          say("put", `${ev.path} = ${ev.value}`);
+          say("put", `${esc(ev.path)} = ${esc(ev.value)}`);
           await store.put(`${ROOT}/${ev.path}`, ev.value);
         } else if (ev.kind === "delete") {
-          say("del", `${ev.path} (and below)`);
+          say("del", `${esc(ev.path)} (and below)`);
           await store.delete(`${ROOT}/${ev.path}`);
           await store.delete(`${ROOT}/${ev.path}/`, { prefix: true });
         } else if (ev.kind === "alert") {
-          say("alert", `${ev.topic} ${JSON.stringify(ev.data) ?? ""}`.trimEnd());
+          say("alert", `${esc(ev.topic)} ${terminalJson(ev.data)}`);
           await bus.alert(ev.topic, ev.data);
         } else {
-          say("call", `${ev.name} ${JSON.stringify(ev.args) ?? ""}`.trimEnd());
+          say("call", `${esc(ev.name)} ${terminalJson(ev.args)}`);
           activity.busy++;
           const p = bus.call(ev.name, ev.args, { timeoutMs: ev.timeoutMs }).then(
-            (r) => say("reply", `${ev.name} → ${JSON.stringify(r) ?? "undefined"}`),
-            (e) => say("reply", `${ev.name} failed: ${(e as Error).message}`),
+            (r) => say("reply", `${esc(ev.name)} → ${terminalJson(r)}`),
+            (e) => say("reply", `${esc(ev.name)} failed: ${esc((e as Error).message)}`),
           ).finally(() => {
             activity.busy--;
             activity.bump();

@@ -1,0 +1,82 @@
+import { assert, assertEquals } from "../tests/_util/assert.ts";
+import { LineLogger, MemoryLogger } from "./log.ts";
+
+const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
+
+function lineLogger(level: "debug" | "info" = "info"): { logger: LineLogger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = new LineLogger({ write: (l) => lines.push(l), now: () => NOW, level });
+  return { logger, lines };
+}
+
+/** Only printable text: no byte below 0x20, no DEL, C1, bidi control or line separator. */
+function assertPrintable(line: string): void {
+  assert(
+    // deno-lint-ignore no-control-regex -- the test looks for raw control characters
+    !/[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(line),
+    `raw control character in ${JSON.stringify(line)}`,
+  );
+}
+
+Deno.test("the line logger writes time, level, source and message on one line", () => {
+  const { logger, lines } = lineLogger();
+  logger.log("info", "myhost/porch", "hello");
+  assertEquals(lines, ["2024-01-02T03:04:05.000Z INFO  [myhost/porch] hello"]);
+});
+
+Deno.test("the line logger escapes control characters of a script's log message", () => {
+  const { logger, lines } = lineLogger();
+  // What a script's moat.logger.info("…") reaches the host logger as.
+  logger.log(
+    "info",
+    "myhost/porch",
+    "fine\n2024-01-02T03:04:05.000Z ERROR [host] forged\r\x1b]52;c;aGk=\x07\x1b[2J\u202eabc",
+  );
+  assertEquals(lines.length, 1);
+  assertEquals(
+    lines[0],
+    "2024-01-02T03:04:05.000Z INFO  [myhost/porch] fine\\n2024-01-02T03:04:05.000Z ERROR " +
+      "[host] forged\\r\\x1b]52;c;aGk=\\x07\\x1b[2J\\u202eabc",
+  );
+  assertPrintable(lines[0]!);
+});
+
+Deno.test("the line logger escapes a thrown error's message in the run's end line", () => {
+  const { logger, lines } = lineLogger();
+  // The task runner logs how a run ended, with the script's error message.
+  logger.log("warn", "myhost/porch", "ended: error: Error: boom\n\x1b[31mred\x1b[0m\\x1b");
+  assertEquals(
+    lines,
+    [
+      "2024-01-02T03:04:05.000Z WARN  [myhost/porch] ended: error: Error: boom\\n" +
+      "\\x1b[31mred\\x1b[0m\\\\x1b",
+    ],
+  );
+});
+
+Deno.test("the line logger escapes the source too (a task path typed into etcd)", () => {
+  const { logger, lines } = lineLogger();
+  logger.log("error", "myhost/x\n\x1b[2Jy\u2066", "could not start");
+  assertEquals(
+    lines,
+    ["2024-01-02T03:04:05.000Z ERROR [myhost/x\\n\\x1b[2Jy\\u2066] could not start"],
+  );
+});
+
+Deno.test("the line logger leaves non-Latin text and emoji as they are", () => {
+  const { logger, lines } = lineLogger();
+  logger.log("info", "myhost/küche", "Temperatur 21 °C 🌡️ 日本語");
+  assertEquals(lines, ["2024-01-02T03:04:05.000Z INFO  [myhost/küche] Temperatur 21 °C 🌡️ 日本語"]);
+});
+
+Deno.test("the line logger drops lines below its level", () => {
+  const { logger, lines } = lineLogger("info");
+  logger.log("debug", "host", "not shown");
+  assertEquals(lines, []);
+});
+
+Deno.test("the memory logger keeps messages as they were logged", () => {
+  const logger = new MemoryLogger();
+  logger.log("info", "t", "a\nb\x1b");
+  assertEquals(logger.lines.map((l) => l.message), ["a\nb\x1b"]);
+});
