@@ -17,6 +17,7 @@ import {
   GRPCUnavailableError,
   type ICompare,
   type IDuplexStream,
+  type IEvent,
   type IKeyValue,
   type IOptions,
   type IRequestOp,
@@ -29,7 +30,10 @@ import {
   type KeyValue,
   type Lease,
   type LeaseOptions,
+  rangeBounds,
+  type RangeOptions,
   type RangeResult,
+  RangeTooLargeError,
   type Store,
   StoreCompactedError,
   StoreUnavailableError,
@@ -46,11 +50,18 @@ export interface EtcdStoreOptions {
   /** Client URLs of the cluster members, e.g. `["http://127.0.0.1:2379"]`. */
   endpoints: string[];
   /**
-   * Deadline of every single operation in milliseconds; an operation that
-   * cannot complete in time rejects with `StoreUnavailableError`.
+   * Deadline of every single operation in milliseconds (of every page of a
+   * range read); an operation that cannot complete in time rejects with
+   * `StoreUnavailableError`.
    * @default 5000
    */
   timeoutMs?: number;
+  /**
+   * The largest gRPC message the client sends or accepts. Lower it only to
+   * test what happens when etcd sends more than a client takes.
+   * @default 2 ** 31 - 1 (gRPC's maximum)
+   */
+  maxMessageBytes?: number;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -73,6 +84,30 @@ const KEEPALIVE_RETRY_MS = 250;
 /** The first and the longest pause before re-opening a broken watch stream. */
 const WATCH_RETRY_MIN_MS = 50;
 const WATCH_RETRY_MAX_MS = 1_000;
+
+/**
+ * A watch whose stream etcd accepted but which broke this many times in a
+ * row at one revision, delivering nothing, gives up and reports it: etcd
+ * would only send the same failing response again.
+ */
+const WATCH_MAX_BREAKS = 5;
+
+/**
+ * gRPC's largest message (INT32_MAX), as etcd's own Go client sets it: any
+ * response etcd can send fits, whatever its `--max-request-bytes`, and a
+ * watch response carrying a value and its previous value too.
+ */
+const GRPC_MAX_MESSAGE_BYTES = 2 ** 31 - 1;
+
+/** The most keys one page of a range read asks for. */
+const RANGE_PAGE_KEYS = 500;
+/**
+ * About how many bytes a page should hold: after a page of big values the
+ * next page asks for fewer keys, so that memory per page stays bounded.
+ */
+const RANGE_PAGE_BYTES = 16 * 1024 * 1024;
+/** How often a paged read starts over when its pinned revision is compacted under it. */
+const RANGE_ATTEMPTS = 3;
 
 const COMPARE_TARGET = {
   value: "Value",
@@ -97,6 +132,14 @@ function prefixEnd(prefix: string): Buffer {
   }
   // Only 0xff bytes (or empty): "\0" as range end means "to the end".
   return Buffer.from([0]);
+}
+
+/** Whether etcd refused a read because its revision was compacted. */
+function isCompacted(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (/required revision has been compacted/.test(e.message)) return true;
+  }
+  return false;
 }
 
 function prefixRange(prefix: string): { key: Buffer; range_end: Buffer } {
@@ -246,6 +289,13 @@ class EtcdWatch implements Watch {
   #retryMs = WATCH_RETRY_MIN_MS;
   #created: PromiseWithResolvers<void> | undefined;
   #confirmed = false;
+  /** Whether etcd confirmed the current stream. */
+  #streamConfirmed = false;
+  /** The events of a revision etcd split over several responses (`fragment`). */
+  #fragments: IEvent[] = [];
+  /** Breaks in a row of confirmed streams at #breakAt, with nothing delivered. */
+  #breaks = 0;
+  #breakAt = 0;
   #closed = false;
 
   constructor(
@@ -294,8 +344,10 @@ class EtcdWatch implements Watch {
           return;
         }
         this.#stream = stream;
+        this.#streamConfirmed = false;
+        this.#fragments = [];
         stream.on("data", (res: IWatchResponse) => this.#onResponse(stream, res));
-        stream.on("error", () => this.#onBroken(stream));
+        stream.on("error", (error: unknown) => this.#onBroken(stream, error));
         stream.on("end", () => this.#onBroken(stream));
         stream.write({
           create_request: {
@@ -303,6 +355,10 @@ class EtcdWatch implements Watch {
             start_revision: this.#next,
             prev_kv: true,
             progress_notify: true,
+            // A revision holding more than etcd's request limit (a prefix
+            // delete of big values, with their previous values) comes in
+            // several responses rather than one huge one.
+            fragment: true,
           },
         });
       },
@@ -337,17 +393,26 @@ class EtcdWatch implements Watch {
     }
     if (res.created) {
       this.#confirmed = true;
+      this.#streamConfirmed = true;
       this.#retryMs = WATCH_RETRY_MIN_MS;
       this.#created?.resolve();
       return;
     }
-    if (res.events.length === 0) {
+    if (res.fragment) {
+      // Part of a split response: the rest follows on this stream.
+      this.#fragments.push(...res.events);
+      return;
+    }
+    const received = this.#fragments.length > 0 ? [...this.#fragments, ...res.events] : res.events;
+    this.#fragments = [];
+    if (received.length === 0) {
       // A progress notification: nothing for us up to the header's revision.
       this.#next = Math.max(this.#next, Number(res.header.revision) + 1);
       return;
     }
-    // One response can hold several revisions; a revision is never split.
-    // Events we delivered before a reconnect are dropped, so none arrives twice.
+    // One (reassembled) response can hold several revisions; a revision is
+    // never split across them. Events we delivered before a reconnect are
+    // dropped, so none arrives twice.
     let batch: WatchEvent[] = [];
     let batchRevision = 0;
     const flush = () => {
@@ -364,7 +429,7 @@ class EtcdWatch implements Watch {
         });
       }
     };
-    for (const event of res.events) {
+    for (const event of received) {
       const kv = toKeyValue(event.kv);
       if (kv.modRevision < this.#next) continue;
       if (kv.modRevision !== batchRevision) flush();
@@ -384,11 +449,39 @@ class EtcdWatch implements Watch {
     flush();
   }
 
-  #onBroken(stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined): void {
+  #onBroken(
+    stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined,
+    error?: unknown,
+  ): void {
     if (stream !== this.#stream) return;
     if (stream) this.#dropStream(stream);
     this.#stream = undefined;
+    this.#fragments = [];
     if (this.#closed) return;
+    // A stream etcd accepted that breaks before anything new was delivered,
+    // or one that failed for a reason other than an unreachable etcd, may
+    // fail on what etcd sends at this revision: after a few such breaks in
+    // a row, stop and tell the owner, who can start over from a fresh read.
+    if (this.#streamConfirmed || (error !== undefined && !isUnreachable(error))) {
+      if (this.#breakAt === this.#next) {
+        this.#breaks++;
+      } else {
+        this.#breakAt = this.#next;
+        this.#breaks = 1;
+      }
+      if (this.#breaks >= WATCH_MAX_BREAKS) {
+        const reason = error instanceof Error ? error.message : "the stream ended";
+        const failure = new Error(
+          `Cannot watch "${this.#prefix}" at revision ${this.#next}: the stream broke ` +
+            `${this.#breaks} times in a row there (${reason})`,
+          error === undefined ? undefined : { cause: error },
+        );
+        void this.close();
+        this.#onError?.(failure);
+        return;
+      }
+    }
+    this.#streamConfirmed = false;
     // Re-open from #next: etcd replays what we missed, and #onResponse drops
     // anything already delivered.
     clearTimeout(this.#retryTimer);
@@ -514,7 +607,10 @@ class EtcdLease implements Lease {
  * (`timeoutMs`): when etcd cannot be reached in time it rejects with a
  * one-line `StoreUnavailableError` naming the endpoints. Watches re-open
  * their stream after a disconnect and resume at the next undelivered
- * revision, so no event is lost or repeated.
+ * revision, so no event is lost or repeated; a watch whose stream keeps
+ * breaking at one revision reports it through `onError`. Prefix reads go
+ * in pages at one revision, and messages may be as large as gRPC allows,
+ * so no folder is too big to read or watch.
  *
  * @example
  * ```ts ignore
@@ -547,6 +643,12 @@ export class EtcdStore implements Store {
     if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
       throw new RangeError(`Invalid timeoutMs ${timeoutMs}: expected a positive number`);
     }
+    const maxMessage = options.maxMessageBytes ?? GRPC_MAX_MESSAGE_BYTES;
+    if (!Number.isInteger(maxMessage) || maxMessage < 1 || maxMessage > GRPC_MAX_MESSAGE_BYTES) {
+      throw new RangeError(
+        `Invalid maxMessageBytes ${maxMessage}: expected a whole number from 1 to 2 ** 31 - 1`,
+      );
+    }
     this.#endpoints = [...options.endpoints];
     this.#timeoutMs = timeoutMs;
     this.#client = new Etcd3({
@@ -563,6 +665,12 @@ export class EtcdStore implements Store {
         // Notice a silently dead connection (etcd allows pings every 5 s).
         "grpc.keepalive_time_ms": 10_000,
         "grpc.keepalive_timeout_ms": 5_000,
+        // gRPC's default receive limit (4 MiB) is smaller than what etcd may
+        // send: a folder of a few big values, or a watch response holding a
+        // value and its previous value. Pages and watch fragments keep most
+        // messages small; the limit must not break the rest.
+        "grpc.max_receive_message_length": maxMessage,
+        "grpc.max_send_message_length": maxMessage,
       },
     });
   }
@@ -627,11 +735,79 @@ export class EtcdStore implements Store {
     });
   }
 
-  range(prefix: string): Promise<RangeResult> {
-    return this.#call(`read "${prefix}"`, async (options) => {
-      const res = await this.#client.kv.range(prefixRange(prefix), options);
-      return { kvs: res.kvs.map(toKeyValue), revision: Number(res.header.revision) };
-    });
+  /**
+   * Read a prefix in pages of at most 500 keys (fewer when values are big),
+   * each page continuing after the last key of the one before and pinned to
+   * the first page's revision, so that the result is one consistent
+   * snapshot whatever the folder's size. Each page has its own deadline.
+   */
+  async range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
+    const bounds = rangeBounds(options);
+    for (let attempt = 1;; attempt++) {
+      const result = await this.#rangePages(prefix, bounds, attempt === RANGE_ATTEMPTS);
+      if (result) return result;
+      // The pinned revision was compacted between two pages: start over.
+    }
+  }
+
+  /**
+   * One paged read; `undefined` when a later page's revision was compacted
+   * meanwhile (unless `last`, when that rejects).
+   */
+  async #rangePages(
+    prefix: string,
+    bounds: { maxKeys: number; maxBytes: number },
+    last: boolean,
+  ): Promise<RangeResult | undefined> {
+    const { key: start, range_end } = prefixRange(prefix);
+    const kvs: KeyValue[] = [];
+    let size = 0;
+    let revision = 0;
+    let key = start;
+    let limit = RANGE_PAGE_KEYS;
+    // Bounded: every page but the last returns at least one key, and the
+    // range at a pinned revision is finite.
+    for (;;) {
+      // Never ask for more than one key past the bound: that one is enough
+      // to know the bound is exceeded.
+      const want = Math.max(1, Math.min(limit, bounds.maxKeys - kvs.length + 1));
+      let res;
+      try {
+        res = await this.#call(`read "${prefix}"`, (call) =>
+          this.#client.kv.range(
+            { key, range_end, limit: want, ...(revision > 0 ? { revision } : {}) },
+            call,
+          ));
+      } catch (error) {
+        if (revision > 0 && !last && isCompacted(error)) return undefined;
+        throw error;
+      }
+      if (revision === 0) {
+        revision = Number(res.header.revision);
+        // etcd counts the whole range with the first page.
+        if (Number(res.count) > bounds.maxKeys) {
+          throw new RangeTooLargeError(prefix, "keys", bounds.maxKeys);
+        }
+      }
+      let pageSize = 0;
+      for (const kv of res.kvs) {
+        if (kvs.length >= bounds.maxKeys) {
+          throw new RangeTooLargeError(prefix, "keys", bounds.maxKeys);
+        }
+        pageSize += kv.key.length + kv.value.length;
+        if (size + pageSize > bounds.maxBytes) {
+          throw new RangeTooLargeError(prefix, "bytes", bounds.maxBytes);
+        }
+        kvs.push(toKeyValue(kv));
+      }
+      size += pageSize;
+      const lastKv = res.kvs[res.kvs.length - 1];
+      if (!res.more || !lastKv) return { kvs, revision };
+      // The smallest key after the last one read.
+      key = Buffer.concat([lastKv.key, Buffer.from([0])]);
+      const perKey = Math.max(1, pageSize / res.kvs.length);
+      limit = Math.max(1, Math.min(RANGE_PAGE_KEYS, Math.floor(RANGE_PAGE_BYTES / perKey)));
+    }
   }
 
   put(key: string, value: string, options: { lease?: string } = {}): Promise<number> {

@@ -196,3 +196,103 @@ Deno.test("EtcdStore resumes a cut-off watch at the first event it missed, repea
     await server.stop();
   }
 });
+
+/** A value of `size` characters that tells its key apart from every other. */
+function bigValue(tag: string, size: number): string {
+  const head = `${tag}:`;
+  return head + String.fromCharCode(97 + (tag.length % 26)).repeat(size - head.length - 1) + "$";
+}
+
+Deno.test("EtcdStore reads and watches a folder of 6 × 1 MB values whole, and its watch survives their deletion", async () => {
+  await withEtcd(async (_server, store) => {
+    const size = 1_000_000;
+    const keys = Array.from({ length: 6 }, (_, i) => `/big/data/v${i}`);
+    const live = new Collector<WatchEvent[]>();
+    const first = 1 + (await store.range("/big/")).revision;
+    const watch = await store.watch("/big/", live.push);
+    try {
+      for (const key of keys) await store.put(key, bigValue(key, size));
+      // 6 MB: more than gRPC's default 4 MiB in one message.
+      const whole = await store.range("/big/");
+      assert.deepEqual(whole.kvs.map((kv) => kv.key), keys);
+      for (const kv of whole.kvs) assert.ok(kv.value === bigValue(kv.key, size), kv.key);
+      const puts = (await live.count(6, 10_000, "the six big puts")).flat();
+      assert.deepEqual(puts.map((e) => `${e.type} ${e.kv.key}`), keys.map((k) => `put ${k}`));
+      for (const e of puts) assert.ok(e.kv.value === bigValue(e.kv.key, size), e.kv.key);
+
+      // One revision deleting all six, each with its 1 MB previous value:
+      // etcd sends it in fragments, delivered as one batch.
+      assert.equal(await store.delete("/big/", { prefix: true }), 6);
+      const [deletion] = (await live.count(7, 10_000, "the prefix delete")).slice(6);
+      assert.deepEqual(
+        deletion!.map((e) => `${e.type} ${e.kv.key}`),
+        keys.map((k) => `delete ${k}`),
+      );
+      for (const e of deletion!) assert.ok(e.prevKv?.value === bigValue(e.kv.key, size), e.kv.key);
+
+      // The watch lives on: more (big) writes arrive.
+      await store.put("/big/data/again", bigValue("again", size));
+      await store.put("/big/data/small", "1");
+      const after = (await live.count(9, 10_000, "the writes after the delete")).slice(7).flat();
+      assert.deepEqual(after.map((e) => e.kv.key), ["/big/data/again", "/big/data/small"]);
+      assert.ok(after[0]!.kv.value === bigValue("again", size));
+
+      // A watch replaying all of it from the first revision sees the same.
+      const replay = new Collector<WatchEvent[]>();
+      const again = await store.watch("/big/", replay.push, { startRevision: first });
+      try {
+        const batches = await replay.count(9, 10_000, "the replayed history");
+        assert.deepEqual(
+          batches.map((b) => b.map((e) => `${e.type} ${e.kv.key}`)),
+          live.items.map((b) => b.map((e) => `${e.type} ${e.kv.key}`)),
+        );
+        assert.ok(batches[6]!.every((e) => e.prevKv?.value === bigValue(e.kv.key, size)));
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await watch.close();
+    }
+  });
+});
+
+Deno.test("EtcdStore reports a watch that breaks again and again at one revision, naming prefix and revision", async () => {
+  await withEtcd(async (server, writer) => {
+    // A client that takes at most 1 MiB per message cannot receive a 1.2 MB
+    // value: etcd sends the same response at every reconnect.
+    const small = new EtcdStore({
+      endpoints: [server.endpoint],
+      timeoutMs: 3_000,
+      maxMessageBytes: 1024 * 1024,
+    });
+    try {
+      const failed = Promise.withResolvers<Error>();
+      const seen = new Collector<WatchEvent[]>();
+      const watch = await small.watch("/huge/", seen.push, { onError: failed.resolve });
+      try {
+        await small.put("/huge/a", "small");
+        await seen.count(1, 5_000, "the small put");
+        const revision = await writer.put("/huge/b", bigValue("b", 1_200_000));
+        const error = await withTimeout(failed.promise, 15_000, "the watch to give up");
+        assert.match(error.message, /"\/huge\/"/);
+        assert.match(error.message, new RegExp(`revision ${revision}\\b`));
+        assert.equal(seen.items.length, 1, "nothing after the failing revision was delivered");
+        // The client still works for everything else.
+        assert.equal((await small.get("/huge/a"))?.value, "small");
+      } finally {
+        await watch.close();
+      }
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+Deno.test("EtcdStore refuses an invalid maxMessageBytes", () => {
+  for (const bad of [0, 1.5, 2 ** 31]) {
+    assert.throws(
+      () => new EtcdStore({ endpoints: ["http://127.0.0.1:2379"], maxMessageBytes: bad }),
+      RangeError,
+    );
+  }
+});

@@ -15,7 +15,10 @@ import {
   type KeyValue,
   type Lease,
   type LeaseOptions,
+  rangeBounds,
+  type RangeOptions,
   type RangeResult,
+  RangeTooLargeError,
   type Store,
   StoreCompactedError,
   type TxnOp,
@@ -70,6 +73,27 @@ function compareKeys(a: string, b: string): number {
     if (x > 0xffff) i++;
   }
   return a.length - b.length;
+}
+
+/** The length of `text` in UTF-8 bytes, without encoding it. */
+function utf8Length(text: string): number {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) length += 1;
+    else if (unit < 0x800) length += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        // A surrogate pair: one code point of four bytes.
+        length += 4;
+        i++;
+      } else {
+        length += 3;
+      }
+    } else length += 3;
+  }
+  return length;
 }
 
 function holds(op: Compare["op"], order: number): boolean {
@@ -257,8 +281,25 @@ export class MemoryStore implements Store {
     });
   }
 
-  range(prefix: string): Promise<RangeResult> {
-    return this.#async(() => ({ kvs: this.#rangeNow(prefix, true), revision: this.#revision }));
+  range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
+    return this.#async(() => {
+      const { maxKeys, maxBytes } = rangeBounds(options);
+      if (maxKeys === Infinity && maxBytes === Infinity) {
+        return { kvs: this.#rangeNow(prefix, true), revision: this.#revision };
+      }
+      // Checked while collecting, so an oversized range is refused before
+      // it is copied whole.
+      const kvs: KeyValue[] = [];
+      let size = 0;
+      for (const kv of this.#kv.values()) {
+        if (!kv.key.startsWith(prefix)) continue;
+        if (kvs.length + 1 > maxKeys) throw new RangeTooLargeError(prefix, "keys", maxKeys);
+        size += utf8Length(kv.key) + utf8Length(kv.value);
+        if (size > maxBytes) throw new RangeTooLargeError(prefix, "bytes", maxBytes);
+        kvs.push(copyKv(kv));
+      }
+      return { kvs: kvs.sort((a, b) => compareKeys(a.key, b.key)), revision: this.#revision };
+    });
   }
 
   put(key: string, value: string, options: { lease?: string } = {}): Promise<number> {

@@ -67,6 +67,23 @@ export interface RangeResult {
   revision: number;
 }
 
+/** Options of `Store.range`: bounds that keep a read from growing without limit. */
+export interface RangeOptions {
+  /**
+   * The most keys the read may return; a range holding more rejects with
+   * `RangeTooLargeError` (limit "keys") without reading the rest.
+   * @default no bound
+   */
+  maxKeys?: number;
+  /**
+   * The most bytes (UTF-8 keys plus values) the read may return; a range
+   * holding more rejects with `RangeTooLargeError` (limit "bytes") without
+   * reading the rest.
+   * @default no bound
+   */
+  maxBytes?: number;
+}
+
 /** One change seen by a watch. */
 export interface WatchEvent {
   type: "put" | "delete";
@@ -84,8 +101,12 @@ export interface WatchOptions {
    */
   startRevision?: number;
   /**
-   * Called when the watch cannot continue (e.g. the start revision was
-   * compacted away). The watch is closed afterwards.
+   * Called when the watch cannot continue: the start revision was
+   * compacted away (`StoreCompactedError`), the server cancelled the watch,
+   * or its stream broke again and again at one revision without delivering
+   * anything. The watch is closed by then; events after the last delivered
+   * revision may be missing, so the owner re-reads what it follows and
+   * watches again (as `WatchHub` does).
    */
   onError?: (error: Error) => void;
 }
@@ -139,12 +160,56 @@ export class StoreCompactedError extends Error {
   }
 }
 
+/**
+ * Thrown by `Store.range` when the range holds more keys or bytes than the
+ * caller's `RangeOptions` allow.
+ */
+export class RangeTooLargeError extends Error {
+  /** Always "RangeTooLargeError". */
+  override name = "RangeTooLargeError";
+  /** The prefix that was read. */
+  readonly prefix: string;
+  /** Which bound was exceeded. */
+  readonly limit: "keys" | "bytes";
+  /** The bound that was exceeded. */
+  readonly bound: number;
+  /** The read of `prefix` exceeded `bound` on `limit`. */
+  constructor(prefix: string, limit: "keys" | "bytes", bound: number, options?: ErrorOptions) {
+    super(`Cannot read "${prefix}": it holds more than ${bound} ${limit}`, options);
+    this.prefix = prefix;
+    this.limit = limit;
+    this.bound = bound;
+  }
+}
+
+/**
+ * Check `RangeOptions` and return its bounds (Infinity where none).
+ * @throws {RangeError} when a bound is not a whole number ≥ 0
+ */
+export function rangeBounds(options: RangeOptions): { maxKeys: number; maxBytes: number } {
+  const check = (name: string, value: number | undefined): number => {
+    if (value === undefined) return Infinity;
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`Invalid ${name} ${value}: expected a whole number ≥ 0`);
+    }
+    return value;
+  };
+  return {
+    maxKeys: check("maxKeys", options.maxKeys),
+    maxBytes: check("maxBytes", options.maxBytes),
+  };
+}
+
 /** The key-value store moat-scripts keeps everything in. */
 export interface Store {
   /** Read one key; `undefined` when absent. */
   get(key: string): Promise<KeyValue | undefined>;
-  /** Read every key starting with `prefix`, sorted by key. */
-  range(prefix: string): Promise<RangeResult>;
+  /**
+   * Read every key starting with `prefix`, sorted by key, all at one
+   * revision. A range of any size can be read (a backend reads it in
+   * pages); `options` bound it, rejecting with `RangeTooLargeError`.
+   */
+  range(prefix: string, options?: RangeOptions): Promise<RangeResult>;
   /** Write one key; returns the new revision. */
   put(key: string, value: string, options?: { lease?: string }): Promise<number>;
   /** Delete one key, or every key under a prefix; returns how many were deleted. */

@@ -11,7 +11,14 @@
 
 import assert from "node:assert/strict";
 import { Collector, withTimeout } from "../../tests/_util/wait.ts";
-import { type KeyValue, type Store, StoreCompactedError, type WatchEvent } from "./store.ts";
+import {
+  type KeyValue,
+  RangeTooLargeError,
+  type Store,
+  StoreCompactedError,
+  type TxnOp,
+  type WatchEvent,
+} from "./store.ts";
 
 /** A store under test, as opened for one contract case. */
 export interface ContractSubject {
@@ -145,6 +152,107 @@ export function storeContract(
     assert.equal(result.kvs[0]?.value, "/P/A");
     assert.ok(result.revision > last);
     assert.deepEqual((await store.range("/nothing/")).kvs, []);
+  });
+
+  test("reads a range of more than one page whole and at one revision", async (store) => {
+    const count = 1_203;
+    const key = (i: number) => `/pg/${String(i).padStart(4, "0")}`;
+    // In transactions of 100 puts: etcd allows 128 operations per transaction.
+    for (let first = 0; first < count; first += 100) {
+      const ops: TxnOp[] = [];
+      for (let i = first; i < Math.min(count, first + 100); i++) {
+        ops.push({ type: "put", key: key(i), value: `v${i}` });
+      }
+      await store.txn([], ops);
+    }
+    await store.put("/pg", "outside");
+    await store.put("/pgx", "outside");
+    const whole = await store.range("/pg/");
+    assert.equal(whole.kvs.length, count);
+    assert.deepEqual(
+      whole.kvs.map((kv) => kv.key),
+      Array.from({ length: count }, (_, i) => key(i)),
+    );
+    assert.ok(whole.kvs.every((kv, i) => kv.value === `v${i}`));
+    // Writes while the pages are read must not show: every page is read
+    // at the first page's revision.
+    let writing = true;
+    const writer = (async () => {
+      for (let n = 0; writing; n++) {
+        await store.put(key(n % 2 === 0 ? 0 : count - 1), `w${n}`);
+      }
+    })();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const snapshot = await store.range("/pg/");
+        assert.equal(snapshot.kvs.length, count);
+        for (const kv of snapshot.kvs) {
+          assert.ok(
+            kv.modRevision <= snapshot.revision,
+            `${kv.key} at revision ${kv.modRevision} in a read at ${snapshot.revision}`,
+          );
+        }
+      }
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+
+  test("refuses a range holding more keys than maxKeys, naming the bound", async (store) => {
+    for (let i = 0; i < 5; i++) await store.put(`/mk/${i}`, "v");
+    await store.put("/mkx", "outside");
+    assert.equal((await store.range("/mk/", { maxKeys: 5 })).kvs.length, 5);
+    const error = await store.range("/mk/", { maxKeys: 4 }).then(
+      () => assert.fail("a range of 5 keys passed maxKeys 4"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof RangeTooLargeError, String(error));
+    assert.equal(error.name, "RangeTooLargeError");
+    assert.equal(error.limit, "keys");
+    assert.equal(error.bound, 4);
+    assert.match(error.message, /"\/mk\/".*4 keys/);
+    await assert.rejects(store.range("/mk/", { maxKeys: 0 }), RangeTooLargeError);
+    assert.deepEqual((await store.range("/none/", { maxKeys: 0 })).kvs, []);
+  });
+
+  test("refuses a range holding more UTF-8 bytes than maxBytes, keys and values", async (store) => {
+    await store.put("/mb/a", "xx"); // 5 + 2 bytes
+    await store.put("/mb/ü", "€"); // 6 + 3 bytes
+    await store.put("/mbx", "outside");
+    assert.equal((await store.range("/mb/", { maxBytes: 16 })).kvs.length, 2);
+    const error = await store.range("/mb/", { maxBytes: 15 }).then(
+      () => assert.fail("a range of 16 bytes passed maxBytes 15"),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof RangeTooLargeError, String(error));
+    assert.equal(error.limit, "bytes");
+    assert.equal(error.bound, 15);
+    assert.match(error.message, /"\/mb\/".*15 bytes/);
+    const both = await store.range("/mb/", { maxKeys: 2, maxBytes: 16 });
+    assert.deepEqual(both.kvs.map((kv) => kv.value), ["xx", "€"]);
+  });
+
+  test("refuses range bounds that are not whole numbers of at least 0", async (store) => {
+    await assert.rejects(store.range("/", { maxKeys: -1 }), RangeError);
+    await assert.rejects(store.range("/", { maxBytes: 1.5 }), RangeError);
+    await assert.rejects(store.range("/", { maxKeys: Number.NaN }), RangeError);
+  });
+
+  test("checks range bounds across pages", async (store) => {
+    const ops: TxnOp[] = [];
+    for (let i = 0; i < 1_100; i++) {
+      ops.push({ type: "put", key: `/bp/${String(i).padStart(4, "0")}`, value: "0123456789" });
+      if (ops.length === 100) await store.txn([], ops.splice(0));
+    }
+    // Each key is 8 + 10 bytes.
+    assert.equal(
+      (await store.range("/bp/", { maxKeys: 1_100, maxBytes: 19_800 })).kvs.length,
+      1_100,
+    );
+    await assert.rejects(store.range("/bp/", { maxKeys: 1_099 }), RangeTooLargeError);
+    const error = await store.range("/bp/", { maxBytes: 19_799 }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof RangeTooLargeError && error.limit === "bytes", String(error));
   });
 
   test("deletes every key under a prefix and nothing else", async (store) => {
