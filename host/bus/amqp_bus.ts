@@ -29,11 +29,15 @@ import amqp from "amqplib";
 import type { LogLevel } from "../log.ts";
 import {
   type AlertHandler,
+  boundedError,
   type Bus,
   BusError,
+  type BusGroup,
+  BusLimitError,
   type BusState,
   BusUnavailableError,
   type CallOptions,
+  checkChannels,
   checkPattern,
   checkPositive,
   checkRpcName,
@@ -41,10 +45,12 @@ import {
   checkTopic,
   decodeBody,
   DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_GROUP_CHANNELS,
   DEFAULT_HANDLER_TIMEOUT_MS,
   DEFAULT_MAX_IN_FLIGHT,
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeBody,
+  type GroupOptions,
   type Registration,
   type RemoteErrorInfo,
   remoteErrorOf,
@@ -103,6 +109,28 @@ export interface AmqpBusOptions {
   reconnectMaxMs?: number;
   /** Shown by `rabbitmqctl list_connections client_properties`. @default "moat-scripts" */
   connectionName?: string;
+  /**
+   * Milliseconds a message may wait in a queue the bus declares
+   * (`x-message-ttl`; `/config/run/queue_ttl`). Every declarer of a shared
+   * RPC queue must use the same value, else the queue is used as the first
+   * declarer made it.
+   * @default 60000
+   */
+  queueTtlMs?: number;
+  /**
+   * Messages that may wait in a queue the bus declares (`x-max-length`,
+   * with `x-overflow: drop-head`; `/config/run/queue_length`).
+   * @default 1000
+   */
+  queueLength?: number;
+  /**
+   * The most channels the bus opens on its one connection, far below the
+   * broker's `channel_max` (2047 by default): a registration that would
+   * need one more is refused with `BusLimitError`, so that no amount of
+   * registrations can break the connection every script shares.
+   * @default 1024
+   */
+  maxChannels?: number;
   /** Where the bus reports dropped messages and connection changes. @default nothing */
   log?: (level: LogLevel, message: string) => void;
 }
@@ -125,6 +153,30 @@ interface Job {
   cancel(): void;
 }
 
+/**
+ * A channel that registrations share: one per ungrouped registration, at
+ * most `channels` per group. It exists while it has members, and is opened
+ * (again) on the current connection when a member is attached.
+ */
+interface Slot {
+  channel: Channel | undefined;
+  opening: Promise<Channel> | undefined;
+  /** Registrations assigned to this slot (attached or waiting for a connection). */
+  members: Set<Reg>;
+  /** Whether it belongs to a group (and may carry several consumers). */
+  shared: boolean;
+  /** Serialises the set-up of consumers, whose prefetch is set just before each. */
+  lock: Promise<void>;
+}
+
+interface GroupState {
+  max: number;
+  slots: Slot[];
+  next: number;
+  regs: Set<Reg>;
+  closed: boolean;
+}
+
 interface Reg {
   kind: "rpc" | "alert";
   /** The RPC name or the alert pattern. */
@@ -141,9 +193,16 @@ interface Reg {
   /** Alerts delivered but not yet handled, in order. */
   backlog: Message[];
   pumping: boolean;
+  slot: Slot;
+  group: GroupState | undefined;
 }
 
 const JSON_TYPE = "application/json";
+const NULL_BODY = new TextEncoder().encode("null");
+/** The request header carrying the caller's deadline (Unix time, ms). */
+const DEADLINE_HEADER = "deadline";
+/** Channels the bus keeps besides its registrations' (the main and the declaring one). */
+const OWN_CHANNELS = 2;
 /** How many handled alerts one ack frame confirms at most. */
 const ACK_BATCH = 32;
 const TEXT = new TextDecoder("utf-8", { fatal: true });
@@ -221,7 +280,17 @@ export class AmqpBus implements Bus {
   #reconnectMinMs: number;
   #reconnectMaxMs: number;
   #connectionName: string;
+  #queueTtlMs: number;
+  #queueLength: number;
+  #maxChannels: number;
   #log: (level: LogLevel, message: string) => void;
+  /** Slots in existence (each is, or will be, one channel). */
+  #slotCount = 0;
+  /** The channel queues of other declarers are probed on (a 406 closes it, not a shared one). */
+  #declareCh: Channel | undefined;
+  #declareLock: Promise<void> = Promise.resolve();
+  /** RPC queues found with other arguments (logged once each). */
+  #foreign = new Set<string>();
 
   #conn: amqp.ChannelModel | undefined;
   #ch: Channel | undefined;
@@ -267,6 +336,14 @@ export class AmqpBus implements Bus {
     this.#reconnectMaxMs = checkPositive(options.reconnectMaxMs ?? 5_000, "reconnectMaxMs");
     this.#reconnectDelay = this.#reconnectMinMs;
     this.#connectionName = options.connectionName ?? "moat-scripts";
+    this.#queueTtlMs = Math.ceil(checkPositive(options.queueTtlMs ?? 60_000, "queueTtlMs"));
+    this.#queueLength = Math.ceil(checkPositive(options.queueLength ?? 1000, "queueLength"));
+    this.#maxChannels = checkChannels(options.maxChannels ?? 1024);
+    if (this.#maxChannels <= OWN_CHANNELS) {
+      throw new RangeError(
+        `maxChannels must be more than ${OWN_CHANNELS}, not ${this.#maxChannels}`,
+      );
+    }
     this.#log = options.log ?? (() => {});
   }
 
@@ -387,7 +464,12 @@ export class AmqpBus implements Bus {
       ch.on("drain", () => this.#wakeDrainWaiters());
       const id = crypto.randomUUID();
       const queue = `${this.#ex.reply}_${id}`;
-      await ch.assertQueue(queue, { exclusive: true, autoDelete: true, durable: false });
+      await ch.assertQueue(queue, {
+        exclusive: true,
+        autoDelete: true,
+        durable: false,
+        ...this.#bounds(),
+      });
       await ch.bindQueue(queue, this.#ex.reply, id);
       await ch.consume(queue, (msg) => this.#onReply(conn, msg), { noAck: true });
       this.#conn = conn;
@@ -440,8 +522,13 @@ export class AmqpBus implements Bus {
     if (this.#conn !== conn) return;
     this.#conn = undefined;
     this.#ch = undefined;
+    this.#declareCh = undefined;
     this.#wakeDrainWaiters();
-    for (const reg of this.#regs) this.#detach(reg);
+    for (const reg of this.#regs) {
+      this.#detach(reg);
+      reg.slot.channel = undefined;
+      reg.slot.opening = undefined;
+    }
     if (this.#state === "closed") return;
     this.#state = "disconnected";
     this.#log("warn", `lost the connection to the AMQP broker at ${this.#shownUrl}`);
@@ -557,6 +644,10 @@ export class AmqpBus implements Bus {
         messageId,
         contentType: JSON_TYPE,
         type: "rpc",
+        // Nobody waits for an answer after the timeout: the broker drops the
+        // request then, and a server that gets it late drops it too.
+        expiration: String(Math.ceil(timeoutMs)),
+        headers: { [DEADLINE_HEADER]: Math.ceil(Date.now() + timeoutMs) },
       });
     } catch (e) {
       clearTimeout(timer);
@@ -609,16 +700,59 @@ export class AmqpBus implements Bus {
   // ---- registrations ----
 
   serve(name: string, handler: RpcHandler, options: ServeOptions = {}): Promise<Registration> {
+    return this.#serveIn(undefined, name, handler, options);
+  }
+
+  onAlert(pattern: string, handler: AlertHandler): Promise<Registration> {
+    return this.#onAlertIn(undefined, pattern, handler);
+  }
+
+  /**
+   * A group of registrations sharing at most `channels` channels: the first
+   * `channels` registrations open one each, later ones take turns on them
+   * (round-robin). Each consumer keeps its own prefetch.
+   */
+  group(options: GroupOptions = {}): BusGroup {
+    const g: GroupState = {
+      max: checkChannels(options.channels ?? DEFAULT_GROUP_CHANNELS),
+      slots: [],
+      next: 0,
+      regs: new Set(),
+      closed: false,
+    };
+    return {
+      serve: (name, handler, o) => this.#serveIn(g, name, handler, o),
+      onAlert: (pattern, handler) => this.#onAlertIn(g, pattern, handler),
+      get size() {
+        return g.regs.size;
+      },
+      close: async () => {
+        g.closed = true;
+        await Promise.all([...g.regs].map((reg) => this.#unregister(reg)));
+      },
+    };
+  }
+
+  #serveIn(
+    g: GroupState | undefined,
+    name: string,
+    handler: RpcHandler,
+    options: ServeOptions = {},
+  ): Promise<Registration> {
     try {
       checkRpcName(name);
       const prefetch = checkPositive(options.maxInFlight ?? this.#maxInFlight, "maxInFlight");
-      return this.#register({ kind: "rpc", key: name, rpc: handler, prefetch });
+      return this.#register({ kind: "rpc", key: name, rpc: handler, prefetch }, g);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
-  onAlert(pattern: string, handler: AlertHandler): Promise<Registration> {
+  #onAlertIn(
+    g: GroupState | undefined,
+    pattern: string,
+    handler: AlertHandler,
+  ): Promise<Registration> {
     try {
       checkPattern(pattern);
       return this.#register({
@@ -626,9 +760,66 @@ export class AmqpBus implements Bus {
         key: pattern,
         onAlert: handler,
         prefetch: this.#alertPrefetch,
-      });
+      }, g);
     } catch (e) {
       return Promise.reject(e);
+    }
+  }
+
+  /** The arguments that bound every queue the bus declares. */
+  #bounds(): { messageTtl: number; maxLength: number; arguments: Record<string, unknown> } {
+    // drop-head: when a queue is full the oldest message goes, the one whose
+    // caller most likely gave up already (and for alerts, the stalest news).
+    return {
+      messageTtl: this.#queueTtlMs,
+      maxLength: this.#queueLength,
+      arguments: { "x-overflow": "drop-head" },
+    };
+  }
+
+  /**
+   * The slot of a new registration: a channel of its own, or one of its
+   * group's. Refused with `BusLimitError` when it needs a new channel and
+   * the bus has opened `maxChannels` already (a group that has one shares it).
+   */
+  #assignSlot(g: GroupState | undefined, what: string): Slot {
+    const full = this.#slotCount + OWN_CHANNELS >= this.#maxChannels;
+    if (g && (g.slots.length >= g.max || (full && g.slots.length > 0))) {
+      return g.slots[g.next++ % g.slots.length]!;
+    }
+    if (full) {
+      throw new BusLimitError(
+        `cannot ${what}: the bus has ${this.#maxChannels} AMQP channels open, its limit ` +
+          "(maxChannels); the registration was refused to keep the connection working",
+      );
+    }
+    const slot: Slot = {
+      channel: undefined,
+      opening: undefined,
+      members: new Set(),
+      shared: g !== undefined,
+      lock: Promise.resolve(),
+    };
+    this.#slotCount++;
+    g?.slots.push(slot);
+    return slot;
+  }
+
+  /** A registration left its slot: an empty slot closes its channel and is gone. */
+  #leaveSlot(reg: Reg): void {
+    const slot = reg.slot;
+    if (!slot.members.delete(reg) || slot.members.size > 0) return;
+    this.#slotCount--;
+    if (reg.group) {
+      const i = reg.group.slots.indexOf(slot);
+      if (i >= 0) reg.group.slots.splice(i, 1);
+    }
+    const ch = slot.channel;
+    slot.channel = undefined;
+    slot.opening = undefined;
+    if (ch) {
+      (ch as { moatClosing?: boolean }).moatClosing = true;
+      ch.close().catch(() => {});
     }
   }
 
@@ -638,11 +829,13 @@ export class AmqpBus implements Bus {
    */
   async #register(
     spec: Pick<Reg, "kind" | "key" | "prefetch"> & Partial<Pick<Reg, "rpc" | "onAlert">>,
+    g: GroupState | undefined,
   ): Promise<Registration> {
     const what = spec.kind === "rpc" ? `serve "${spec.key}"` : `listen to "${spec.key}"`;
     if (this.#state === "new" || this.#state === "connecting" || this.#state === "closed") {
       throw this.#notConnected(what);
     }
+    if (g?.closed) throw new BusUnavailableError(`cannot ${what}: the group is closed`);
     const reg: Reg = {
       ...spec,
       n: ++this.#regCount,
@@ -652,48 +845,132 @@ export class AmqpBus implements Bus {
       closed: false,
       backlog: [],
       pumping: false,
+      slot: this.#assignSlot(g, what),
+      group: g,
     };
+    reg.slot.members.add(reg);
     if (this.#state === "connected") {
       try {
         await this.#attach(reg);
       } catch (e) {
         // Lost the connection meanwhile: the reconnect sets the registration up.
-        if ((this.#state as string) !== "disconnected") throw e;
+        if ((this.#state as string) !== "disconnected") {
+          this.#leaveSlot(reg);
+          throw e;
+        }
       }
     }
+    if (g?.closed || (this.#state as string) === "closed") {
+      // The group or the bus closed while we set it up.
+      await this.#unregister(reg);
+      throw new BusUnavailableError(`cannot ${what}: the ${g?.closed ? "group" : "bus"} is closed`);
+    }
     this.#regs.add(reg);
+    g?.regs.add(reg);
     return { close: () => this.#unregister(reg) };
   }
 
-  /** Declare, bind and consume a registration's queue on a channel of its own. */
+  /** The slot's channel on the current connection, opened if need be. */
+  #slotChannel(conn: amqp.ChannelModel, slot: Slot): Promise<Channel> {
+    if (slot.channel) return Promise.resolve(slot.channel);
+    slot.opening ??= (async () => {
+      try {
+        const ch = await conn.createChannel();
+        ch.on("error", () => {});
+        if (this.#conn !== conn || slot.members.size === 0) {
+          (ch as { moatClosing?: boolean }).moatClosing = true;
+          await ch.close().catch(() => {});
+          throw this.#notConnected("open a channel");
+        }
+        this.#watchChannel(conn, ch, slot.shared ? "a shared channel" : "a registration's channel");
+        slot.channel = ch;
+        return ch;
+      } finally {
+        slot.opening = undefined;
+      }
+    })();
+    return slot.opening;
+  }
+
+  /** Run `fn` with the slot's lock held (one consumer set-up at a time per channel). */
+  #locked<T>(slot: Slot, fn: () => Promise<T>): Promise<T> {
+    const run = slot.lock.then(fn);
+    slot.lock = run.then(() => {}, () => {});
+    return run;
+  }
+
+  /**
+   * Declare an RPC queue on the declaring channel, so that a queue made by
+   * another peer with other arguments (406) closes that channel and not a
+   * shared one. Returns whether the queue is someone else's (use it as it is).
+   */
+  #declareRpcQueue(conn: amqp.ChannelModel, queue: string): Promise<boolean> {
+    const run = this.#declareLock.then(async () => {
+      let ch = this.#declareCh;
+      if (!ch) {
+        ch = await conn.createChannel();
+        const opened = ch;
+        opened.on("error", () => {});
+        opened.on("close", () => {
+          if (this.#declareCh === opened) this.#declareCh = undefined;
+        });
+        this.#declareCh = ch;
+      }
+      try {
+        await ch.assertQueue(queue, this.#rpcQueueOptions());
+        return false;
+      } catch (e) {
+        if (!isPreconditionFailed(e)) throw e;
+        this.#declareCh = undefined;
+        // Another peer declared it with other arguments (qbroker adds a TTL): share it as it is.
+        if (!this.#foreign.has(queue)) {
+          this.#foreign.add(queue);
+          this.#log("info", `queue "${queue}" exists with other arguments; using it as it is`);
+        }
+        return true;
+      }
+    });
+    this.#declareLock = run.then(() => {}, () => {});
+    return run;
+  }
+
+  #rpcQueueOptions(): amqp.Options.AssertQueue {
+    return {
+      durable: false,
+      autoDelete: true,
+      exclusive: false,
+      deadLetterExchange: this.#ex.dead,
+      ...this.#bounds(),
+    };
+  }
+
+  /** Declare, bind and consume a registration's queue on its slot's channel. */
   async #attach(reg: Reg): Promise<void> {
     const conn = this.#conn;
     if (!conn) throw this.#notConnected(`restore "${reg.key}"`);
-    let ch = await conn.createChannel();
-    ch.on("error", () => {});
     let queue: string;
-    try {
+    let foreign = false;
+    if (reg.kind === "rpc") {
+      queue = `${this.#ex.rpc}_${reg.key}`;
+      foreign = await this.#declareRpcQueue(conn, queue);
+    } else {
+      queue = `${this.#ex.alert}_${this.#id}.${reg.n}`;
+    }
+    const ch = await this.#slotChannel(conn, reg.slot);
+    await this.#locked(reg.slot, async () => {
+      if (reg.closed) return;
       if (reg.kind === "rpc") {
-        queue = `${this.#ex.rpc}_${reg.key}`;
-        try {
-          await ch.assertQueue(queue, {
-            durable: false,
-            autoDelete: true,
-            exclusive: false,
-            deadLetterExchange: this.#ex.dead,
-          });
-        } catch (e) {
-          if (!isPreconditionFailed(e)) throw e;
-          // Another peer declared it with other arguments (qbroker adds a TTL): share it as it is.
-          this.#log("info", `queue "${queue}" exists with other arguments; using it as it is`);
-          ch = await conn.createChannel();
-          ch.on("error", () => {});
-          await ch.checkQueue(queue);
-        }
+        // Declared again on this channel: the same arguments, so it cannot
+        // fail, and it brings back a queue its last server deleted meanwhile.
+        if (!foreign) await ch.assertQueue(queue, this.#rpcQueueOptions());
         await ch.bindQueue(queue, this.#ex.rpc, reg.key);
       } else {
-        queue = `${this.#ex.alert}_${this.#id}.${reg.n}`;
-        await ch.assertQueue(queue, { durable: false, autoDelete: true, exclusive: true });
+        await ch.assertQueue(queue, {
+          durable: false,
+          autoDelete: true,
+          exclusive: true,
+          ...this.#bounds(),
+        });
         await ch.bindQueue(queue, this.#ex.alert, reg.key);
       }
       await ch.prefetch(reg.prefetch);
@@ -705,21 +982,16 @@ export class AmqpBus implements Bus {
       );
       reg.channel = ch;
       reg.consumerTag = consumerTag;
-      this.#watchChannel(conn, ch, `the channel of ${reg.kind} "${reg.key}"`);
-    } catch (e) {
-      (ch as { moatClosing?: boolean }).moatClosing = true;
-      await ch.close().catch(() => {});
-      throw e;
-    }
+    });
   }
 
   async #unregister(reg: Reg): Promise<void> {
     if (reg.closed) return;
     reg.closed = true;
     this.#regs.delete(reg);
+    reg.group?.regs.delete(reg);
     const ch = reg.channel;
     const tag = reg.consumerTag;
-    if (ch) (ch as { moatClosing?: boolean }).moatClosing = true;
     if (ch && tag) {
       try {
         await ch.cancel(tag);
@@ -733,8 +1005,15 @@ export class AmqpBus implements Bus {
     }
     reg.channel = undefined;
     reg.consumerTag = undefined;
-    reg.backlog.length = 0;
-    if (ch) await ch.close().catch(() => {});
+    // Alerts not yet handled go back (their exclusive queue goes with the consumer).
+    for (const msg of reg.backlog.splice(0)) {
+      try {
+        ch?.nack(msg, false, true);
+      } catch {
+        // The channel is gone: the broker has released the message already.
+      }
+    }
+    this.#leaveSlot(reg);
   }
 
   // ---- RPC: the server side ----
@@ -749,23 +1028,50 @@ export class AmqpBus implements Bus {
     }
   }
 
-  #reply(replyTo: string, correlationId: string, body: Uint8Array, error?: RemoteErrorInfo): void {
+  /**
+   * Send a reply. Whatever the handler produced, the caller gets exactly one
+   * answer: the error header is bounded (message ≤ 4 KiB, class and status
+   * short identifiers) so it stays far below AMQP's frame limits, and a
+   * reply that cannot be published is logged in one line and answered with
+   * a small error reply instead, if even that can be sent.
+   */
+  #reply(
+    name: string,
+    replyTo: string,
+    correlationId: string,
+    body: Uint8Array,
+    error?: RemoteErrorInfo,
+  ): void {
     const ch = this.#ch;
     if (!ch) return;
+    const send = (b: Uint8Array, err?: RemoteErrorInfo) => {
+      const e = err ? boundedError(err) : undefined;
+      ch.publish(this.#ex.reply, replyTo, Buffer.from(b.buffer, b.byteOffset, b.length), {
+        correlationId,
+        contentType: JSON_TYPE,
+        type: "reply",
+        ...(e ? { headers: { error: { s: e.s, m: e.m, c: e.c } } } : {}),
+      });
+    };
     try {
-      ch.publish(
-        this.#ex.reply,
-        replyTo,
-        Buffer.from(body.buffer, body.byteOffset, body.length),
-        {
-          correlationId,
-          contentType: JSON_TYPE,
-          type: "reply",
-          ...(error ? { headers: { error: { s: error.s, m: error.m, c: error.c } } } : {}),
-        },
-      );
+      if (!error && body.length > this.#maxBytes) {
+        throw new RangeError(
+          `the reply from "${name}" is ${body.length} bytes, over the limit of ${this.#maxBytes} bytes`,
+        );
+      }
+      send(body, error);
     } catch (e) {
-      this.#log("warn", `cannot send a reply: ${errorText(e)}`);
+      const why = errorText(e);
+      this.#log("warn", `cannot send the reply from "${name}": ${why}`);
+      try {
+        send(NULL_BODY, {
+          s: "error",
+          m: `the reply from "${name}" could not be sent: ${why}`,
+          c: e instanceof RangeError ? "RangeError" : "BusError",
+        });
+      } catch (e2) {
+        this.#log("warn", `cannot send an error reply from "${name}" either: ${errorText(e2)}`);
+      }
     }
   }
 
@@ -784,8 +1090,30 @@ export class AmqpBus implements Bus {
       this.#drop(ch, msg, "a request without message_id");
       return;
     }
+    if (reg.closed) {
+      // Delivered after the consumer was cancelled: back to the queue for another server.
+      try {
+        ch.nack(msg, false, true);
+      } catch {
+        // The channel is gone: the broker has released the message already.
+      }
+      return;
+    }
+    const deadline = (msg.properties.headers as Record<string, unknown> | undefined)?.[
+      DEADLINE_HEADER
+    ];
+    if (typeof deadline === "number" && Date.now() > deadline) {
+      // The caller gave up already: nobody waits for this answer.
+      this.#log("debug", `dropped a request to "${name}" whose caller's deadline passed`);
+      try {
+        ch.ack(msg);
+      } catch {
+        // The channel closed meanwhile.
+      }
+      return;
+    }
     const refuse = (why: string, c: string) => {
-      this.#reply(replyTo, messageId, encodeBody(null, ""), { s: "error", m: why, c });
+      this.#reply(name, replyTo, messageId, NULL_BODY, { s: "error", m: why, c });
       this.#drop(ch, msg, why);
     };
     if (msg.content.length > this.#maxBytes) {
@@ -822,7 +1150,7 @@ export class AmqpBus implements Bus {
       reg.jobs.delete(job);
       // After a reconnect the request went back to the queue: another server answers it.
       if (reg.channel !== ch) return;
-      this.#reply(replyTo, messageId, body, error);
+      this.#reply(name, replyTo, messageId, body, error);
       try {
         ch.ack(msg);
       } catch {
@@ -833,7 +1161,7 @@ export class AmqpBus implements Bus {
       controller,
       finish: (error) => {
         controller.abort(new BusError(error.m));
-        settle(encodeBody(null, ""), error);
+        settle(NULL_BODY, error);
       },
       cancel: () => {
         done = true;
@@ -861,16 +1189,15 @@ export class AmqpBus implements Bus {
         checkSize(body.length, this.#maxBytes, `the reply from "${name}"`);
         settle(body);
       })
-      .catch((e: unknown) => settle(encodeBody(null, ""), remoteErrorOf(e)));
+      .catch((e: unknown) => settle(NULL_BODY, remoteErrorOf(e)));
   }
 
   /** The broker cancelled a consumer (its queue was deleted): set the registration up again. */
   #consumerCancelled(reg: Reg, ch: Channel): void {
     if (reg.closed || reg.channel !== ch) return;
     this.#log("warn", `the broker cancelled ${reg.kind} "${reg.key}"; setting it up again`);
+    // The channel stays: other registrations may share it.
     this.#detach(reg);
-    (ch as { moatClosing?: boolean }).moatClosing = true;
-    ch.close().catch(() => {});
     this.#attach(reg).catch((e) => {
       this.#log("error", `cannot restore ${reg.kind} "${reg.key}": ${errorText(e)}`);
     });
@@ -904,6 +1231,15 @@ export class AmqpBus implements Bus {
   #onAlertMessage(reg: Reg, ch: Channel, msg: Message | null): void {
     if (msg === null) {
       this.#consumerCancelled(reg, ch);
+      return;
+    }
+    if (reg.closed) {
+      // Delivered after the consumer was cancelled; its queue goes with it.
+      try {
+        ch.nack(msg, false, false);
+      } catch {
+        // The channel is gone.
+      }
       return;
     }
     reg.backlog.push(msg);
@@ -948,8 +1284,16 @@ export class AmqpBus implements Bus {
         }
         await this.#runAlertHandler(reg, topic, data);
         if (reg.channel !== ch) break;
-        // Acknowledge in batches (all up to this one): one frame per batch, not per alert.
-        if (++unacked >= ACK_BATCH || reg.backlog.length === 0) {
+        // Acknowledge in batches (all up to this one): one frame per batch, not
+        // per alert. Not on a shared channel: "all up to this one" would take
+        // other consumers' messages along.
+        if (reg.slot.shared) {
+          try {
+            ch.ack(msg);
+          } catch {
+            // The channel closed meanwhile.
+          }
+        } else if (++unacked >= ACK_BATCH || reg.backlog.length === 0) {
           unacked = 0;
           try {
             ch.ack(msg, true);
@@ -1018,6 +1362,9 @@ export class AmqpBus implements Bus {
     const conn = this.#conn;
     const ch = this.#ch;
     this.#ch = undefined;
+    const declareCh = this.#declareCh;
+    this.#declareCh = undefined;
+    await declareCh?.close().catch(() => {});
     this.#wakeDrainWaiters();
     if (ch) {
       // Closing the channel first flushes what was published on it to the broker.

@@ -6,13 +6,21 @@ import {
   exchangesWith,
   queuesWith,
   RABBIT_URL,
+  rabbitmqctl,
   rawPeer,
   uniqueExchanges,
 } from "../../tests/_util/rabbit.ts";
 import { Collector, quietPeriod, withTimeout } from "../../tests/_util/wait.ts";
 import { AmqpBus, type AmqpBusOptions, redactUrl } from "./amqp_bus.ts";
 import { busContract } from "./bus_contract.ts";
-import { BusError, type BusState, BusUnavailableError, RpcRemoteError } from "./bus.ts";
+import {
+  BusError,
+  BusLimitError,
+  type BusState,
+  BusUnavailableError,
+  RpcRemoteError,
+  RpcTimeoutError,
+} from "./bus.ts";
 
 busContract("AmqpBus", async (options) => {
   const exchanges = uniqueExchanges();
@@ -403,5 +411,214 @@ Deno.test("AmqpBus brings registrations made while disconnected alive after the 
     await states.count(2, 10_000, "the reconnect");
     assert.equal(await other.call("late", null, { timeoutMs: EVENT_MS }), "late but here");
     await reg.close();
+  });
+});
+
+/** Queues whose name starts with `prefix`: name → { arguments, ready messages }. */
+async function queueInfo(
+  prefix: string,
+): Promise<Map<string, { args: Record<string, unknown>; ready: number }>> {
+  const rows = JSON.parse(
+    await rabbitmqctl("list_queues", "name", "arguments", "messages_ready", "--formatter", "json"),
+  ) as { name: string; arguments: [string, string, unknown][]; messages_ready: number }[];
+  return new Map(
+    rows.filter((r) => r.name.startsWith(prefix)).map((r) => [
+      r.name,
+      {
+        args: Object.fromEntries(r.arguments.map(([k, , v]) => [k, v])),
+        ready: r.messages_ready,
+      },
+    ]),
+  );
+}
+
+/** Channels the broker sees on the connections named `name`. */
+async function channelsOf(name: string): Promise<number> {
+  const conns = (await rabbitmqctl("list_connections", "pid", "client_properties"))
+    .split("\n").filter((l) => l.includes(`{"connection_name","${name}"}`))
+    .map((l) => l.split("\t")[0]!);
+  const rows = JSON.parse(
+    await rabbitmqctl("list_channels", "connection", "--formatter", "json"),
+  ) as { connection: string }[];
+  return rows.filter((r) => conns.includes(r.connection)).length;
+}
+
+/** Poll `check` every 100 ms until it holds, at most `ms`. */
+async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > until) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await quietPeriod(100);
+  }
+}
+
+Deno.test("AmqpBus declares every queue with a message TTL, a length limit and drop-head", async () => {
+  await withExchanges(async (open, ex) => {
+    const bus = await open({ queueTtlMs: 7_000, queueLength: 42 });
+    await bus.serve("bounded", () => Promise.resolve(1));
+    await bus.group().onAlert("bounded.#", () => {});
+    const info = await queueInfo(ex.prefix);
+    assert.deepEqual([...info.keys()].sort(), [
+      `${ex.alert}_${bus.id}.2`,
+      `${ex.reply}_${bus.id}`,
+      `${ex.rpc}_bounded`,
+    ]);
+    for (const [name, { args }] of info) {
+      assert.equal(args["x-message-ttl"], 7_000, name);
+      assert.equal(args["x-max-length"], 42, name);
+      assert.equal(args["x-overflow"], "drop-head", name);
+    }
+    assert.equal(info.get(`${ex.rpc}_bounded`)!.args["x-dead-letter-exchange"], ex.dead);
+  });
+});
+
+Deno.test("AmqpBus shares an RPC queue declared with other arguments, and says so once", async () => {
+  const logged: string[] = [];
+  await withExchanges(async (open, ex) => {
+    const peer = await rawPeer();
+    try {
+      await peer.channel.assertQueue(`${ex.rpc}_foreign`, {
+        autoDelete: true,
+        arguments: { "x-message-ttl": 1234 },
+      });
+      const bus = await open({ log: (_l, m) => logged.push(m) });
+      const a = await bus.serve("foreign", () => Promise.resolve("a"));
+      await bus.group().serve("foreign", () => Promise.resolve("a"));
+      assert.equal(await bus.call("foreign", null, { timeoutMs: EVENT_MS }), "a");
+      assert.equal(logged.filter((m) => m.includes("exists with other arguments")).length, 1);
+      assert.equal(
+        (await queueInfo(`${ex.rpc}_foreign`)).get(`${ex.rpc}_foreign`)!.args[
+          "x-message-ttl"
+        ],
+        1234,
+      );
+      await a.close();
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+Deno.test("AmqpBus lets requests expire with their caller's timeout and bounds the queue", async () => {
+  await withExchanges(async (open, ex) => {
+    const server = await open({ queueLength: 5, handlerTimeoutMs: 30_000 });
+    const caller = await open();
+    const started = Promise.withResolvers<void>();
+    let handled = 0;
+    await server.serve("stuck", () => {
+      handled++;
+      started.resolve();
+      return new Promise(() => {});
+    }, { maxInFlight: 1 });
+    const first = caller.call("stuck", 0, { timeoutMs: 400 }).catch((e) => e);
+    await withTimeout(started.promise, EVENT_MS, "the first request to start");
+    const calls = Array.from(
+      { length: 30 },
+      (_, i) => caller.call("stuck", i + 1, { timeoutMs: 400 }).catch((e) => e),
+    );
+    const queue = `${ex.rpc}_stuck`;
+    // Never more than queue_length wait; once the callers gave up, none.
+    assert.ok((await queueInfo(queue)).get(queue)!.ready <= 5);
+    for (const e of [await first, ...await Promise.all(calls)]) {
+      assert.ok(e instanceof RpcTimeoutError, String(e));
+    }
+    await eventually(
+      async () => (await queueInfo(queue)).get(queue)?.ready === 0,
+      EVENT_MS,
+      "the expired requests to leave the queue",
+    );
+    assert.equal(handled, 1);
+  });
+});
+
+Deno.test("AmqpBus drops a request whose deadline passed without running the handler", async () => {
+  await withExchanges(async (open, ex) => {
+    const bus = await open();
+    let handled = 0;
+    await bus.serve("late", () => Promise.resolve(++handled));
+    const peer = await rawPeer();
+    try {
+      const { queue } = await peer.channel.assertQueue("", { exclusive: true });
+      await peer.channel.bindQueue(queue, ex.reply, "raw");
+      const replies = new Collector<unknown>();
+      await peer.channel.consume(queue, (m) => m && replies.push(m.properties.correlationId), {
+        noAck: true,
+      });
+      peer.publish(ex.rpc, "late", "1", {
+        replyTo: "raw",
+        messageId: "too-late",
+        contentType: "application/json",
+        headers: { deadline: Date.now() - 1_000 },
+      });
+      peer.publish(ex.rpc, "late", "1", {
+        replyTo: "raw",
+        messageId: "in-time",
+        contentType: "application/json",
+        headers: { deadline: Date.now() + 60_000 },
+      });
+      assert.deepEqual(await replies.count(1, EVENT_MS, "the reply in time"), ["in-time"]);
+      await quietPeriod(200);
+      assert.deepEqual(replies.items, ["in-time"]);
+      assert.equal(handled, 1);
+    } finally {
+      await peer.close();
+    }
+  });
+});
+
+Deno.test("AmqpBus caps the channels it opens and refuses registrations beyond, working on", async () => {
+  await withExchanges(async (open) => {
+    const name = `moat-test-${crypto.randomUUID().slice(0, 8)}`;
+    const states = new Collector<BusState>();
+    const bus = await open({ connectionName: name, maxChannels: 6 });
+    bus.onState(states.push);
+    // 2 own channels + 4: a group of 3 (many registrations) and one of its own.
+    const group = bus.group({ channels: 3 });
+    for (let i = 0; i < 10; i++) await group.serve(`cap.g${i}`, () => Promise.resolve(i));
+    await bus.serve("cap.solo", () => Promise.resolve("solo"));
+    const e = await bus.serve("cap.more", () => Promise.resolve()).catch((e) => e);
+    assert.ok(e instanceof BusLimitError, String(e));
+    assert.match(e.message, /^cannot serve "cap\.more": the bus has 6 AMQP channels open/);
+    const e2 = await bus.group().onAlert("cap.#", () => {}).catch((e) => e);
+    assert.ok(e2 instanceof BusLimitError, String(e2));
+    // A group that has channels shares them even when the bus is full.
+    await group.onAlert("cap.news", () => {});
+    assert.ok(await channelsOf(name) <= 6);
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await bus.call(`cap.g${i}`, null, { timeoutMs: EVENT_MS }), i);
+    }
+    assert.equal(await bus.call("cap.solo", null, { timeoutMs: EVENT_MS }), "solo");
+    // Closing gives the channels back.
+    await group.close();
+    await bus.serve("cap.more", () => Promise.resolve("more"));
+    assert.equal(await bus.call("cap.more", null, { timeoutMs: EVENT_MS }), "more");
+    assert.deepEqual(states.items, []);
+  });
+});
+
+Deno.test("AmqpBus stays connected and answers once whatever error a handler throws", async () => {
+  await withExchanges(async (open) => {
+    const logged: string[] = [];
+    const bus = await open({ log: (_l, m) => logged.push(m) });
+    const states = new Collector<BusState>();
+    bus.onState(states.push);
+    const errors = [
+      Object.assign(new Error("é".repeat(40_000)), { name: "C".repeat(3_000) }),
+      new Error("x".repeat(1024 * 1024)),
+      Object.assign(new Error("m"), { name: "é".repeat(70_000) }),
+    ];
+    await bus.serve("hostile.err", (i) => Promise.reject(errors[i as number]));
+    await bus.serve("hostile.big", () => Promise.resolve("y".repeat(2 * 1024 * 1024)));
+    for (let i = 0; i < errors.length; i++) {
+      const e = await bus.call("hostile.err", i, { timeoutMs: EVENT_MS }).catch((e) => e);
+      assert.ok(e instanceof RpcRemoteError, String(e).slice(0, 200));
+      assert.ok(new TextEncoder().encode(e.remote.m).length <= 4096);
+      assert.equal(e.remote.c, "Error");
+    }
+    const big = await bus.call("hostile.big", null, { timeoutMs: EVENT_MS }).catch((e) => e);
+    assert.ok(big instanceof RpcRemoteError, String(big).slice(0, 200));
+    assert.match(big.remote.m, /^the reply from "hostile\.big" is 2097154 bytes, over the limit/);
+    assert.deepEqual(states.items, []);
+    assert.ok(logged.every((m) => !m.includes("\n")), logged.join("\n"));
   });
 });

@@ -53,6 +53,39 @@ export interface ServeOptions {
   maxInFlight?: number;
 }
 
+/** Options of `Bus.group`. */
+export interface GroupOptions {
+  /**
+   * The most broker channels the group's registrations share (AMQP: each
+   * channel of the bus's one connection; the embedded bus has none and only
+   * checks the number).
+   * @default 2
+   */
+  channels?: number;
+}
+
+/**
+ * Registrations that belong together (those of one script run): they share
+ * at most `channels` broker channels, and `close()` ends all of them at
+ * once. A registration's own `close()` ends just that one.
+ */
+export interface BusGroup {
+  /** `Bus.serve`, on the group's channels. */
+  serve(name: string, handler: RpcHandler, options?: ServeOptions): Promise<Registration>;
+  /** `Bus.onAlert`, on the group's channels. */
+  onAlert(pattern: string, handler: AlertHandler): Promise<Registration>;
+  /** Registrations of the group that are open now. */
+  readonly size: number;
+  /**
+   * End every registration of the group; later `serve` and `onAlert`
+   * calls on it reject with `BusUnavailableError`. Safe twice.
+   */
+  close(): Promise<void>;
+}
+
+/** How many channels a group shares by default. */
+export const DEFAULT_GROUP_CHANNELS = 2;
+
 /** Connection state of a bus, as reported to `Bus.onState` listeners. */
 export type BusState = "connected" | "disconnected" | "closed";
 
@@ -81,6 +114,12 @@ export interface Bus {
   onAlert(pattern: string, handler: AlertHandler): Promise<Registration>;
   /** Publish an alert to every subscriber whose pattern matches `topic`. */
   alert(topic: string, data: unknown): Promise<void>;
+  /**
+   * A group of registrations sharing at most `options.channels` broker
+   * channels (see `BusGroup`). Throws `RangeError` for a channel count that
+   * is not a whole number ≥ 1.
+   */
+  group(options?: GroupOptions): BusGroup;
   /** Whether calls and alerts can be sent right now. */
   readonly connected: boolean;
   /** Listen to connection state changes; returns a function that stops listening. */
@@ -92,6 +131,17 @@ export interface Bus {
 /** The base class of every bus failure a caller may want to catch. */
 export class BusError extends Error {
   override name = "BusError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/**
+ * The bus refused a registration because a bus-wide limit is reached (e.g.
+ * the AMQP channels one connection may open); nothing was registered.
+ */
+export class BusLimitError extends BusError {
+  override name = "BusLimitError";
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }
@@ -157,6 +207,7 @@ export const MAX_NAME_BYTES = 255;
 const WORD = /^[A-Za-z0-9_-]+$/;
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+const DECODER_LOOSE = new TextDecoder("utf-8");
 
 function checkWords(kind: string, name: unknown, wild: boolean): string {
   if (typeof name !== "string") {
@@ -249,9 +300,50 @@ export function decodeBody(bytes: Uint8Array, what: string): unknown {
 /** The `{s, m, c}` of an error thrown by a handler (no stack: it crosses to other peers). */
 export function remoteErrorOf(e: unknown): RemoteErrorInfo {
   if (e instanceof Error) {
-    return { s: "error", m: e.message, c: e.name || e.constructor.name || "Error" };
+    return boundedError({ s: "error", m: e.message, c: e.name || e.constructor.name || "Error" });
   }
-  return { s: "error", m: String(e), c: "Error" };
+  let m: string;
+  try {
+    m = String(e);
+  } catch {
+    m = "error";
+  }
+  return boundedError({ s: "error", m, c: "Error" });
+}
+
+/** Check a channel count of `Bus.group` (a whole number ≥ 1); throws `RangeError`. */
+export function checkChannels(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`channels must be a whole number of at least 1, not ${String(value)}`);
+  }
+  return value;
+}
+
+/** The longest error message (`m`) a reply header carries, in UTF-8 bytes. */
+export const MAX_ERROR_MESSAGE_BYTES = 4096;
+const CLASS_NAME = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,99}$/;
+
+/** `text` cut to at most `max` UTF-8 bytes (on a character boundary, "…" marking the cut). */
+export function truncateUtf8(text: string, max: number): string {
+  const bytes = ENCODER.encode(text);
+  if (bytes.length <= max) return text;
+  let end = max - 3; // room for "…"
+  // Step back to the start of a UTF-8 sequence.
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return DECODER_LOOSE.decode(bytes.subarray(0, end)) + "…";
+}
+
+/**
+ * An error as it may travel in a reply header: the message at most
+ * `MAX_ERROR_MESSAGE_BYTES`, the class and status short identifiers
+ * ("Error" / "error" when they are not). A peer or a script chooses these
+ * strings, and the header must stay far below AMQP's frame limits.
+ */
+export function boundedError(e: RemoteErrorInfo): RemoteErrorInfo {
+  const s = typeof e.s === "string" && CLASS_NAME.test(e.s) ? e.s : "error";
+  const c = typeof e.c === "string" && CLASS_NAME.test(e.c) ? e.c : "Error";
+  const m = truncateUtf8(typeof e.m === "string" ? e.m : String(e.m), MAX_ERROR_MESSAGE_BYTES);
+  return { s, m, c };
 }
 
 /** Check a positive whole number of milliseconds (or a count); throws `RangeError`. */

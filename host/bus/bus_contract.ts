@@ -361,6 +361,129 @@ export function busContract(
     assert.ok((await rejection(bus.alert("x", cyclic), "a cyclic alert")) instanceof TypeError);
   });
 
+  test("serves and listens through a group that shares one channel", async (open) => {
+    const bus = await open();
+    const group = bus.group({ channels: 1 });
+    const got = new Collector<string>();
+    const regs = [];
+    for (let i = 0; i < 12; i++) {
+      regs.push(await group.serve(`g.n${i}`, (args) => Promise.resolve([i, args])));
+    }
+    for (let i = 0; i < 3; i++) {
+      regs.push(await group.onAlert(`g.a${i}.#`, (t, d) => got.push(`${i} ${t} ${d}`)));
+    }
+    assert.equal(group.size, 15);
+    const results = await withTimeout(
+      Promise.all(
+        Array.from({ length: 12 }, (_, i) => bus.call(`g.n${i}`, i * 2, { timeoutMs: EVENT_MS })),
+      ),
+      EVENT_MS,
+      "calls to 12 names of one group",
+    );
+    assert.deepEqual(results, Array.from({ length: 12 }, (_, i) => [i, i * 2]));
+    for (let i = 0; i < 3; i++) await bus.alert(`g.a${i}.x`, i);
+    await got.count(3, EVENT_MS, "an alert per pattern");
+    assert.deepEqual([...got.items].sort(), ["0 g.a0.x 0", "1 g.a1.x 1", "2 g.a2.x 2"]);
+    // One registration of the group closes alone; the others keep working.
+    await regs[0]!.close();
+    assert.equal(group.size, 14);
+    const e = await rejection(bus.call("g.n0", 1, { timeoutMs: SHORT_MS }), "a closed one");
+    assert.ok(e instanceof RpcTimeoutError, `got ${e.name}: ${e.message}`);
+    assert.deepEqual(await bus.call("g.n1", "x", { timeoutMs: EVENT_MS }), [1, "x"]);
+  });
+
+  test("keeps every consumer's own prefetch on a shared channel", async (open) => {
+    const bus = await open();
+    const group = bus.group({ channels: 1 });
+    const release = Promise.withResolvers<void>();
+    let running = 0;
+    let most = 0;
+    await group.serve("g.one", async () => {
+      most = Math.max(most, ++running);
+      await release.promise;
+      running--;
+      return "one";
+    }, { maxInFlight: 1 });
+    await group.onAlert("g.any", () => {});
+    const calls = [0, 1, 2].map((i) => bus.call("g.one", i, { timeoutMs: EVENT_MS }));
+    await quietPeriod(150);
+    assert.equal(most, 1, "a server with maxInFlight 1 ran more than one request at once");
+    release.resolve();
+    assert.deepEqual(await withTimeout(Promise.all(calls), EVENT_MS, "three calls"), [
+      "one",
+      "one",
+      "one",
+    ]);
+  });
+
+  test("ends every registration of a group with close(), and refuses new ones", async (open) => {
+    const bus = await open();
+    const group = bus.group({ channels: 2 });
+    const other = bus.group();
+    const got = new Collector<string>();
+    const started = Promise.withResolvers<void>();
+    await group.serve("g.hang", () => {
+      started.resolve();
+      return new Promise(() => {});
+    });
+    await group.serve("g.echo", (a) => Promise.resolve(a));
+    await group.onAlert("g.news", (t) => got.push(`group ${t}`));
+    await other.onAlert("g.news", (t) => got.push(`other ${t}`));
+    const hung = rejection(bus.call("g.hang", null, { timeoutMs: EVENT_MS }), "the hung call");
+    await withTimeout(started.promise, EVENT_MS, "the handler to start");
+    await group.close();
+    await group.close();
+    assert.equal(group.size, 0);
+    const e = await hung;
+    assert.ok(e instanceof RpcRemoteError, `got ${e.name}: ${e.message}`);
+    assert.equal(e.remote.m, 'the server of "g.hang" stopped');
+    const e2 = await rejection(bus.call("g.echo", 1, { timeoutMs: SHORT_MS }), "after close");
+    assert.ok(e2 instanceof RpcTimeoutError, `got ${e2.name}: ${e2.message}`);
+    await bus.alert("g.news", 1);
+    await got.count(1, EVENT_MS, "the other group's alert");
+    await quietPeriod(100);
+    assert.deepEqual(got.items, ["other g.news"]);
+    const e3 = await rejection(group.serve("g.late", () => Promise.resolve()), "serve after close");
+    assert.ok(e3 instanceof BusUnavailableError, `got ${e3.name}: ${e3.message}`);
+    const e4 = await rejection(group.onAlert("g.late", () => {}), "listen after close");
+    assert.ok(e4 instanceof BusUnavailableError, `got ${e4.name}: ${e4.message}`);
+    assert.equal(other.size, 1);
+  });
+
+  test("refuses a group whose channel count is not a whole number of at least 1", async (open) => {
+    const bus = await open();
+    for (const channels of [0, -1, 1.5, NaN]) {
+      assert.throws(() => bus.group({ channels }), RangeError, `channels ${channels}`);
+    }
+  });
+
+  test("bounds a handler's error in the reply: message at most 4 KiB, class an identifier", async (open) => {
+    const bus = await open();
+    class Odd extends Error {
+      override name = "not a class name!";
+    }
+    await bus.serve("err.huge", () => Promise.reject(new Error("é".repeat(600_000))));
+    await bus.serve("err.odd", () => Promise.reject(new Odd("odd")));
+    await bus.serve("err.long", () => {
+      const e = new Error("long class");
+      e.name = "C".repeat(70_000);
+      return Promise.reject(e);
+    });
+    const e = await rejection(bus.call("err.huge", 1, { timeoutMs: EVENT_MS }), "a huge error");
+    assert.ok(e instanceof RpcRemoteError, `got ${e.name}: ${e.message.slice(0, 100)}`);
+    assert.ok(new TextEncoder().encode(e.remote.m).length <= 4096, "message over 4 KiB");
+    assert.ok(e.remote.m.startsWith("éé") && e.remote.m.endsWith("…"));
+    assert.equal(e.remote.c, "Error");
+    const e2 = await rejection(bus.call("err.odd", 1, { timeoutMs: EVENT_MS }), "an odd class");
+    assert.ok(e2 instanceof RpcRemoteError);
+    assert.deepEqual(e2.remote, { s: "error", m: "odd", c: "Error" });
+    const e3 = await rejection(bus.call("err.long", 1, { timeoutMs: EVENT_MS }), "a long class");
+    assert.ok(e3 instanceof RpcRemoteError);
+    assert.deepEqual(e3.remote, { s: "error", m: "long class", c: "Error" });
+    await bus.serve("fine", () => Promise.resolve("fine"));
+    assert.equal(await bus.call("fine", null, { timeoutMs: EVENT_MS }), "fine");
+  });
+
   test("fails calls in flight and later calls with BusUnavailableError once closed", async (open) => {
     const bus = await open();
     const states: string[] = [];
@@ -384,6 +507,13 @@ export function busContract(
     );
     assert.ok(
       (await rejection(bus.serve("x", () => Promise.resolve()), "serve after close")) instanceof
+        BusUnavailableError,
+    );
+    assert.ok(
+      (await rejection(
+        bus.group().serve("x", () => Promise.resolve()),
+        "group after close",
+      )) instanceof
         BusUnavailableError,
     );
     await bus.close();

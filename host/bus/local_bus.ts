@@ -12,9 +12,11 @@ import type { LogLevel } from "../log.ts";
 import {
   type AlertHandler,
   type Bus,
+  type BusGroup,
   type BusState,
   BusUnavailableError,
   type CallOptions,
+  checkChannels,
   checkPattern,
   checkPositive,
   checkRpcName,
@@ -22,10 +24,12 @@ import {
   checkTopic,
   decodeBody,
   DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_GROUP_CHANNELS,
   DEFAULT_HANDLER_TIMEOUT_MS,
   DEFAULT_MAX_IN_FLIGHT,
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeBody,
+  type GroupOptions,
   type Registration,
   type RemoteErrorInfo,
   remoteErrorOf,
@@ -60,6 +64,13 @@ export interface LocalBusOptions {
    * @default 10000
    */
   maxQueuedAlerts?: number;
+  /**
+   * How many requests may wait for the servers of one name; beyond it the
+   * oldest waiting request is dropped (its caller times out), as RabbitMQ
+   * does with `x-max-length` and `x-overflow: drop-head`.
+   * @default 1000
+   */
+  queueLength?: number;
   /** Where the bus reports what it dropped. @default nothing is logged */
   log?: (level: LogLevel, message: string) => void;
 }
@@ -93,6 +104,7 @@ export class LocalBus implements Bus {
   #handlerTimeoutMs: number;
   #maxInFlight: number;
   #maxQueuedAlerts: number;
+  #queueLength: number;
   #log: (level: LogLevel, message: string) => void;
   #servers = new Map<string, Server[]>();
   #next = new Map<string, number>();
@@ -113,6 +125,7 @@ export class LocalBus implements Bus {
     );
     this.#maxInFlight = checkPositive(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, "maxInFlight");
     this.#maxQueuedAlerts = checkPositive(options.maxQueuedAlerts ?? 10_000, "maxQueuedAlerts");
+    this.#queueLength = checkPositive(options.queueLength ?? 1000, "queueLength");
     this.#log = options.log ?? (() => {});
   }
 
@@ -218,6 +231,10 @@ export class LocalBus implements Bus {
     // Like an unroutable message: with no server at all, the request is dropped.
     if (this.#servers.has(name)) {
       const queue = this.#waiting.get(name) ?? [];
+      if (queue.length >= this.#queueLength) {
+        queue.shift();
+        this.#log("debug", `dropped the oldest request to "${name}": ${queue.length} are waiting`);
+      }
       queue.push(request);
       this.#waiting.set(name, queue);
       queueMicrotask(() => this.#dispatch(name));
@@ -360,6 +377,43 @@ export class LocalBus implements Bus {
       }
     }
     sub.running = false;
+  }
+
+  /**
+   * A group of registrations. There are no channels in one process: the
+   * count is only checked, and the group ends its registrations together.
+   */
+  group(options: GroupOptions = {}): BusGroup {
+    checkChannels(options.channels ?? DEFAULT_GROUP_CHANNELS);
+    const regs = new Set<Registration>();
+    let closed = false;
+    const add = async (what: string, make: () => Promise<Registration>) => {
+      if (closed) throw new BusUnavailableError(`cannot ${what}: the group is closed`);
+      const reg = await make();
+      let done = false;
+      const mine: Registration = {
+        close: async () => {
+          if (done) return;
+          done = true;
+          regs.delete(mine);
+          await reg.close();
+        },
+      };
+      regs.add(mine);
+      return mine;
+    };
+    return {
+      serve: (name, handler, o) => add(`serve "${name}"`, () => this.serve(name, handler, o)),
+      onAlert: (pattern, handler) =>
+        add(`listen to "${pattern}"`, () => this.onAlert(pattern, handler)),
+      get size() {
+        return regs.size;
+      },
+      close: async () => {
+        closed = true;
+        await Promise.all([...regs].map((r) => r.close()));
+      },
+    };
   }
 
   close(): Promise<void> {

@@ -20,6 +20,23 @@ import { parseExchanges } from "./bus_cmd.ts";
 import { checkName } from "../names.ts";
 import { CLI_ETCD_TIMEOUT_MS } from "./services.ts";
 import { MemoryReducer } from "../tasks/memory_reducer.ts";
+import { type Quotas, readQuotas } from "../tasks/quotas.ts";
+
+/** The install-wide quotas of `/config/run` (defaults when etcd cannot be read now). */
+async function runQuotas(store: EtcdStore, layout: Layout, logger: LineLogger): Promise<Quotas> {
+  const global: Record<string, string> = {};
+  try {
+    const { kvs } = await store.range(layout.runConfigPrefix);
+    for (const kv of kvs) global[kv.key.slice(layout.runConfigPrefix.length)] = kv.value;
+  } catch (e) {
+    logger.log(
+      "warn",
+      "host",
+      `cannot read /config/run for the queue bounds: ${(e as Error).message}`,
+    );
+  }
+  return readQuotas(global, {}, (m) => logger.log("warn", "host", m));
+}
 
 /** How long a shutdown may take before the host gives up waiting, in ms. */
 const SHUTDOWN_MS = 5000;
@@ -71,10 +88,15 @@ export const runCommand: Command = {
     if (ctx.globals.amqp === "none") {
       bus = new LocalBus();
     } else {
+      // Queue bounds are install-wide (every declarer of a shared queue must
+      // agree): /config/run/queue_ttl and queue_length, read once at start.
+      const quotas = await runQuotas(store, new Layout(ctx.globals.root), logger);
       const amqp = new AmqpBus({
         url: ctx.globals.amqp,
         exchanges: parseExchanges(Deno.env.get("MOAT_AMQP_EXCHANGES")),
         connectionName: `moat-run-${ctx.globals.host}`,
+        queueTtlMs: quotas.queueTtl * 1000,
+        queueLength: quotas.queueLength,
         log: (level, message) => logger.log(level, "amqp", message),
       });
       try {
