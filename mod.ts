@@ -21,6 +21,7 @@ export type {
   KeyValue,
   Lease,
   LeaseOptions,
+  RangeOptions,
   RangeResult,
   Store,
   TxnOp,
@@ -30,7 +31,11 @@ export type {
   WatchEvent,
   WatchOptions,
 } from "./host/store/store.ts";
-export { StoreCompactedError, StoreUnavailableError } from "./host/store/store.ts";
+export {
+  RangeTooLargeError,
+  StoreCompactedError,
+  StoreUnavailableError,
+} from "./host/store/store.ts";
 export { MemoryStore, type MemoryStoreOptions } from "./host/store/memory_store.ts";
 export { EtcdStore } from "./host/store/etcd_store.ts";
 export { Layout, RUN_DEFAULTS } from "./host/layout.ts";
@@ -58,4 +63,6 @@ export { BusError, BusUnavailableError, RpcRemoteError, RpcTimeoutError } from "
 export { LocalBus } from "./host/bus/local_bus.ts";
 export { AmqpBus } from "./host/bus/amqp_bus.ts";
 export { type ErrorRecord, ErrorRecords } from "./host/tasks/errors.ts";
+export { DEFAULT_QUOTAS, QUOTA_KEYS, type Quotas, readQuotas } from "./host/tasks/quotas.ts";
+export { RpcNames } from "./host/tasks/rpc_names.ts";
 export { LineLogger, type Logger, MemoryLogger } from "./host/log.ts";

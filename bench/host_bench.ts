@@ -5,7 +5,10 @@
  * - script start: task keys written → the script's first `on_start` runs,
  *   vs a raw Worker spawn plus one raw etcd put→watch event;
  * - many idle script tasks on one host: RSS and PSS per task, and the
- *   bridge round trip with them all running vs with one.
+ *   bridge round trip with them all running vs with one;
+ * - `moat.data.set` round trip (quotas checked, none refusing) vs the raw
+ *   etcd transaction it makes, and what the quota checks alone cost per
+ *   write vs that round trip (the quotas' share of it).
  *
  * Run alone: `deno run --allow-all --unstable-worker-options bench/host_bench.ts` (`BENCH_IDLE_TASKS`
  * sets how many idle tasks; default 200).
@@ -22,6 +25,7 @@ import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { Host } from "../host/tasks/host.ts";
 import { SystemClock } from "../host/time/clock.ts";
 import { servicesOn } from "../host/cli/services.ts";
+import { DEFAULT_QUOTAS, jsonBytes, StoreQuotas, utf8Length } from "../host/tasks/quotas.ts";
 
 const STARTS = 10;
 
@@ -86,6 +90,49 @@ moat.run(async () => {
   moat.end();
 });
 `;
+
+const WRITER = `moat.setup();
+moat.run(async () => {
+  const times = [];
+  for (let i = 0; i < 400; i++) {
+    const t0 = performance.now();
+    await moat.data.set("n", { i, at: "2026-11-30T12:00:00Z", on: true });
+    if (i >= 100) times.push((performance.now() - t0) * 1000);
+  }
+  times.sort((a, b) => a - b);
+  moat.logger.info("median " + times[times.length >> 1]);
+  moat.end();
+});
+`;
+
+/** The raw primitive of `data.set`: the guarded etcd put it makes, median µs. */
+async function rawGuardedPut(store: EtcdStore): Promise<number> {
+  await store.put("/bench/guard", "token");
+  const times: number[] = [];
+  for (let i = 0; i < 400; i++) {
+    const t0 = performance.now();
+    await store.txn(
+      [{ key: "/bench/guard", target: "value", op: "==", value: "token" }],
+      [{ type: "put", key: "/bench/data/n", value: JSON.stringify({ i }) }],
+    );
+    if (i >= 100) times.push((performance.now() - t0) * 1000);
+  }
+  return median(times);
+}
+
+/** µs the quota checks of one `data.set` of a small value cost (value size, rate, volume). */
+function quotaChecks(): number {
+  const q = new StoreQuotas({ ...DEFAULT_QUOTAS, writeRate: 1e12, writeVolume: 1e15 });
+  const value = { i: 1, at: "2026-11-30T12:00:00Z", on: true };
+  const n = 200_000;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const bytes = jsonBytes(value);
+    q.value(bytes, "v");
+    q.write(bytes + utf8Length("n"));
+  }
+  return (performance.now() - t0) * 1000 / n;
+}
 
 /** Measure the host; see the module doc. */
 export async function benchHost(
@@ -158,6 +205,21 @@ export async function benchHost(
     // Spares are not tasks: leave them out of the per-task figure.
     const perTask = (x: number) => x / Math.max(1, kids.length);
     const tripMany = await probe(2);
+
+    // --- data.set round trip, and the quota checks' share of it -----------
+    await s.scripts.add("writer", WRITER, { language: "javascript" });
+    // Quotas are checked but set out of reach: the figure is their cost.
+    await store.put("/moat/task/bench/writer/:task/write_rate", "100000");
+    await store.put("/moat/task/bench/writer/:task/write_volume", "100000000");
+    await s.tasks.add("writer", "bench/writer", { data: [["n", "0"]] });
+    await logger.waitFor((l) => l.source === "bench/writer" && l.message.startsWith("median "));
+    const dataSet = Number(
+      logger.lines.find((l) => l.source === "bench/writer" && l.message.startsWith("median "))!
+        .message.slice(7),
+    );
+    await s.tasks.delete("bench/writer");
+    const rawPut = await rawGuardedPut(store);
+    const checks = quotaChecks();
     return [
       {
         name: "host.script_start",
@@ -195,6 +257,22 @@ export async function benchHost(
         rawName: "round trip with 1 task",
         raw: tripOne,
         target: "ratio <= 2",
+      },
+      {
+        name: "host.data_set_round_trip",
+        value: dataSet,
+        unit: "µs",
+        rawName: "etcd guarded put (txn)",
+        raw: rawPut,
+        target: "(report)",
+      },
+      {
+        name: "host.quota_checks_per_write",
+        value: checks,
+        unit: "µs",
+        rawName: "data.set round trip",
+        raw: dataSet,
+        target: "ratio <= 0.1",
       },
     ];
   } finally {

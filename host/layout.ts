@@ -72,6 +72,11 @@ export class Layout {
     return `${this.statusPrefix}${checkName(path, "task")}/:task/`;
   }
 
+  /** `/moat/status/rpc/`: who serves which RPC name (host/tasks/rpc_names.ts). */
+  get rpcPrefix(): string {
+    return `${this.root}/status/rpc/`;
+  }
+
   /** `/moat/status/errors/` */
   get errorsPrefix(): string {
     return `${this.root}/status/errors/`;

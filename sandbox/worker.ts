@@ -546,7 +546,21 @@ export function workerMain(config: WorkerConfig): void {
     if (!handler) return later(ev.id, () => onRpc(ev));
     const reply = (ok: boolean, value: Json) => {
       if (ending) return;
-      call("rpc_reply", [ev.call, ok, value]).result.then(undefined, () => {});
+      try {
+        call("rpc_reply", [ev.call, ok, value]).result.then(undefined, () => {});
+      } catch (err) {
+        // The reply did not fit the bridge (or too many calls are in
+        // flight): the caller still gets one answer, a short error.
+        const why = String(describe(err).message).slice(0, 500);
+        try {
+          call("rpc_reply", [ev.call, false, {
+            message: `the reply could not be sent: ${why}`,
+            class: "RangeError",
+          }]).result.then(undefined, () => {});
+        } catch {
+          // The host's handler timeout answers the caller.
+        }
+      }
     };
     Promise.resolve().then(() => handler(ev.args)).then(
       (v) => {

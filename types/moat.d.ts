@@ -245,7 +245,15 @@ interface MoatTree {
 interface MoatError extends Error {
   /** `"MoatError"` */
   name: string;
-  /** Machine-readable: `no_such_key`, `bad_type`, `load_failed`, `time_spec`, `bad_args`, … */
+  /**
+   * Machine-readable: `no_such_key`, `bad_type`, `load_failed`, `time_spec`,
+   * `bad_args`, … and, for what one script may make the installation spend:
+   * `quota` (over a quota; the message names its key, e.g. `value_size`:
+   * see docs/security.md), `limit` (over a sandbox limit, e.g. `call_rate`),
+   * `too_large` (a node too big to look up), `reserved` (a name or error
+   * tag that belongs to the hosts: `moat.*`, `job`), `taken` (an RPC name
+   * another script serves).
+   */
   code: string;
 }
 

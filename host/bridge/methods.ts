@@ -12,8 +12,9 @@ import { timeAt } from "../time/time_at.ts";
 import { TimeSpecError } from "../time/time_spec.ts";
 import { waitUntilSpec } from "../time/wait.ts";
 import type { ScriptView } from "../tasks/script_view.ts";
-import { checkTag, type ErrorRecords } from "../tasks/errors.ts";
+import { checkTag, type ErrorRecords, RESERVED_TAGS } from "../tasks/errors.ts";
 import type { ScriptBus } from "../tasks/script_bus.ts";
+import { jsonBytes, type Quotas, StoreQuotas, utf8Length } from "../tasks/quotas.ts";
 import { checkName } from "../names.ts";
 import { DefinitionError } from "../scripts/definitions.ts";
 import { ScriptCheckError } from "../scripts/check.ts";
@@ -35,6 +36,8 @@ export interface MethodContext {
   load(name: string): Promise<{ script: string; js: string }>;
   /** The run's registrations and traffic on the bus. */
   bus: ScriptBus;
+  /** What the run may make the installation spend (quotas.ts). */
+  quotas: Quotas;
 }
 
 function timeError(e: unknown): never {
@@ -42,6 +45,16 @@ function timeError(e: unknown): never {
     throw new BridgeError("time_spec", e.message);
   }
   throw e;
+}
+
+/** A script's error tag: well-formed, and not one of the host's own. */
+function guardedTag(tag: string): string {
+  try {
+    return scriptTag(tag);
+  } catch (e) {
+    if (e instanceof BridgeError) throw e;
+    throw new BridgeError("bad_args", (e as Error).message);
+  }
 }
 
 /** Store trouble reaches the script as a plain message, never raw client text. */
@@ -55,8 +68,18 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The host's own error tags: a script can neither set nor clear them. */
+function scriptTag(tag: string): string {
+  const t = checkTag(tag);
+  if (RESERVED_TAGS.has(t)) {
+    throw new BridgeError("reserved", `error tag "${t}" belongs to the host; use another tag`);
+  }
+  return t;
+}
+
 /** Build the method table of one script run. */
 export function hostMethods(ctx: MethodContext): MethodTable {
+  const quota = new StoreQuotas(ctx.quotas);
   return {
     // deno-lint-ignore require-await
     async time_at([spec, options]) {
@@ -85,11 +108,14 @@ export function hostMethods(ctx: MethodContext): MethodTable {
       }
     },
     async data_set([key, value]) {
+      const bytes = jsonBytes(value);
+      quota.value(bytes, `the value of "${key}"`);
+      quota.write(bytes + utf8Length(key));
       await ctx.view.dataSet(key, value);
       return null;
     },
     tree_lookup([path]) {
-      return guarded("look up the tree", () => ctx.view.lookup(path));
+      return quota.read(() => guarded("look up the tree", () => ctx.view.lookup(path)));
     },
     // deno-lint-ignore require-await
     async tree_watch([path]) {
@@ -97,11 +123,20 @@ export function hostMethods(ctx: MethodContext): MethodTable {
       return null;
     },
     async set_error([tag, message]) {
-      await guarded("record the error", () => ctx.errors.set(ctx.task, checkTag(tag), message));
+      const t = guardedTag(tag);
+      const bytes = utf8Length(message);
+      quota.value(bytes, "the error message");
+      quota.write(bytes + utf8Length(t));
+      await guarded(
+        "record the error",
+        () => ctx.errors.set(ctx.task, t, message, { maxPerTask: ctx.quotas.errorRecords }),
+      );
       return null;
     },
     async clear_error([tag]) {
-      await guarded("clear the error", () => ctx.errors.clear(ctx.task, checkTag(tag)));
+      const t = guardedTag(tag);
+      quota.write(utf8Length(t));
+      await guarded("clear the error", () => ctx.errors.clear(ctx.task, t));
       return null;
     },
     async load([name]) {
@@ -113,33 +148,48 @@ export function hostMethods(ctx: MethodContext): MethodTable {
       if (name === ctx.script) {
         throw new BridgeError("load_cycle", `script "${name}" cannot load itself`);
       }
-      const loaded = await guarded(`load script "${name}"`, async () => {
-        try {
-          return await ctx.load(name);
-        } catch (e) {
-          // Missing scripts and failed checks are the script author's to see.
-          if (e instanceof DefinitionError || e instanceof ScriptCheckError) {
-            throw new BridgeError("load_failed", e.message);
+      const loaded = await quota.read(() =>
+        guarded(`load script "${name}"`, async () => {
+          try {
+            return await ctx.load(name);
+          } catch (e) {
+            // Missing scripts and failed checks are the script author's to see.
+            if (e instanceof DefinitionError || e instanceof ScriptCheckError) {
+              throw new BridgeError("load_failed", e.message);
+            }
+            throw e;
           }
-          throw e;
-        }
-      });
+        })
+      );
       return { script: loaded.script, code: loaded.js };
     },
     rpc_serve: ([name]) => ctx.bus.serve(name),
     // deno-lint-ignore require-await
     async rpc_reply([call, ok, value]) {
+      try {
+        quota.value(jsonBytes(value), "the RPC reply");
+      } catch (e) {
+        // The caller still gets one answer: an error that says why; the
+        // script gets the quota error.
+        ctx.bus.reply(call, false, { message: (e as Error).message, class: "QuotaError" });
+        throw e;
+      }
       ctx.bus.reply(call, ok, value);
       return null;
     },
     alert_listen: ([pattern]) => ctx.bus.listen(pattern),
-    call: ([name, args, timeout]) => ctx.bus.call(name, args, timeout),
+    call: ([name, args, timeout]) => {
+      quota.value(jsonBytes(args), `the arguments of call "${name}"`);
+      return ctx.bus.call(name, args, timeout);
+    },
     async alert([topic, data]) {
+      quota.value(jsonBytes(data), `the data of alert "${topic}"`);
       await ctx.bus.alert(topic, data);
       return null;
     },
     // deno-lint-ignore require-await
     async debug_obj([value]) {
+      quota.value(jsonBytes(value), "the debug object");
       ctx.bus.debug = value;
       return null;
     },

@@ -16,6 +16,19 @@ import { unixText } from "../scripts/definitions.ts";
 /** The tag the host uses for failed runs. */
 export const JOB_TAG = "job";
 
+/** Tags only the host may set or clear: scripts cannot forge or hide its records. */
+export const RESERVED_TAGS: ReadonlySet<string> = new Set([JOB_TAG]);
+
+/** Options of {@linkcode ErrorRecords.set}. */
+export interface SetErrorOptions {
+  /**
+   * Most records the task may hold: recording a new tag beyond it first
+   * removes the task's oldest record (never a reserved one).
+   * @default unbounded
+   */
+  maxPerTask?: number;
+}
+
 /** One error record, as `moat errors` shows it. */
 export interface ErrorRecord {
   tag: string;
@@ -63,13 +76,16 @@ export class ErrorRecords {
    * Record error `tag` of `task` with `msg`, or count it again (counter + 1,
    * new message and timestamp) when it is recorded already.
    */
-  async set(task: string, tag: string, msg: string): Promise<void> {
+  async set(task: string, tag: string, msg: string, options: SetErrorOptions = {}): Promise<void> {
     checkTag(tag);
     const pointer = this.#pointer(task, tag);
     const now = unixText(this.#clock.now());
     // A few tries: another writer may count the same record concurrently.
     for (let attempt = 0; attempt < 5; attempt++) {
       const ptr = await this.#store.get(pointer);
+      if (!ptr && options.maxPerTask !== undefined) {
+        await this.#makeRoom(task, options.maxPerTask - 1);
+      }
       if (ptr) {
         const dir = this.#record(tag, ptr.value);
         const counter = await this.#store.get(dir + "counter");
@@ -107,6 +123,21 @@ export class ErrorRecords {
       if (res.succeeded) return;
     }
     throw new Error(`could not record error "${tag}" of ${task}: too much contention`);
+  }
+
+  /**
+   * Remove the task's oldest records (by creation) until at most `keep`
+   * remain; reserved tags are kept and do not count.
+   */
+  async #makeRoom(task: string, keep: number): Promise<void> {
+    const dir = `${this.#layout.statusDir(task)}error/`;
+    const { kvs } = await this.#store.range(dir);
+    const own = kvs
+      .filter((kv) => !RESERVED_TAGS.has(kv.key.slice(dir.length)))
+      .sort((a, b) => a.createRevision - b.createRevision);
+    for (const kv of own.slice(0, Math.max(0, own.length - keep))) {
+      await this.clear(task, kv.key.slice(dir.length));
+    }
   }
 
   /** Clear error `tag` of `task` (nothing happens when there is none). */

@@ -7,7 +7,7 @@
  */
 
 import type { Store, WatchEvent } from "../store/store.ts";
-import { WatchHub } from "../store/watch_hub.ts";
+import { type ResyncGap, WatchFailedError, WatchHub } from "../store/watch_hub.ts";
 import type { Layout } from "../layout.ts";
 import { SCRIPT_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
@@ -16,7 +16,9 @@ import type { Logger } from "../log.ts";
 import type { Isolation, ScriptEnd } from "../bridge/sandbox.ts";
 import { hostMethods } from "../bridge/methods.ts";
 import { readLimits, type SandboxLimits } from "../bridge/limits.ts";
+import { type Quotas, readQuotas } from "./quotas.ts";
 import { ErrorRecords } from "./errors.ts";
+import { RpcNames } from "./rpc_names.ts";
 import type { Bus, Registration } from "../bus/bus.ts";
 import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
@@ -67,7 +69,25 @@ export class Host {
     this.#clock = options.clock ?? new SystemClock();
     const { store, layout } = options;
     this.#hub = new WatchHub(store, layout.root + "/", {
-      onError: (e) => options.logger.log("error", "host", `watch failed: ${e.message}`),
+      onError: (e) => {
+        if (e instanceof WatchFailedError) {
+          // The hub re-opens its watch by itself; the subscribers re-read.
+          const why = e.cause instanceof Error ? e.cause.message : String(e.cause);
+          options.logger.log(
+            "warn",
+            "host",
+            `watch on ${e.prefix} failed at revision ${e.revision}: ${why}; re-reading the tree`,
+          );
+        } else {
+          options.logger.log("error", "host", `watch failed: ${e.message}`);
+        }
+      },
+      onRecovered: (gap) =>
+        options.logger.log(
+          "info",
+          "host",
+          `watch on ${layout.root}/ recovered: watching again after revision ${gap.revision}`,
+        ),
     });
     const scripts = new ScriptDefs(store, layout, { clock: this.#clock });
     this.#tasks = new TaskDefs(store, layout, scripts);
@@ -110,11 +130,61 @@ export class Host {
       }
     }
     // Everything after the snapshot arrives through the one watch.
-    this.#hub.subscribe(layout.tasksPrefix, (events) => this.#onTaskEvents(events));
-    this.#hub.subscribe(layout.scriptsPrefix, (events) => this.#onScriptEvents(events));
+    // After a failed watch the hub re-opens it and calls onResync with the
+    // gap (since, revision]: each subscription re-reads what it follows and
+    // acts on what changed in the gap, restarting nothing that did not.
+    const missed = async (prefix: string, gap: ResyncGap) => {
+      const { kvs } = await store.range(prefix);
+      const changed = kvs.filter((kv) => kv.modRevision > gap.since);
+      return { kvs, events: changed.map((kv): WatchEvent => ({ type: "put", kv })) };
+    };
+    const resyncFailed = (e: unknown) =>
+      this.#o.logger.log("error", "host", `cannot re-read the tree: ${(e as Error).message}`);
+    this.#hub.subscribe(layout.tasksPrefix, (events) => this.#onTaskEvents(events), {
+      onResync: (gap) =>
+        void Promise.all(this.#prefixes.map((p) => missed(p, gap))).then((reads) => {
+          // Changed in the gap (new tasks too): as if their events had come.
+          // Later changes come as events: those are left to them.
+          this.#onTaskEvents(
+            reads.flatMap((r) => r.events).filter((e) => e.kv.modRevision <= gap.revision),
+          );
+          const found = new Set<string>();
+          for (const kv of reads.flatMap((r) => r.kvs)) {
+            const p = this.#taskPathOf(kv.key);
+            if (!p) continue;
+            found.add(p);
+            // A task there before the gap without a runner: start it.
+            if (kv.modRevision <= gap.since && !this.#runners.has(p) && !this.#pending.has(p)) {
+              this.#schedule(p, "watch resync");
+            }
+          }
+          // Runners whose task was deleted in the gap: stop them.
+          for (const p of [...this.#runners.keys()]) {
+            if (!found.has(p)) this.#schedule(p, "watch resync");
+          }
+        }, resyncFailed),
+    });
+    this.#hub.subscribe(layout.scriptsPrefix, (events) => this.#onScriptEvents(events), {
+      onResync: (gap) =>
+        void missed(layout.scriptsPrefix, gap).then(
+          ({ events }) =>
+            this.#onScriptEvents(events.filter((e) => e.kv.modRevision <= gap.revision)),
+          resyncFailed,
+        ),
+    });
+    let zoneChanges = 0;
     this.#hub.subscribe(layout.timezoneKey, (events) => {
+      zoneChanges++;
       const last = events[events.length - 1]!;
       this.#setZone(last.type === "put" ? last.kv.value : "");
+    }, {
+      onResync: () => {
+        const before = zoneChanges;
+        void store.get(layout.timezoneKey).then((tz) => {
+          // A later event already set the newest zone.
+          if (zoneChanges === before) this.#setZone(tz?.value ?? "");
+        }, resyncFailed);
+      },
     });
     await this.#hub.start(revision + 1);
     this.#debugReg = await this.#bus.serve(
@@ -243,6 +313,7 @@ export class Host {
         this.#tasks.get(p).then((t) => t?.taskdef === SCRIPT_TASKDEF ? t : undefined),
       runConfig: (t: TaskInfo) => this.#runConfig(t),
       limits: (t: TaskInfo) => this.#limits(t),
+      quotas: (t: TaskInfo) => this.#quotas(t),
       loadScript: (name: string) => this.#versions.load(name),
       errors: this.#errors,
       methods: (run: RunContext) =>
@@ -255,8 +326,10 @@ export class Host {
           errors: this.#errors,
           load: run.load,
           bus: run.bus,
+          quotas: run.quotas,
         }),
       bus: this.#bus,
+      rpcNames: new RpcNames(o.store, o.layout),
       onTransition: (t: Transition) => {
         this.#publish(t);
         o.onTransition?.(t);
@@ -264,18 +337,28 @@ export class Host {
     };
   }
 
-  /** Sandbox limits set in `/config/run` or on the task (docs/security.md). */
-  async #limits(task: TaskInfo): Promise<Partial<SandboxLimits>> {
+  /** The `/config/run/<key>` values. */
+  async #runKeys(): Promise<Record<string, string>> {
     const { kvs } = await this.#o.store.range(this.#o.layout.runConfigPrefix);
     const global: Record<string, string> = {};
     for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
+    return global;
+  }
+
+  /** Sandbox limits set in `/config/run` or on the task (docs/security.md). */
+  async #limits(task: TaskInfo): Promise<Partial<SandboxLimits>> {
+    const global = await this.#runKeys();
     return readLimits(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
   }
 
+  /** Quotas set in `/config/run` or on the task (docs/security.md). */
+  async #quotas(task: TaskInfo): Promise<Quotas> {
+    const global = await this.#runKeys();
+    return readQuotas(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
+  }
+
   async #runConfig(task: TaskInfo): Promise<RunConfig> {
-    const { kvs } = await this.#o.store.range(this.#o.layout.runConfigPrefix);
-    const global: Record<string, string> = {};
-    for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
+    const global = await this.#runKeys();
     return runConfig(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
   }
 

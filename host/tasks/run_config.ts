@@ -57,3 +57,24 @@ export function nextDelay(
   const n = Math.max(1, consecutiveFailures);
   return Math.min(config.retry * 1.1 ** (n - 1), config.max_retry);
 }
+
+/** A run that ends sooner than this after it started is a quick end, s. */
+export const QUICK_RUN_S = 10;
+
+/** The smallest pause the quick-end back-off doubles, s. */
+export const QUICK_BASE_S = 1;
+
+/**
+ * The pause after the `quickEnds`-th quick end in a row (runs shorter than
+ * {@linkcode QUICK_RUN_S}, whether they ended ok or not): the usual
+ * `delay` (at least {@linkcode QUICK_BASE_S}) doubled for every quick end
+ * after the first, at most `max_retry` (or its default when `max_retry` is
+ * 0). A script that ends at once, again and again, then costs the
+ * installation a start every few minutes rather than every `restart`
+ * seconds (or, with `retry` 0, in a tight loop).
+ */
+export function quickEndDelay(config: RunConfig, delay: number, quickEnds: number): number {
+  if (quickEnds <= 1) return delay;
+  const cap = Math.max(delay, config.max_retry > 0 ? config.max_retry : RUN_DEFAULTS.max_retry);
+  return Math.min(Math.max(delay, QUICK_BASE_S) * 2 ** (quickEnds - 1), cap);
+}

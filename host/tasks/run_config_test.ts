@@ -1,5 +1,5 @@
 import { assertEquals } from "../../tests/_util/assert.ts";
-import { nextDelay, runConfig } from "./run_config.ts";
+import { nextDelay, quickEndDelay, runConfig } from "./run_config.ts";
 
 Deno.test("runConfig takes the defaults, then /config/run, then the task's own values", () => {
   assertEquals(runConfig({}, {}), { ttl: 30, refresh: 2, restart: 2, retry: 1, max_retry: 600 });
@@ -33,4 +33,19 @@ Deno.test("nextDelay grows the retry by 1.1 per consecutive failure up to max_re
   assertEquals(nextDelay(c, "fail", 3), 12);
   assertEquals(nextDelay(c, "fail", 30), 12);
   assertEquals(nextDelay({ ...c, max_retry: 0 }, "error", 1), undefined);
+});
+
+Deno.test("quickEndDelay doubles the pause for every quick end in a row, up to max_retry", () => {
+  const c = runConfig({}, {});
+  assertEquals(quickEndDelay(c, 2, 0), 2);
+  assertEquals(quickEndDelay(c, 2, 1), 2);
+  assertEquals(quickEndDelay(c, 2, 2), 4);
+  assertEquals(quickEndDelay(c, 2, 5), 32);
+  assertEquals(quickEndDelay(c, 2, 50), 600);
+  // retry 0 must not become a tight loop: the back-off starts at 1 s.
+  assertEquals(quickEndDelay({ ...c, retry: 0 }, 0, 3), 4);
+  // max_retry 0 (failures never retried) still bounds a restart loop.
+  assertEquals(quickEndDelay({ ...c, max_retry: 0 }, 2, 40), 600);
+  // A restart longer than max_retry is never shortened.
+  assertEquals(quickEndDelay({ ...c, max_retry: 5 }, 60, 4), 60);
 });

@@ -25,9 +25,18 @@ import {
 import { checkVarName } from "../names.ts";
 import { BridgeError } from "../bridge/validate.ts";
 import type { DataEvent, Json, NodeSnapshot, TreeEvent } from "../../sandbox/protocol.ts";
+import { RangeTooLargeError } from "../store/store.ts";
+import { DEFAULT_QUOTAS, quotaError, type Quotas, utf8Length } from "./quotas.ts";
 
 /** Most keys one looked-up node may hold. */
 export const MAX_NODE_KEYS = 10_000;
+
+/**
+ * Most bytes (keys and values) one looked-up node may hold: its snapshot
+ * must fit in one bridge message (1 MiB), and the host reads no more than
+ * this from etcd for one lookup.
+ */
+export const MAX_NODE_BYTES = 768 * 1024;
 
 /** Prefixes always hidden from scripts, root-relative. */
 export const ALWAYS_HIDDEN = ["config/amqp"];
@@ -68,15 +77,19 @@ export class ScriptView {
   #queue: [string, Json][] = [];
   #closed = false;
   #dataRefresh: Promise<void> = Promise.resolve();
+  /** `dataSet`s run one after the other, so that the data quotas hold. */
+  #writing: Promise<unknown> = Promise.resolve();
+  #quotas: Quotas;
 
   /**
    * @param task the task path
    * @param script the script name
    * @param token the run's `running` value: writes are made only while it stands
+   * @param quotas what the run may spend (`data_size`, `data_keys`, `monitors`)
    */
   constructor(
     deps: { store: Store; layout: Layout; hub: WatchHub },
-    run: { task: string; script: string; token: string },
+    run: { task: string; script: string; token: string; quotas?: Quotas },
   ) {
     this.#store = deps.store;
     this.#layout = deps.layout;
@@ -84,6 +97,7 @@ export class ScriptView {
     this.#taskDir = deps.layout.taskDir(run.task);
     this.#scriptDir = deps.layout.scriptDir(run.script);
     this.#token = run.token;
+    this.#quotas = run.quotas ?? DEFAULT_QUOTAS;
   }
 
   get #rootSlash(): string {
@@ -94,17 +108,20 @@ export class ScriptView {
   async open(): Promise<DataEvent> {
     await this.#loadHidden();
     const onData = () => this.#refreshData();
+    // After the host's watch failed and was re-opened (WatchHub), changes
+    // in the gap were not seen: read the data and hidden prefixes afresh.
+    const again = { onResync: onData };
     for (const p of ["data/", "values/"]) {
-      this.#subs.push(this.#hub.subscribe(this.#taskDir + p, onData));
+      this.#subs.push(this.#hub.subscribe(this.#taskDir + p, onData, again));
     }
     for (const p of ["values/", "types/"]) {
-      this.#subs.push(this.#hub.subscribe(this.#scriptDir + p, onData));
+      this.#subs.push(this.#hub.subscribe(this.#scriptDir + p, onData, again));
     }
+    const hidden = () => void this.#loadHidden().catch(() => {});
     this.#subs.push(
-      this.#hub.subscribe(
-        `${this.#layout.configPrefix}script/hidden`,
-        () => void this.#loadHidden(),
-      ),
+      this.#hub.subscribe(`${this.#layout.configPrefix}script/hidden`, hidden, {
+        onResync: hidden,
+      }),
     );
     this.#subs.push(this.#hub.subscribe(this.#rootSlash, (events) => this.#onTree(events)));
     return await this.#data();
@@ -157,11 +174,12 @@ export class ScriptView {
     });
   }
 
-  async #layers(): Promise<{ text: Map<string, string>; types: Map<string, string> }> {
+  async #layers(): Promise<
+    { text: Map<string, string>; types: Map<string, string>; data: Map<string, string> }
+  > {
     const read = async (dir: string) => {
       const { kvs } = await this.#store.range(dir);
-      return kvs.map((kv) => [kv.key.slice(dir.length), kv.value] as const)
-        .filter(([k]) => !k.includes("/"));
+      return kvs.map((kv) => [kv.key.slice(dir.length), kv.value] as const);
     };
     const [sv, st, tv, td] = await Promise.all([
       read(this.#scriptDir + "values/"),
@@ -169,8 +187,9 @@ export class ScriptView {
       read(this.#taskDir + "values/"),
       read(this.#taskDir + "data/"),
     ]);
-    const text = new Map<string, string>([...sv, ...tv, ...td]);
-    return { text, types: new Map(st) };
+    const flat = (kvs: (readonly [string, string])[]) => kvs.filter(([k]) => !k.includes("/"));
+    const text = new Map<string, string>([...flat(sv), ...flat(tv), ...flat(td)]);
+    return { text, types: new Map(flat(st)), data: new Map(td) };
   }
 
   async #data(): Promise<DataEvent> {
@@ -217,14 +236,20 @@ export class ScriptView {
     const p = treePath(path);
     if (this.isHidden(p)) return null;
     const base = this.#rootSlash + p;
-    const [own, below] = await Promise.all([
-      this.#store.get(base),
-      this.#store.range(base + "/"),
-    ]);
-    if (below.kvs.length > MAX_NODE_KEYS) {
+    let own, below;
+    try {
+      // Bounded reads: a huge node costs the host and etcd no more than
+      // the bound, however often a script asks for it.
+      [own, below] = await Promise.all([
+        this.#store.get(base),
+        this.#store.range(base + "/", { maxKeys: MAX_NODE_KEYS, maxBytes: MAX_NODE_BYTES }),
+      ]);
+    } catch (e) {
+      if (!(e instanceof RangeTooLargeError)) throw e;
+      const what = e.limit === "keys" ? `${MAX_NODE_KEYS} keys` : `${MAX_NODE_BYTES} bytes`;
       throw new BridgeError(
         "too_large",
-        `node "${p}" holds ${below.kvs.length} keys, more than ${MAX_NODE_KEYS}; look up a deeper node`,
+        `node "${p}" holds more than ${what}; look up a deeper node`,
       );
     }
     const entries: NodeSnapshot["entries"] = {};
@@ -240,7 +265,12 @@ export class ScriptView {
 
   /** Deliver `tree` events for keys at or below `path` from now on. */
   watch(path: string): void {
-    this.#watched.add(treePath(path));
+    const p = treePath(path);
+    if (!this.#watched.has(p) && this.#watched.size >= this.#quotas.monitors) {
+      // Every watched path costs the host work on every etcd change.
+      throw quotaError(this.#quotas, "monitors", `cannot monitor "${p}": too many monitors`);
+    }
+    this.#watched.add(p);
   }
 
   #onTree(events: WatchEvent[]): void {
@@ -278,13 +308,21 @@ export class ScriptView {
    * Write `value` to an existing key of the task's data, type-checked, and
    * only while this run still owns the task.
    */
-  async dataSet(key: string, value: Json): Promise<void> {
+  dataSet(key: string, value: Json): Promise<void> {
+    // One at a time: the data quotas are checked against what the last
+    // write left, so concurrent writes cannot each pass the check.
+    const next = this.#writing.then(() => this.#dataSet(key, value));
+    this.#writing = next.catch(() => {});
+    return next;
+  }
+
+  async #dataSet(key: string, value: Json): Promise<void> {
     try {
       checkVarName(key);
     } catch (e) {
       throw new BridgeError("bad_key", (e as Error).message);
     }
-    const { text, types } = await this.#layers();
+    const { text, types, data } = await this.#layers();
     if (!text.has(key) && !types.has(key)) {
       throw new BridgeError(
         "no_such_key",
@@ -300,6 +338,7 @@ export class ScriptView {
     } catch (e) {
       throw new BridgeError("bad_type", `cannot set "${key}": ${(e as Error).message}`);
     }
+    this.#checkDataQuotas(data, key, encoded);
     const running = this.#layout.statusDir(this.#taskPath()) + "running";
     let ok: boolean;
     try {
@@ -315,6 +354,29 @@ export class ScriptView {
       throw new BridgeError(
         "not_running",
         `cannot set "${key}": this run no longer owns the task (its lease was lost)`,
+      );
+    }
+  }
+
+  /** Refuse a write that would take the task's `data/` over its quotas. */
+  #checkDataQuotas(data: Map<string, string>, key: string, encoded: string): void {
+    const q = this.#quotas;
+    const keys = data.size + (data.has(key) ? 0 : 1);
+    if (keys > q.dataKeys) {
+      throw quotaError(
+        q,
+        "dataKeys",
+        `cannot set "${key}": the task's data would hold ${keys} keys`,
+      );
+    }
+    let bytes = 0;
+    for (const [k, v] of data) if (k !== key) bytes += utf8Length(k) + utf8Length(v);
+    bytes += utf8Length(key) + utf8Length(encoded);
+    if (bytes > q.dataSize) {
+      throw quotaError(
+        q,
+        "dataSize",
+        `cannot set "${key}": the task's data would hold ${bytes} bytes`,
       );
     }
   }

@@ -20,12 +20,13 @@ import type {
 } from "../bridge/sandbox.ts";
 import type { Json } from "../../sandbox/protocol.ts";
 import { unixText } from "../scripts/definitions.ts";
-import { nextDelay, type RunConfig } from "./run_config.ts";
+import { nextDelay, QUICK_RUN_S, quickEndDelay, type RunConfig } from "./run_config.ts";
 import type { TaskInfo } from "./task_defs.ts";
 import { ScriptView } from "./script_view.ts";
 import { type ErrorRecords, JOB_TAG } from "./errors.ts";
 import { ScriptBus } from "./script_bus.ts";
 import type { Bus } from "../bus/bus.ts";
+import { DEFAULT_QUOTAS, type Quotas } from "./quotas.ts";
 
 /** A script ready to run: its name and the JavaScript to evaluate. */
 export interface LoadedScript {
@@ -62,10 +63,14 @@ export interface RunnerDeps {
   errors: ErrorRecords;
   /** The bus scripts serve, call and alert on. */
   bus: Bus;
+  /** Where runs claim the RPC names they serve (no squatting across scripts). */
+  rpcNames?: import("./rpc_names.ts").RpcNames;
   /** Called on every transition (best effort; must not throw). */
   onTransition?(t: Transition): void;
   /** The task's own sandbox limits (docs/security.md); unset ones are the pool's. */
   limits?(task: TaskInfo): Promise<Partial<SandboxLimits>>;
+  /** The task's quotas (docs/security.md). @default DEFAULT_QUOTAS */
+  quotas?(task: TaskInfo): Promise<Quotas>;
 }
 
 /** What the bridge methods of one run work with. */
@@ -74,6 +79,8 @@ export interface RunContext {
   script: string;
   view: ScriptView;
   bus: ScriptBus;
+  /** What this run may make the installation spend. */
+  quotas: Quotas;
   signal: AbortSignal;
   /** `moat.load`: fetch another script and remember that this run uses it. */
   load(name: string): Promise<LoadedScript>;
@@ -165,6 +172,7 @@ export class TaskRunner {
 
   async #loop(): Promise<ScriptEnd | undefined> {
     let failures = 0;
+    let quickEnds = 0;
     let last: ScriptEnd | undefined;
     let unreachable = 0;
     while (!this.#stop) {
@@ -191,19 +199,23 @@ export class TaskRunner {
         continue;
       }
       if (!held) break;
+      const began = this.#deps.clock.now();
       last = await this.#runOnce(task, held);
       if (this.#stop || this.#once) break;
       failures = last.state === "ok" ? 0 : failures + 1;
-      const delay = nextDelay(config, last.state, failures);
+      // A run that ends at once, again and again (ok or not), backs off.
+      quickEnds = this.#deps.clock.now() - began < QUICK_RUN_S * 1000 ? quickEnds + 1 : 0;
+      let delay = nextDelay(config, last.state, failures);
       if (delay === undefined) {
         this.#log("info", `ended (${last.state}); not restarting`);
         break;
       }
+      delay = quickEndDelay(config, delay, quickEnds);
+      const again = last.state === "ok" ? "restart" : "retry";
       this.#log(
         "info",
-        `ended (${last.state}); ${last.state === "ok" ? "restart" : "retry"} in ${+delay.toFixed(
-          3,
-        )} s`,
+        `ended (${last.state}); ${again} in ${+delay.toFixed(3)} s` +
+          (quickEnds > 1 ? ` (ended within ${QUICK_RUN_S} s ${quickEnds} times in a row)` : ""),
       );
       if (!await this.#pause(delay)) break;
     }
@@ -240,7 +252,7 @@ export class TaskRunner {
       const released = new Promise<void>((r) => release = r);
       const sub = this.#deps.hub.subscribe(running, (events) => {
         if (events.some((e) => e.type === "delete" && e.kv.key === running)) release();
-      });
+      }, { onResync: () => release() }); // a release may have been missed: judge again
       try {
         const before = await this.#deps.store.get(dir + "started");
         const ended = await this.#deps.store.get(dir + "stopped");
@@ -332,9 +344,16 @@ export class TaskRunner {
     try {
       let loaded: LoadedScript | undefined;
       let initial: Awaited<ReturnType<ScriptView["open"]>> | undefined;
+      let quotas: Quotas = DEFAULT_QUOTAS;
       try {
+        quotas = await this.#deps.quotas?.(task) ?? DEFAULT_QUOTAS;
         loaded = await this.#deps.loadScript(task.script);
-        view = new ScriptView(this.#deps, { task: this.path, script: task.script, token });
+        view = new ScriptView(this.#deps, {
+          task: this.path,
+          script: task.script,
+          token,
+          quotas,
+        });
         initial = await view.open();
       } catch (e) {
         loaded = undefined;
@@ -342,7 +361,11 @@ export class TaskRunner {
       }
       if (loaded && view && initial) {
         const v = view;
-        const sbus = this.#bus = new ScriptBus(this.#deps.bus, (e, d) => v.emit(e, d));
+        const sbus = this.#bus = new ScriptBus(this.#deps.bus, (e, d) => v.emit(e, d), {
+          quotas,
+          claims: this.#deps.rpcNames &&
+            { names: this.#deps.rpcNames, script: loaded.script, task: this.path, lease: lease.id },
+        });
         let handle: ScriptHandle | undefined;
         try {
           const limits = await this.#deps.limits?.(task);
@@ -357,6 +380,7 @@ export class TaskRunner {
               script: loaded.script,
               view: v,
               bus: sbus,
+              quotas,
               signal: runAbort.signal,
               load: async (name) => {
                 const lib = await this.#deps.loadScript(name);
