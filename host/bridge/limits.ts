@@ -86,15 +86,37 @@ export function readLimits(
   task: Record<string, string>,
   warn: (message: string) => void = () => {},
 ): Partial<SandboxLimits> {
-  const out: Partial<SandboxLimits> = {};
+  return readSettings(LIMIT_KEYS, MINIMUM, global, task, warn);
+}
+
+/**
+ * Numeric settings named by `keys` (field → tree key) from `/config/run`
+ * (`global`), then from the task (`task`, which wins), each at least its
+ * `minimum`. Bad values and task values of `installWide` fields are left
+ * out and reported through `warn`. Shared by the sandbox limits and the
+ * quotas (host/tasks/quotas.ts).
+ */
+export function readSettings<N extends string>(
+  keys: Readonly<Record<N, string>>,
+  minimum: Readonly<Record<N, number>>,
+  global: Record<string, string>,
+  task: Record<string, string>,
+  warn: (message: string) => void,
+  installWide: ReadonlySet<N> = new Set(),
+): Partial<Record<N, number>> {
+  const out: Partial<Record<N, number>> = {};
   for (const [where, src] of [["/config/run", global], ["task", task]] as const) {
-    for (const name of Object.keys(LIMIT_KEYS) as (keyof SandboxLimits)[]) {
-      const key = LIMIT_KEYS[name];
+    for (const name of Object.keys(keys) as N[]) {
+      const key = keys[name];
       const text = src[key];
       if (text === undefined) continue;
+      if (where === "task" && installWide.has(name)) {
+        warn(`ignoring task ${key} = "${text}": ${key} can only be set in /config/run`);
+        continue;
+      }
       const n = Number(text.trim());
-      if (text.trim() === "" || !Number.isFinite(n) || n < MINIMUM[name]) {
-        warn(`ignoring ${where} ${key} = "${text}": not a number >= ${MINIMUM[name]}`);
+      if (text.trim() === "" || !Number.isFinite(n) || n < minimum[name]) {
+        warn(`ignoring ${where} ${key} = "${text}": not a number >= ${minimum[name]}`);
         continue;
       }
       out[name] = n;

@@ -12,7 +12,7 @@
  */
 
 import { BridgeError } from "../bridge/validate.ts";
-import { TokenBucket } from "../bridge/limits.ts";
+import { readSettings, TokenBucket } from "../bridge/limits.ts";
 
 /** The quotas of one script run. */
 export interface Quotas {
@@ -124,25 +124,10 @@ export function readQuotas(
   task: Record<string, string>,
   warn: (message: string) => void = () => {},
 ): Quotas {
-  const out: Quotas = { ...DEFAULT_QUOTAS };
-  for (const [where, src] of [["/config/run", global], ["task", task]] as const) {
-    for (const name of Object.keys(QUOTA_KEYS) as (keyof Quotas)[]) {
-      const key = QUOTA_KEYS[name];
-      const text = src[key];
-      if (text === undefined) continue;
-      if (where === "task" && INSTALL_WIDE.has(name)) {
-        warn(`ignoring task ${key} = "${text}": ${key} can only be set in /config/run`);
-        continue;
-      }
-      const n = Number(text.trim());
-      if (text.trim() === "" || !Number.isFinite(n) || n < MINIMUM[name]) {
-        warn(`ignoring ${where} ${key} = "${text}": not a number >= ${MINIMUM[name]}`);
-        continue;
-      }
-      out[name] = n;
-    }
-  }
-  return out;
+  return {
+    ...DEFAULT_QUOTAS,
+    ...readSettings(QUOTA_KEYS, MINIMUM, global, task, warn, INSTALL_WIDE),
+  };
 }
 
 /**
