@@ -68,7 +68,7 @@ export interface LocalBusOptions {
    * How many requests may wait for the servers of one name; beyond it the
    * oldest waiting request is dropped (its caller times out), as RabbitMQ
    * does with `x-max-length` and `x-overflow: drop-head`.
-   * @default 1000
+   * @default 10000
    */
   queueLength?: number;
   /** Where the bus reports what it dropped. @default nothing is logged */
@@ -125,7 +125,7 @@ export class LocalBus implements Bus {
     );
     this.#maxInFlight = checkPositive(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, "maxInFlight");
     this.#maxQueuedAlerts = checkPositive(options.maxQueuedAlerts ?? 10_000, "maxQueuedAlerts");
-    this.#queueLength = checkPositive(options.queueLength ?? 1000, "queueLength");
+    this.#queueLength = checkPositive(options.queueLength ?? 10_000, "queueLength");
     this.#log = options.log ?? (() => {});
   }
 

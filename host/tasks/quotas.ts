@@ -48,9 +48,15 @@ export interface Quotas {
   /**
    * Key `queue_length`: messages that may wait in one queue the host
    * declares (`x-max-length`). Install-wide only: every declarer of a
-   * shared queue must use the same value. @default 1000
+   * shared queue must use the same value. @default 10000
    */
   queueLength: number;
+  /**
+   * Key `queue_bytes`: bytes of messages that may wait in one queue the host
+   * declares (`x-max-length-bytes`). Install-wide only, like
+   * `queue_length`. @default 16777216
+   */
+  queueBytes: number;
   /**
    * Key `queue_ttl`: seconds a message may wait in one queue the host
    * declares (`x-message-ttl`). Install-wide only, like `queue_length`.
@@ -72,7 +78,8 @@ export const DEFAULT_QUOTAS: Readonly<Quotas> = Object.freeze({
   monitors: 100,
   registrations: 100,
   channels: 2,
-  queueLength: 1000,
+  queueLength: 10_000,
+  queueBytes: 16 * 1024 * 1024,
   queueTtl: 60,
 });
 
@@ -90,11 +97,16 @@ export const QUOTA_KEYS: Readonly<Record<keyof Quotas, string>> = Object.freeze(
   registrations: "registrations",
   channels: "channels",
   queueLength: "queue_length",
+  queueBytes: "queue_bytes",
   queueTtl: "queue_ttl",
 });
 
 /** Quotas only `/config/run` may set: shared queues need one value everywhere. */
-export const INSTALL_WIDE: ReadonlySet<keyof Quotas> = new Set(["queueLength", "queueTtl"]);
+export const INSTALL_WIDE: ReadonlySet<keyof Quotas> = new Set([
+  "queueLength",
+  "queueBytes",
+  "queueTtl",
+]);
 
 /** Smallest accepted value of each quota (below it a script could not work at all). */
 const MINIMUM: Readonly<Record<keyof Quotas, number>> = {
@@ -110,6 +122,7 @@ const MINIMUM: Readonly<Record<keyof Quotas, number>> = {
   registrations: 1,
   channels: 1,
   queueLength: 1,
+  queueBytes: 1024,
   queueTtl: 1,
 };
 

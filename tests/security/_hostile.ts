@@ -21,6 +21,7 @@ import { type SandboxLimits, SandboxPool } from "../../host/bridge/sandbox.ts";
 import { Host } from "../../host/tasks/host.ts";
 import { servicesOn } from "../../host/cli/services.ts";
 import { AmqpBus } from "../../host/bus/amqp_bus.ts";
+import { readQuotas } from "../../host/tasks/quotas.ts";
 import { TEST_LIMITS } from "./_harness.ts";
 
 /** The host's name: tasks live below `/moat/task/hostile/`. */
@@ -72,6 +73,8 @@ export class HostileHost {
   readonly pool: SandboxPool;
   readonly host: Host;
   readonly services;
+  /** The `/config/run` keys it was opened with. */
+  readonly config: Record<string, string>;
   #n = 0;
   #closed = false;
 
@@ -80,8 +83,10 @@ export class HostileHost {
     bus: AmqpBus,
     exchanges: ReturnType<typeof uniqueExchanges>,
     limits: Partial<SandboxLimits>,
+    config: Record<string, string>,
   ) {
     this.etcd = etcd;
+    this.config = config;
     this.store = new EtcdStore({ endpoints: [etcd.endpoint] });
     this.services = servicesOn(this.store, "/moat");
     this.bus = bus;
@@ -103,10 +108,15 @@ export class HostileHost {
     const exchanges = uniqueExchanges();
     let bus: AmqpBus | undefined;
     try {
+      // Queue bounds from the config, as `moat run` reads them.
+      const quotas = readQuotas(options.config ?? {}, {});
       bus = new AmqpBus({
         url: RABBIT_URL,
         exchanges,
         connectionName: `moat-hostile-${exchanges.prefix}`,
+        queueLength: quotas.queueLength,
+        queueBytes: quotas.queueBytes,
+        queueTtlMs: quotas.queueTtl * 1000,
       });
       await bus.connect();
     } catch (e) {
@@ -114,7 +124,13 @@ export class HostileHost {
       await etcd.stop();
       throw e;
     }
-    const h = new HostileHost(etcd, bus, exchanges, options.limits ?? TEST_LIMITS);
+    const h = new HostileHost(
+      etcd,
+      bus,
+      exchanges,
+      options.limits ?? TEST_LIMITS,
+      options.config ?? {},
+    );
     try {
       for (const [k, v] of Object.entries(options.config ?? {})) {
         await h.store.put(`/moat/config/run/${k}`, v);
@@ -298,7 +314,7 @@ export function closeHostile(get: () => Promise<HostileHost>): void {
         await h.assertHealthy();
         const size = await h.dbSize();
         assert(size < 64 * 1024 * 1024, `etcd's database grew to ${size} bytes`);
-        const max = Number((await h.store.get("/moat/config/run/queue_length"))?.value ?? 1000);
+        const max = readQuotas(h.config, {}).queueLength;
         for (const [queue, n] of await h.queueDepths()) {
           assert(n <= max, `queue ${queue} holds ${n} messages, more than ${max}`);
         }

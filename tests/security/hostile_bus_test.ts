@@ -15,7 +15,8 @@ import { queuesWith, rabbitmqctl } from "../_util/rabbit.ts";
 import { type BusState, RpcRemoteError, RpcTimeoutError } from "../../host/bus/bus.ts";
 import { closeHostile, HOST_NAME, SHARED, sharedHostile } from "./_hostile.ts";
 
-const get = sharedHostile();
+// A queue bound below the default, so that the queue-growth attack meets it.
+const get = sharedHostile({ config: { queue_length: "1000" } });
 
 /** Ready messages in the queue `name` (0 when it does not exist). */
 async function ready(name: string): Promise<number> {
