@@ -14,6 +14,7 @@ import { statusCommand } from "./host/cli/status_cmd.ts";
 import { errorsCommand } from "./host/cli/errors_cmd.ts";
 import { debugCommand } from "./host/cli/debug_cmd.ts";
 import { timeCommand } from "./host/cli/time_cmd.ts";
+import { adminGroup } from "./host/cli/admin_cmd.ts";
 import { ScriptCheckError } from "./host/scripts/check.ts";
 import { escapeControl } from "./host/text.ts";
 
@@ -42,6 +43,7 @@ export const moat: Group = {
     alertCommand,
     listenCommand,
     debugCommand,
+    adminGroup,
   ],
 };
 

@@ -59,6 +59,7 @@ import {
   RpcTimeoutError,
   type ServeOptions,
 } from "./bus.ts";
+import { allowIpServername } from "../tls_ip_servername.ts";
 
 /** The names of the four exchanges. */
 export interface AmqpExchanges {
@@ -120,9 +121,15 @@ export interface AmqpBusOptions {
   /**
    * Messages that may wait in a queue the bus declares (`x-max-length`,
    * with `x-overflow: drop-head`; `/config/run/queue_length`).
-   * @default 1000
+   * @default 10000
    */
   queueLength?: number;
+  /**
+   * Bytes of message bodies that may wait in a queue the bus declares
+   * (`x-max-length-bytes`, drop-head too; `/config/run/queue_bytes`).
+   * @default 16777216
+   */
+  queueBytes?: number;
   /**
    * The most channels the bus opens on its one connection, far below the
    * broker's `channel_max` (2047 by default): a registration that would
@@ -133,6 +140,30 @@ export interface AmqpBusOptions {
   maxChannels?: number;
   /** Where the bus reports dropped messages and connection changes. @default nothing */
   log?: (level: LogLevel, message: string) => void;
+  /**
+   * TLS for an `amqps://` URL: PEM texts (not file names) of the CA that
+   * signed the broker's certificate and of a client certificate and its
+   * key (for brokers that verify peers). Without `ca` the system's roots
+   * are trusted.
+   * @default none
+   */
+  tls?: AmqpTlsOptions;
+  /**
+   * The password, used instead of the URL's (so that it need not be in a
+   * URL at all); the user is the URL's.
+   * @default the URL's password
+   */
+  password?: string;
+}
+
+/** TLS material of `AmqpBusOptions.tls`, in PEM. */
+export interface AmqpTlsOptions {
+  /** The CA certificate(s) that signed the broker's certificate. @default the system's roots */
+  ca?: Uint8Array;
+  /** The client certificate (chain). @default none */
+  cert?: Uint8Array;
+  /** The client certificate's private key. @default none */
+  key?: Uint8Array;
 }
 
 type Channel = amqp.Channel;
@@ -206,6 +237,28 @@ const OWN_CHANNELS = 2;
 /** How many handled alerts one ack frame confirms at most. */
 const ACK_BATCH = 32;
 const TEXT = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Why a TLS connection failed, when the error says it did; `undefined`
+ * otherwise. A broker closing the connection during the handshake of an
+ * amqps:// connection is refusing the client's certificate (or its lack).
+ */
+function tlsFailure(e: unknown): string | undefined {
+  const text = errorText(e);
+  // AMQP's own handshake (a refused login) is no TLS failure.
+  if (/Handshake terminated by server|ACCESS.REFUSED/i.test(text)) return undefined;
+  if (
+    /certificate|self[- ]signed|altname|unable to verify|issuer|handshake|wrong version number|ssl|tls|UnknownIssuer|NotValidForName|InvalidCertificate/i
+      .test(text)
+  ) {
+    return text;
+  }
+  if (/EPIPE|ECONNRESET|socket hang up|disconnected before secure/i.test(text)) {
+    return `${text} (the broker closed the connection during the handshake: ` +
+      "it may want a client certificate, --amqp-cert and --amqp-key)";
+  }
+  return undefined;
+}
 
 /** Remove the password from an AMQP URL, for messages. */
 export function redactUrl(url: string): string {
@@ -282,8 +335,11 @@ export class AmqpBus implements Bus {
   #connectionName: string;
   #queueTtlMs: number;
   #queueLength: number;
+  #queueBytes: number;
   #maxChannels: number;
   #log: (level: LogLevel, message: string) => void;
+  /** Socket options for amqplib: TLS material and credentials (never shown). */
+  #socketOptions: Record<string, unknown>;
   /** Slots in existence (each is, or will be, one channel). */
   #slotCount = 0;
   /** The channel queues of other declarers are probed on (a 406 closes it, not a shared one). */
@@ -337,7 +393,10 @@ export class AmqpBus implements Bus {
     this.#reconnectDelay = this.#reconnectMinMs;
     this.#connectionName = options.connectionName ?? "moat-scripts";
     this.#queueTtlMs = Math.ceil(checkPositive(options.queueTtlMs ?? 60_000, "queueTtlMs"));
-    this.#queueLength = Math.ceil(checkPositive(options.queueLength ?? 1000, "queueLength"));
+    this.#queueLength = Math.ceil(checkPositive(options.queueLength ?? 10_000, "queueLength"));
+    this.#queueBytes = Math.ceil(
+      checkPositive(options.queueBytes ?? 16 * 1024 * 1024, "queueBytes"),
+    );
     this.#maxChannels = checkChannels(options.maxChannels ?? 1024);
     if (this.#maxChannels <= OWN_CHANNELS) {
       throw new RangeError(
@@ -345,6 +404,32 @@ export class AmqpBus implements Bus {
       );
     }
     this.#log = options.log ?? (() => {});
+    const secure = /^amqps:/i.test(this.#url);
+    const tls = options.tls;
+    if (tls && !secure) {
+      throw new RangeError(`TLS options need an amqps:// URL, not "${this.#shownUrl}"`);
+    }
+    if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {
+      throw new RangeError(
+        "A client certificate needs its key and a key its certificate: give both or neither",
+      );
+    }
+    this.#socketOptions = {};
+    if (secure) {
+      // amqps://10.0.0.1 must work under Deno too (see the module).
+      allowIpServername();
+      if (tls?.ca) this.#socketOptions.ca = Buffer.from(tls.ca);
+      if (tls?.cert) this.#socketOptions.cert = Buffer.from(tls.cert);
+      if (tls?.key) this.#socketOptions.key = Buffer.from(tls.key);
+    }
+    if (options.password !== undefined) {
+      // The user stays the URL's; the password never enters a URL.
+      const user = /^amqps?:\/\/([^:@/]*)(?::[^@/]*)?@/i.exec(this.#url)?.[1] ?? "guest";
+      this.#socketOptions.credentials = amqp.credentials.plain(
+        decodeURIComponent(user),
+        options.password,
+      );
+    }
   }
 
   /** Connect `new AmqpBus(options)` and return it. */
@@ -429,6 +514,7 @@ export class AmqpBus implements Bus {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
     const connecting = amqp.connect(this.#url, {
+      ...this.#socketOptions,
       timeout: this.#connectTimeoutMs,
       // Small messages each way: Nagle's algorithm would hold a reply back for the
       // broker's delayed ACK of the request's ack (milliseconds per call).
@@ -451,6 +537,13 @@ export class AmqpBus implements Bus {
         // A late connection is closed again as soon as it arrives.
         connecting.then((c) => c.close().catch(() => {}), () => {});
         throw e;
+      }
+      const tls = /^amqps:/i.test(this.#url) ? tlsFailure(e) : undefined;
+      if (tls !== undefined) {
+        throw new BusUnavailableError(
+          `TLS handshake with the AMQP broker at ${this.#shownUrl} failed: ${tls}`,
+          { cause: e },
+        );
       }
       throw fail(errorText(e), e);
     } finally {
@@ -773,7 +866,7 @@ export class AmqpBus implements Bus {
     return {
       messageTtl: this.#queueTtlMs,
       maxLength: this.#queueLength,
-      arguments: { "x-overflow": "drop-head" },
+      arguments: { "x-overflow": "drop-head", "x-max-length-bytes": this.#queueBytes },
     };
   }
 

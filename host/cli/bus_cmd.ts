@@ -17,6 +17,7 @@ import {
 import type { Command, CommandContext } from "./command.ts";
 import { CommandError, UsageError } from "./io.ts";
 import { escapeControl, terminalJson } from "../text.ts";
+import { amqpOptions } from "./services.ts";
 
 /** How long the CLI waits for the broker before giving up, in ms. */
 export const CLI_AMQP_TIMEOUT_MS = 5_000;
@@ -85,7 +86,7 @@ export async function withBus<T>(
   fn: (bus: AmqpBus) => Promise<T>,
 ): Promise<T> {
   const bus = new AmqpBus({
-    url: ctx.globals.amqp,
+    ...await amqpOptions(ctx.globals),
     exchanges: parseExchanges(Deno.env.get("MOAT_AMQP_EXCHANGES")),
     connectTimeoutMs: CLI_AMQP_TIMEOUT_MS,
     connectionName: "moat-cli",

@@ -8,6 +8,16 @@
 import { parseArgs } from "node:util";
 import { type CliIO, UsageError } from "./io.ts";
 
+/** Files of TLS material, as given (read when a connection is made). */
+export interface TlsFiles {
+  /** The CA certificate file. */
+  cacert: string | undefined;
+  /** The client certificate file. */
+  cert: string | undefined;
+  /** The client certificate's key file. */
+  key: string | undefined;
+}
+
 /** Options every command accepts (also before the command name). */
 export interface Globals {
   /** etcd endpoints. */
@@ -16,6 +26,22 @@ export interface Globals {
   host: string;
   amqp: string;
   verbose: boolean;
+  /** `--etcd-cacert`, `--etcd-cert`, `--etcd-key` (env `MOAT_ETCD_CACERT`, …). */
+  etcdTls: TlsFiles;
+  /** `--etcd-user` (env `MOAT_ETCD_USER`). */
+  etcdUser: string | undefined;
+  /**
+   * The etcd password: the first line of `--etcd-password-file` (env
+   * `MOAT_ETCD_PASSWORD_FILE`) when given, else `MOAT_ETCD_PASSWORD`. Never
+   * printed, never on the command line.
+   */
+  etcdPasswordFile: string | undefined;
+  /** `MOAT_ETCD_PASSWORD`. */
+  etcdPassword: string | undefined;
+  /** `--amqp-cacert`, `--amqp-cert`, `--amqp-key` (env `MOAT_AMQP_CACERT`, …). */
+  amqpTls: TlsFiles;
+  /** `MOAT_AMQP_PASSWORD`: the broker password instead of the URL's. */
+  amqpPassword: string | undefined;
 }
 
 /** An option of a command, as `parseArgs` takes it plus a help line. */
@@ -92,6 +118,47 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
     arg: "URL",
     help:
       'AMQP broker (env MOAT_AMQP; default amqp://guest:guest@127.0.0.1:5672; "none" for moat run without a broker)',
+  },
+  "etcd-cacert": {
+    type: "string",
+    arg: "FILE",
+    help: "CA certificate of etcd's TLS (env MOAT_ETCD_CACERT)",
+  },
+  "etcd-cert": {
+    type: "string",
+    arg: "FILE",
+    help: "client certificate for etcd (env MOAT_ETCD_CERT)",
+  },
+  "etcd-key": {
+    type: "string",
+    arg: "FILE",
+    help: "key of the client certificate for etcd (env MOAT_ETCD_KEY)",
+  },
+  "etcd-user": {
+    type: "string",
+    arg: "NAME",
+    help: "etcd user (env MOAT_ETCD_USER); the password comes from MOAT_ETCD_PASSWORD",
+  },
+  "etcd-password-file": {
+    type: "string",
+    arg: "FILE",
+    help: "read the etcd password from FILE's first line (env MOAT_ETCD_PASSWORD_FILE)",
+  },
+  "amqp-cacert": {
+    type: "string",
+    arg: "FILE",
+    help: "CA certificate of the broker's TLS, amqps:// (env MOAT_AMQP_CACERT)",
+  },
+  "amqp-cert": {
+    type: "string",
+    arg: "FILE",
+    help: "client certificate for the broker (env MOAT_AMQP_CERT)",
+  },
+  "amqp-key": {
+    type: "string",
+    arg: "FILE",
+    help:
+      "key of the client certificate for the broker (env MOAT_AMQP_KEY); the password may come from MOAT_AMQP_PASSWORD",
   },
   verbose: { type: "boolean", short: "v", help: "show the cause of errors" },
   help: { type: "boolean", short: "h", help: "show help" },
@@ -188,12 +255,45 @@ export function resolveGlobals(
     throw new UsageError(`--host: "${host}" is not a valid host name`);
   }
   const amqp = str("amqp") ?? base?.amqp ?? env.MOAT_AMQP ?? "amqp://guest:guest@127.0.0.1:5672";
+  /** An option, else what an earlier pass found, else the environment; "" counts as unset. */
+  const pick = (option: string, earlier: string | undefined, name: string) => {
+    const v = str(option) ?? earlier ?? env[name];
+    return v === "" ? undefined : v;
+  };
+  const etcdUser = pick("etcd-user", base?.etcdUser, "MOAT_ETCD_USER");
+  if (etcdUser !== undefined && etcdUser.includes(":")) {
+    // etcdctl takes "user:password" here; we do not: a password on the
+    // command line is visible to every user of the machine. The value is
+    // not quoted, since it holds a password.
+    throw new UsageError(
+      "--etcd-user must be a user name only: give the password in MOAT_ETCD_PASSWORD " +
+        "or --etcd-password-file, never on the command line",
+    );
+  }
   return {
     etcd: endpoints,
     root,
     host,
     amqp,
     verbose: values.verbose === true || (base?.verbose ?? false),
+    etcdTls: {
+      cacert: pick("etcd-cacert", base?.etcdTls.cacert, "MOAT_ETCD_CACERT"),
+      cert: pick("etcd-cert", base?.etcdTls.cert, "MOAT_ETCD_CERT"),
+      key: pick("etcd-key", base?.etcdTls.key, "MOAT_ETCD_KEY"),
+    },
+    etcdUser,
+    etcdPasswordFile: pick(
+      "etcd-password-file",
+      base?.etcdPasswordFile,
+      "MOAT_ETCD_PASSWORD_FILE",
+    ),
+    etcdPassword: env.MOAT_ETCD_PASSWORD === "" ? undefined : env.MOAT_ETCD_PASSWORD,
+    amqpTls: {
+      cacert: pick("amqp-cacert", base?.amqpTls.cacert, "MOAT_AMQP_CACERT"),
+      cert: pick("amqp-cert", base?.amqpTls.cert, "MOAT_AMQP_CERT"),
+      key: pick("amqp-key", base?.amqpTls.key, "MOAT_AMQP_KEY"),
+    },
+    amqpPassword: env.MOAT_AMQP_PASSWORD === "" ? undefined : env.MOAT_AMQP_PASSWORD,
   };
 }
 

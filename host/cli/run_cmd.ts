@@ -6,7 +6,7 @@
  */
 
 import type { Command } from "./command.ts";
-import { EtcdStore } from "../store/etcd_store.ts";
+import { EtcdAccessError, type EtcdStore } from "../store/etcd_store.ts";
 import { Layout } from "../layout.ts";
 import { isLogLevel, LineLogger } from "../log.ts";
 import { SandboxPool } from "../bridge/sandbox.ts";
@@ -18,7 +18,7 @@ import { LocalBus } from "../bus/local_bus.ts";
 import { AmqpBus } from "../bus/amqp_bus.ts";
 import { parseExchanges } from "./bus_cmd.ts";
 import { checkName } from "../names.ts";
-import { CLI_ETCD_TIMEOUT_MS } from "./services.ts";
+import { amqpOptions, CLI_ETCD_TIMEOUT_MS, openEtcd } from "./services.ts";
 import { MemoryReducer } from "../tasks/memory_reducer.ts";
 import { type Quotas, readQuotas } from "../tasks/quotas.ts";
 
@@ -29,6 +29,8 @@ async function runQuotas(store: EtcdStore, layout: Layout, logger: LineLogger): 
     const { kvs } = await store.range(layout.runConfigPrefix);
     for (const kv of kvs) global[kv.key.slice(layout.runConfigPrefix.length)] = kv.value;
   } catch (e) {
+    // A refused TLS handshake or user will not go away: say so at once.
+    if (e instanceof EtcdAccessError) throw e;
     logger.log(
       "warn",
       "host",
@@ -75,8 +77,10 @@ export const runCommand: Command = {
     // First: it refuses to run without /proc, before anything is opened.
     const isolation = new SandboxPool();
     let store: EtcdStore;
+    let busOptions: Awaited<ReturnType<typeof amqpOptions>> | undefined;
     try {
-      store = new EtcdStore({ endpoints: ctx.globals.etcd, timeoutMs: CLI_ETCD_TIMEOUT_MS });
+      if (ctx.globals.amqp !== "none") busOptions = await amqpOptions(ctx.globals);
+      store = await openEtcd(ctx.globals, { timeoutMs: CLI_ETCD_TIMEOUT_MS });
     } catch (e) {
       await isolation.close();
       throw e;
@@ -89,14 +93,22 @@ export const runCommand: Command = {
       bus = new LocalBus();
     } else {
       // Queue bounds are install-wide (every declarer of a shared queue must
-      // agree): /config/run/queue_ttl and queue_length, read once at start.
-      const quotas = await runQuotas(store, new Layout(ctx.globals.root), logger);
+      // agree): /config/run/queue_ttl, queue_length and queue_bytes, read once
+      // at start.
+      const quotas = await runQuotas(store, new Layout(ctx.globals.root), logger).catch(
+        async (e) => {
+          await store.close();
+          await isolation.close();
+          throw e;
+        },
+      );
       const amqp = new AmqpBus({
-        url: ctx.globals.amqp,
+        ...busOptions,
         exchanges: parseExchanges(Deno.env.get("MOAT_AMQP_EXCHANGES")),
         connectionName: `moat-run-${ctx.globals.host}`,
         queueTtlMs: quotas.queueTtl * 1000,
         queueLength: quotas.queueLength,
+        queueBytes: quotas.queueBytes,
         log: (level, message) => logger.log(level, "amqp", message),
       });
       try {

@@ -12,7 +12,10 @@
 import { Buffer } from "node:buffer";
 import {
   Etcd3,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  EtcdRoleExistsError,
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
   type ICompare,
@@ -44,6 +47,8 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from "./store.ts";
+import { allowIpServername } from "../tls_ip_servername.ts";
+import tls from "node:tls";
 
 /** Options of `EtcdStore`. */
 export interface EtcdStoreOptions {
@@ -62,6 +67,75 @@ export interface EtcdStoreOptions {
    * @default 2 ** 31 - 1 (gRPC's maximum)
    */
   maxMessageBytes?: number;
+  /**
+   * TLS for `https://` endpoints, as etcdctl's `--cacert`, `--cert` and
+   * `--key`: PEM texts (not file names). Without `ca` the system's roots
+   * are trusted; `cert` and `key` go together (a client certificate, for
+   * etcd's `--client-cert-auth`).
+   * @default none (plain TLS with the system's roots for https://)
+   */
+  tls?: EtcdTlsOptions;
+  /**
+   * User and password for etcd's authentication. Without it, an etcd with
+   * authentication enabled takes the user from the client certificate's
+   * common name (CN). The client gets a token with them and gets a new one
+   * when etcd says the token expired (`--auth-token-ttl`).
+   * @default none
+   */
+  auth?: EtcdAuthOptions;
+}
+
+/** TLS material of `EtcdStoreOptions.tls`, in PEM. */
+export interface EtcdTlsOptions {
+  /** The CA certificate(s) that signed the server's certificate. @default the system's roots */
+  ca?: Uint8Array;
+  /** The client certificate (chain). @default none */
+  cert?: Uint8Array;
+  /** The client certificate's private key. @default none */
+  key?: Uint8Array;
+}
+
+/** User and password of `EtcdStoreOptions.auth`. */
+export interface EtcdAuthOptions {
+  user: string;
+  password: string;
+}
+
+/**
+ * etcd could be reached but refused this client for a reason the client
+ * knows: the TLS handshake failed, or etcd refused the user. Unlike a plain
+ * `StoreUnavailableError`, waiting will not help: the configuration must
+ * change. The message says which.
+ */
+export class EtcdAccessError extends StoreUnavailableError {
+  override name = "EtcdAccessError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** etcd refused an operation: the user's roles do not allow it. */
+export class EtcdPermissionError extends Error {
+  override name = "EtcdPermissionError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** One permission of an etcd role (etcd's auth API). */
+export interface EtcdPermission {
+  /** `read`, `write` or `readwrite`. */
+  type: "read" | "write" | "readwrite";
+  /** The key, or the start of the keys when `prefix`. */
+  key: string;
+  /** Whether every key starting with `key` is meant. */
+  prefix: boolean;
+}
+
+/** An etcd role and every permission it should have. */
+export interface EtcdRole {
+  name: string;
+  permissions: EtcdPermission[];
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -91,6 +165,12 @@ const WATCH_RETRY_MAX_MS = 1_000;
  * would only send the same failing response again.
  */
 const WATCH_MAX_BREAKS = 5;
+
+/**
+ * How often in a row a watch stream refused with "permission denied" is
+ * opened again after a fresh token: more means the permission is missing.
+ */
+const WATCH_AUTH_RETRIES = 3;
 
 /**
  * gRPC's largest message (INT32_MAX), as etcd's own Go client sets it: any
@@ -241,6 +321,103 @@ function isUnreachable(error: unknown): boolean {
     .test(message);
 }
 
+/** The innermost gRPC "Last error: …" of an unreachable error, or its message. */
+function lastErrorText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error ?? "");
+  const m = /Last error: (?:[A-Za-z]*Error(?: \[[A-Z_]+\])?: )?(.*?)(?:\. Resolution note:.*)?$/s
+    .exec(message);
+  return (m ? m[1]! : message).replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)$/, "").trim();
+}
+
+/**
+ * Why a TLS connection failed, when the error says it did; `undefined` for
+ * anything else (etcd down, a timeout). With TLS in use, a connection that
+ * etcd closes during the handshake is the server refusing the client's
+ * certificate (or the lack of one).
+ */
+function tlsFailure(error: unknown, usingTls: boolean): string | undefined {
+  const text = lastErrorText(error);
+  if (
+    /BadCertificate|bad certificate|CertificateRequired|certificate required|UnknownCA|unknown ca/i
+      .test(text)
+  ) {
+    return `${text} (etcd refused the client certificate, or its lack: ` +
+      "--etcd-cert and --etcd-key must be given and signed by a CA etcd trusts)";
+  }
+  if (
+    /certificate|self[- ]signed|altname|unable to verify|issuer|handshake|wrong version number|ssl|tls|UnknownIssuer|NotValidForName|BadCertificate|InvalidCertificate/i
+      .test(text)
+  ) {
+    return text;
+  }
+  if (usingTls && /EPIPE|ECONNRESET|socket hang up|disconnected before secure/i.test(text)) {
+    return `${text} (etcd closed the connection during the handshake: ` +
+      "it may want a client certificate, --etcd-cert and --etcd-key, signed by a CA it trusts)";
+  }
+  return undefined;
+}
+
+/** How long a TLS probe may take, and how long it listens after the handshake. */
+const PROBE_MS = 2_000;
+const PROBE_LISTEN_MS = 500;
+
+/**
+ * Connect to `endpoint` with TLS as the gRPC client would, to learn why it
+ * fails when gRPC does not say (its token exchange opens channels of its
+ * own, whose errors are lost). Resolves with the reason, or `undefined`
+ * when the handshake succeeds and the server keeps the connection open.
+ * A server refusing the client's certificate (or its lack) may only close
+ * the connection after the handshake, hence the short listen.
+ */
+function probeTls(
+  endpoint: string,
+  material: EtcdTlsOptions | undefined,
+): Promise<string | undefined> {
+  const url = new URL(endpoint);
+  return new Promise((resolve) => {
+    let done = false;
+    let socket: tls.TLSSocket | undefined;
+    const finish = (reason: string | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket?.destroy();
+      resolve(reason);
+    };
+    const timer = setTimeout(() => finish(undefined), PROBE_MS);
+    try {
+      socket = tls.connect({
+        host: url.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(url.port || 2379),
+        servername: url.hostname.replace(/^\[|\]$/g, ""),
+        ALPNProtocols: ["h2"],
+        ...(material?.ca ? { ca: Buffer.from(material.ca) } : {}),
+        ...(material?.cert ? { cert: Buffer.from(material.cert) } : {}),
+        ...(material?.key ? { key: Buffer.from(material.key) } : {}),
+      }, () => {
+        setTimeout(() => finish(undefined), PROBE_LISTEN_MS);
+        socket?.once("close", () =>
+          finish(
+            "etcd closed the connection after the handshake (it may want a client certificate, " +
+              "--etcd-cert and --etcd-key, signed by a CA it trusts)",
+          ));
+      });
+      socket.on("error", (e: Error) => {
+        const text = tlsFailure(e, true);
+        finish(text ?? (/ECONNREFUSED/.test(e.message) ? undefined : e.message));
+      });
+    } catch (e) {
+      finish((e as Error).message);
+    }
+  });
+}
+
+/** The text etcd (gRPC) sent, without gRPC's status prefix. */
+function etcdText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/^\d+ [A-Z_]+: /, "").replace(/^etcdserver: /, "");
+}
+
 /**
  * A single-address target per endpoint, or one gRPC target holding every
  * address when all endpoints are plain-HTTP IPv4 literals. With one target,
@@ -296,6 +473,8 @@ class EtcdWatch implements Watch {
   /** Breaks in a row of confirmed streams at #breakAt, with nothing delivered. */
   #breaks = 0;
   #breakAt = 0;
+  /** Streams in a row that etcd refused with "permission denied" (a stale token?). */
+  #authRetries = 0;
   #closed = false;
 
   constructor(
@@ -368,6 +547,24 @@ class EtcdWatch implements Watch {
 
   #onResponse(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
     if (this.#closed || stream !== this.#stream) return;
+    if (
+      res.canceled &&
+      /permission denied|invalid auth token|Unauthenticated/.test(res.cancel_reason ?? "") &&
+      this.#authRetries < WATCH_AUTH_RETRIES
+    ) {
+      // etcd checks a watch's permission with the token the stream was
+      // opened with: after the token expired (or etcd restarted) that is
+      // "permission denied" or "invalid auth token". One unary read gets a fresh token (or shows
+      // that the permission is really missing); then open the stream again.
+      this.#authRetries++;
+      this.#dropStream(stream);
+      this.#stream = undefined;
+      this.#store._checkRead(this.#prefix).then(
+        () => this.#connect(),
+        (error: Error) => this.#fail(error, false),
+      );
+      return;
+    }
     if (res.canceled) {
       const compacted = Number(res.compact_revision ?? 0);
       const error = compacted > 0
@@ -379,19 +576,11 @@ class EtcdWatch implements Watch {
           `etcd cancelled the watch on "${this.#prefix}"` +
             (res.cancel_reason ? `: ${res.cancel_reason}` : ""),
         );
-      void this.close();
-      if (this.#confirmed || compacted > 0) {
-        // Like MemoryStore: a compacted start revision is reported to onError
-        // (watch() itself succeeds), whether etcd says so before or after
-        // confirming the watch.
-        this.#created?.resolve();
-        this.#onError?.(error);
-      } else {
-        this.#created?.reject(error);
-      }
+      this.#fail(error, compacted > 0);
       return;
     }
     if (res.created) {
+      this.#authRetries = 0;
       this.#confirmed = true;
       this.#streamConfirmed = true;
       this.#retryMs = WATCH_RETRY_MIN_MS;
@@ -447,6 +636,21 @@ class EtcdWatch implements Watch {
       batch.push(watchEvent);
     }
     flush();
+  }
+
+  /** End the watch with `error`: to `onError`, or to `start()` before it was confirmed. */
+  #fail(error: Error, compacted: boolean): void {
+    if (this.#closed) return;
+    void this.close();
+    if (this.#confirmed || compacted) {
+      // Like MemoryStore: a compacted start revision is reported to onError
+      // (watch() itself succeeds), whether etcd says so before or after
+      // confirming the watch.
+      this.#created?.resolve();
+      this.#onError?.(error);
+    } else {
+      this.#created?.reject(error);
+    }
   }
 
   #onBroken(
@@ -628,6 +832,14 @@ export class EtcdStore implements Store {
   readonly #timeoutMs: number;
   readonly #watches = new Set<EtcdWatch>();
   readonly #leases = new Set<EtcdLease>();
+  /** Whether the endpoints are https:// (for telling handshake failures apart). */
+  readonly #tls: boolean;
+  /** The user given for authentication, if any (for messages). */
+  readonly #user: string | undefined;
+  /** The TLS material, for a probe when gRPC hides why a connection failed. */
+  readonly #tlsMaterial: EtcdTlsOptions | undefined;
+  /** The running or last TLS probe and when it started. */
+  #probe: { at: number; reason: string | undefined; done: boolean } | undefined;
   #closed = false;
 
   constructor(options: EtcdStoreOptions) {
@@ -651,8 +863,57 @@ export class EtcdStore implements Store {
     }
     this.#endpoints = [...options.endpoints];
     this.#timeoutMs = timeoutMs;
+    const secure = this.#endpoints.some((e) => e.startsWith("https://"));
+    if (options.tls && !this.#endpoints.every((e) => e.startsWith("https://"))) {
+      throw new TypeError(
+        `TLS options need https:// endpoints, not "${
+          this.#endpoints.find((e) => !e.startsWith("https://"))
+        }"`,
+      );
+    }
+    if (secure && !this.#endpoints.every((e) => e.startsWith("https://"))) {
+      throw new TypeError(
+        `Endpoints ${this.#endpoints.join(", ")} mix http:// and https://: use one scheme`,
+      );
+    }
+    const tls = options.tls;
+    if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {
+      throw new TypeError(
+        "A client certificate needs its key and a key its certificate: give both or neither",
+      );
+    }
+    if (options.auth && options.auth.user === "") {
+      throw new TypeError("The etcd user name must not be empty");
+    }
+    // https://10.0.0.1:2379 must work under Deno too (see the module).
+    if (secure) allowIpServername();
+    this.#tls = secure;
+    this.#user = options.auth?.user;
+    this.#tlsMaterial = tls;
+    const timeout = () => ({ deadline: Date.now() + timeoutMs });
     this.#client = new Etcd3({
       hosts: grpcHosts(this.#endpoints),
+      ...(tls
+        ? {
+          credentials: {
+            rootCertificate: Buffer.from(tls.ca ?? new Uint8Array()),
+            ...(tls.key ? { privateKey: Buffer.from(tls.key) } : {}),
+            ...(tls.cert ? { certChain: Buffer.from(tls.cert) } : {}),
+          },
+        }
+        : {}),
+      // etcd3 gets a token with these before the first call, and a new one
+      // when etcd says the token is invalid (expired after --auth-token-ttl,
+      // or etcd restarted); the exchange has the same deadline as any call.
+      ...(options.auth
+        ? {
+          auth: {
+            username: options.auth.user,
+            password: options.auth.password,
+            callOptions: timeout,
+          },
+        }
+        : {}),
       // Unary calls get their deadline per call (see #call); streams (watches,
       // keep-alives) are supervised here.
       // No library retries or circuit breakers: a retried write could apply
@@ -676,10 +937,78 @@ export class EtcdStore implements Store {
   }
 
   #unavailable(cause?: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(
-      `etcd at ${this.#endpoints.join(", ")} is not reachable`,
-      cause === undefined ? undefined : { cause },
-    );
+    const where = this.#endpoints.join(", ");
+    const options = cause === undefined ? undefined : { cause };
+    // The real reason, when gRPC told us: a TLS failure is no outage.
+    const tls = (cause === undefined ? undefined : tlsFailure(cause, this.#tls)) ??
+      (this.#probe?.done ? this.#probe.reason : undefined);
+    if (tls !== undefined) {
+      return new EtcdAccessError(`TLS handshake with etcd at ${where} failed: ${tls}`, options);
+    }
+    return new StoreUnavailableError(`etcd at ${where} is not reachable`, options);
+  }
+
+  /**
+   * Start a TLS probe (at most one per 30 s) when a call found no
+   * connection and gRPC does not say why, so that the error at the deadline
+   * can name the reason.
+   */
+  #maybeProbe(error: unknown): void {
+    if (!this.#tls || !wasNotSent(error) || tlsFailure(error, true) !== undefined) return;
+    if (this.#probe && Date.now() - this.#probe.at < 30_000) return;
+    const probe: { at: number; reason: string | undefined; done: boolean } = {
+      at: Date.now(),
+      reason: undefined,
+      done: false,
+    };
+    this.#probe = probe;
+    void probeTls(this.#endpoints[0]!, this.#tlsMaterial).then((reason) => {
+      probe.reason = reason;
+      probe.done = true;
+    });
+  }
+
+  /** Who etcd sees, for messages. */
+  #who(): string {
+    return this.#user !== undefined
+      ? `user "${this.#user}"`
+      : this.#tls
+      ? "the client certificate's user"
+      : "an anonymous client";
+  }
+
+  /** The error for a call etcd refused for reasons of authentication or permission. */
+  #refused(what: string, error: unknown): Error | undefined {
+    if (error instanceof EtcdAuthenticationFailedError) {
+      return new EtcdAccessError(
+        `etcd refused user "${this.#user ?? ""}": authentication failed ` +
+          "(wrong user name or password)",
+        { cause: error },
+      );
+    }
+    const text = etcdText(error);
+    if (/^authentication is not enabled/.test(text) && this.#user !== undefined) {
+      return new EtcdAccessError(
+        `etcd refused user "${this.#user}": etcd at ${
+          this.#endpoints.join(", ")
+        } does not have authentication enabled`,
+        { cause: error },
+      );
+    }
+    if (/^user name is empty/.test(text)) {
+      return new EtcdAccessError(
+        `etcd refused to ${what}: it has authentication enabled and no user was given ` +
+          "(--etcd-user, or a client certificate whose common name is an etcd user)",
+        { cause: error },
+      );
+    }
+    if (error instanceof EtcdPermissionDeniedError || /^permission denied/.test(text)) {
+      return new EtcdPermissionError(
+        `etcd refused to ${what}: permission denied for ${this.#who()}`,
+        { cause: error },
+      );
+    }
+    return undefined;
   }
 
   /**
@@ -715,12 +1044,15 @@ export class EtcdStore implements Store {
         return await run({ deadline });
       } catch (error) {
         state.lastError = error;
+        this.#maybeProbe(error);
         const pause = Math.min(RETRY_STEP_MS * attempt, RETRY_MAX_MS);
         if (wasNotSent(error) && !this.#closed && Date.now() + pause < deadline) {
           await new Promise((resolve) => setTimeout(resolve, pause));
           continue;
         }
         if (isUnreachable(error)) throw this.#unavailable(error);
+        const refused = this.#refused(what, error);
+        if (refused) throw refused;
         const message = error instanceof Error ? error.message : String(error);
         throw new Error(`Cannot ${what}: etcd said "${message}"`, { cause: error });
       }
@@ -832,7 +1164,13 @@ export class EtcdStore implements Store {
   }
 
   txn(compares: Compare[], success: TxnOp[], failure: TxnOp[] = []): Promise<TxnResult> {
-    return this.#call("run a transaction", async (options) => {
+    const written = success.filter((op) => op.type !== "get").map((op) => `"${op.key}"`);
+    const what = written.length === 0
+      ? "run a transaction"
+      : `run a transaction writing ${written.slice(0, 3).join(", ")}${
+        written.length > 3 ? ` and ${written.length - 3} more` : ""
+      }`;
+    return this.#call(what, async (options) => {
       const res = await this.#client.kv.txn({
         compare: compares.map(toCompare),
         success: success.map(toRequestOp),
@@ -932,6 +1270,77 @@ export class EtcdStore implements Store {
         if (!(error instanceof EtcdLeaseInvalidError)) throw error;
       }
     });
+  }
+
+  /**
+   * Create `role` in etcd's authentication (if it does not exist) and make
+   * its permissions exactly `role.permissions`: missing ones are granted,
+   * others revoked. Needs etcd's `root` role. Returns what it changed, one
+   * line each (empty when the role was as it should be).
+   */
+  async applyRole(role: EtcdRole): Promise<string[]> {
+    const changes: string[] = [];
+    await this.#call(`add role "${role.name}"`, async (options) => {
+      try {
+        await this.#client.auth.roleAdd({ name: role.name }, options);
+        changes.push(`added role ${role.name}`);
+      } catch (error) {
+        if (!(error instanceof EtcdRoleExistsError)) throw error;
+      }
+    });
+    const have = await this.#call(
+      `read role "${role.name}"`,
+      (options) => this.#client.auth.roleGet({ role: role.name }, options),
+    );
+    const range = (p: EtcdPermission) =>
+      p.prefix ? prefixRange(p.key) : { key: bytes(p.key), range_end: Buffer.alloc(0) };
+    const id = (key: Buffer, end: Buffer | undefined) =>
+      `${key.toString("hex")}:${(end ?? Buffer.alloc(0)).toString("hex")}`;
+    const type = { read: "Read", write: "Write", readwrite: "Readwrite" } as const;
+    const wanted = new Map(role.permissions.map((p) => {
+      const r = range(p);
+      return [id(r.key, r.range_end), { p, r }];
+    }));
+    for (const perm of have.perm ?? []) {
+      const w = wanted.get(id(perm.key, perm.range_end));
+      if (w && type[w.p.type] === perm.permType) {
+        wanted.delete(id(perm.key, perm.range_end));
+        continue;
+      }
+      if (w) continue; // granted again below, with the wanted type
+      await this.#call(`revoke a permission of role "${role.name}"`, async (options) => {
+        await this.#client.auth.roleRevokePermission(
+          { role: role.name, key: perm.key, range_end: perm.range_end },
+          options,
+        );
+      });
+      changes.push(
+        `revoked ${perm.permType.toLowerCase()} ${perm.key.toString("utf8")} from ${role.name}`,
+      );
+    }
+    for (const { p, r } of wanted.values()) {
+      await this.#call(`grant a permission to role "${role.name}"`, async (options) => {
+        await this.#client.auth.roleGrantPermission({
+          name: role.name,
+          perm: { permType: type[p.type], key: r.key, range_end: r.range_end },
+        }, options);
+      });
+      changes.push(
+        `granted ${p.type} ${p.key}${p.prefix ? " (prefix)" : ""} to ${role.name}`,
+      );
+    }
+    return changes;
+  }
+
+  /**
+   * @internal A unary read of `prefix`: it renews an expired token, or
+   * rejects (`EtcdPermissionError`) when the user may not read there.
+   */
+  async _checkRead(prefix: string): Promise<void> {
+    await this.#call(
+      `watch "${prefix}"`,
+      (options) => this.#client.kv.range({ key: bytes(prefix), count_only: true }, options),
+    );
   }
 
   /** @internal A watch or lease that needs no more cleanup at close. */
