@@ -22,7 +22,19 @@ import { Host } from "../../host/tasks/host.ts";
 import { servicesOn } from "../../host/cli/services.ts";
 import { AmqpBus } from "../../host/bus/amqp_bus.ts";
 import { readQuotas } from "../../host/tasks/quotas.ts";
-import { TEST_LIMITS } from "./_harness.ts";
+
+/**
+ * The sandbox limits of the suite: far out of reach, since the attacks here
+ * are about quotas, not runaways (tests/security/runaway_test.ts has those),
+ * and a busy machine must not turn a slow attack into a CPU-budget kill.
+ */
+export const HOSTILE_LIMITS: Partial<SandboxLimits> = {
+  cpu: 30,
+  cpuWindow: 30,
+  heartbeat: 30,
+  memory: 512,
+  callRate: 100_000,
+};
 
 /** The host's name: tasks live below `/moat/task/hostile/`. */
 export const HOST_NAME = "hostile";
@@ -59,7 +71,7 @@ export interface Outcome {
 export interface HostileOptions {
   /** Keys written under `/moat/config/run/` before the host starts. */
   config?: Record<string, string>;
-  /** Sandbox limits of the pool. @default TEST_LIMITS */
+  /** Sandbox limits of the pool. @default HOSTILE_LIMITS */
   limits?: Partial<SandboxLimits>;
 }
 
@@ -128,7 +140,7 @@ export class HostileHost {
       etcd,
       bus,
       exchanges,
-      options.limits ?? TEST_LIMITS,
+      options.limits ?? HOSTILE_LIMITS,
       options.config ?? {},
     );
     try {

@@ -13,6 +13,7 @@ import { assert, assertEquals } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
 import { queuesWith, rabbitmqctl } from "../_util/rabbit.ts";
 import { type BusState, RpcRemoteError, RpcTimeoutError } from "../../host/bus/bus.ts";
+import { waitForKey } from "../_util/store_wait.ts";
 import { closeHostile, HOST_NAME, SHARED, sharedHostile } from "./_hostile.ts";
 
 // A queue bound below the default, so that the queue-growth attack meets it.
@@ -216,12 +217,16 @@ Deno.test({
     const twin = `${HOST_NAME}/${script}-twin`;
     try {
       await h.waitLine(owner, (m) => m === "registered", 30_000);
+      // moat.rpc does not wait for its claim: wait for the holder key.
+      const holder = (task: string) => `/moat/status/rpc/${u}.lamp/task/${task}`;
+      await waitForKey(h.store, holder(owner), (v) => v === script, 30_000);
       const squat = await h.run(code);
       assertEquals(squat.state, "error");
       assertMatch(squat.message, new RegExp(`"${u}\\.lamp" is served by script "${script}"`));
       // A second task of the owner's script shares the name.
       await h.services.tasks.add(script, twin);
       await h.waitLine(twin, (m) => m === "registered", 30_000);
+      await waitForKey(h.store, holder(twin), (v) => v === script, 30_000);
       const holders = await h.store.range(`/moat/status/rpc/${u}.lamp/task/`);
       assertEquals(holders.kvs.map((kv) => kv.value), [script, script]);
     } finally {
