@@ -229,6 +229,12 @@ interface Reg {
 }
 
 const JSON_TYPE = "application/json";
+/**
+ * An RPC queue nobody consumes from for this long is deleted (`x-expires`),
+ * with the requests in it: a server that is away longer than this lets its
+ * callers time out anyway.
+ */
+const RPC_QUEUE_EXPIRES_MS = 10_000;
 const NULL_BODY = new TextEncoder().encode("null");
 /** The request header carrying the caller's deadline (Unix time, ms). */
 const DEADLINE_HEADER = "deadline";
@@ -999,16 +1005,7 @@ export class AmqpBus implements Bus {
    */
   #declareRpcQueue(conn: amqp.ChannelModel, queue: string): Promise<boolean> {
     const run = this.#declareLock.then(async () => {
-      let ch = this.#declareCh;
-      if (!ch) {
-        ch = await conn.createChannel();
-        const opened = ch;
-        opened.on("error", () => {});
-        opened.on("close", () => {
-          if (this.#declareCh === opened) this.#declareCh = undefined;
-        });
-        this.#declareCh = ch;
-      }
+      const ch = await this.#declaringChannel(conn);
       try {
         await ch.assertQueue(queue, this.#rpcQueueOptions());
         return false;
@@ -1028,13 +1025,48 @@ export class AmqpBus implements Bus {
   }
 
   #rpcQueueOptions(): amqp.Options.AssertQueue {
+    const bounds = this.#bounds();
     return {
       durable: false,
       autoDelete: true,
       exclusive: false,
       deadLetterExchange: this.#ex.dead,
-      ...this.#bounds(),
+      ...bounds,
+      // auto-delete only removes a queue that once had a consumer: one
+      // declared by a registration that failed or closed before consuming
+      // would stay for ever. Unused for RPC_QUEUE_EXPIRES_MS, it goes.
+      arguments: { ...bounds.arguments, "x-expires": RPC_QUEUE_EXPIRES_MS },
     };
+  }
+
+  /**
+   * Delete an RPC queue if nobody consumes from it and it holds nothing (on
+   * the declaring channel: a refusal closes that one, not a shared one).
+   */
+  #dropUnusedQueue(conn: amqp.ChannelModel, queue: string): Promise<void> {
+    const run = this.#declareLock.then(async () => {
+      const ch = await this.#declaringChannel(conn);
+      try {
+        await ch.deleteQueue(queue, { ifUnused: true, ifEmpty: true });
+      } catch {
+        // In use or not empty (the broker closed the declaring channel): it stays.
+        this.#declareCh = undefined;
+      }
+    }).catch(() => {});
+    this.#declareLock = run;
+    return run;
+  }
+
+  /** The channel queues are declared and deleted on (opened when needed). */
+  async #declaringChannel(conn: amqp.ChannelModel): Promise<Channel> {
+    if (this.#declareCh) return this.#declareCh;
+    const ch = await conn.createChannel();
+    ch.on("error", () => {});
+    ch.on("close", () => {
+      if (this.#declareCh === ch) this.#declareCh = undefined;
+    });
+    this.#declareCh = ch;
+    return ch;
   }
 
   /** Declare, bind and consume a registration's queue on its slot's channel. */
@@ -1044,8 +1076,14 @@ export class AmqpBus implements Bus {
     let queue: string;
     let foreign = false;
     if (reg.kind === "rpc") {
+      if (reg.closed) return;
       queue = `${this.#ex.rpc}_${reg.key}`;
       foreign = await this.#declareRpcQueue(conn, queue);
+      if (reg.closed && !foreign) {
+        // Closed while the broker declared its queue: nobody may ever consume from it.
+        await this.#dropUnusedQueue(conn, queue);
+        return;
+      }
     } else {
       queue = `${this.#ex.alert}_${this.#id}.${reg.n}`;
     }
@@ -1083,15 +1121,19 @@ export class AmqpBus implements Bus {
     reg.closed = true;
     this.#regs.delete(reg);
     reg.group?.regs.delete(reg);
-    const ch = reg.channel;
-    const tag = reg.consumerTag;
-    if (ch && tag) {
+    // Under the slot's lock: a registration still being set up (#attach)
+    // finishes first, so that its consumer is cancelled here and not left
+    // behind on a closed registration.
+    await this.#locked(reg.slot, async () => {
+      const tag = reg.consumerTag;
+      if (!reg.channel || !tag) return;
       try {
-        await ch.cancel(tag);
+        await reg.channel.cancel(tag);
       } catch (e) {
         this.#log("debug", `cancelling the consumer of "${reg.key}" failed: ${errorText(e)}`);
       }
-    }
+    }).catch(() => {});
+    const ch = reg.channel;
     // Requests being handled are answered now, so that no caller waits for nothing.
     for (const job of [...reg.jobs]) {
       job.finish({ s: "error", m: `the server of "${reg.key}" stopped`, c: "BusError" });

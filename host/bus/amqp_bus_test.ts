@@ -469,6 +469,9 @@ Deno.test("AmqpBus declares every queue with a message TTL, a length limit and d
       assert.equal(args["x-overflow"], "drop-head", name);
     }
     assert.equal(info.get(`${ex.rpc}_bounded`)!.args["x-dead-letter-exchange"], ex.dead);
+    // A shared RPC queue nobody consumes from goes (auto-delete alone keeps
+    // one that never had a consumer).
+    assert.equal(info.get(`${ex.rpc}_bounded`)!.args["x-expires"], 10_000);
   });
 });
 
