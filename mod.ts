@@ -18,6 +18,7 @@
 
 export type {
   Compare,
+  CompareOp,
   KeyValue,
   Lease,
   LeaseOptions,
@@ -37,32 +38,115 @@ export {
   StoreUnavailableError,
 } from "./host/store/store.ts";
 export { MemoryStore, type MemoryStoreOptions } from "./host/store/memory_store.ts";
-export { EtcdStore } from "./host/store/etcd_store.ts";
-export { Layout, RUN_DEFAULTS } from "./host/layout.ts";
-export { decodeTyped, decodeUntyped, encodeTyped, encodeUntyped } from "./host/codec.ts";
-export { checkScript, type Language, ScriptCheckError } from "./host/scripts/check.ts";
+export {
+  type EtcdAuthOptions,
+  type EtcdPermission,
+  type EtcdRole,
+  EtcdStore,
+  type EtcdStoreOptions,
+  type EtcdTlsOptions,
+} from "./host/store/etcd_store.ts";
+export {
+  CODE_TAG,
+  ERROR_RECORD_KEYS,
+  Layout,
+  RUN_DEFAULTS,
+  SCRIPT_KEYS,
+  STATUS_KEYS,
+  TASK_KEYS,
+  TASK_TAG,
+} from "./host/layout.ts";
+export {
+  decodeTyped,
+  decodeUntyped,
+  encodeTyped,
+  encodeUntyped,
+  type Value,
+  VALUE_TYPES,
+  type ValueType,
+} from "./host/codec.ts";
+export {
+  checkScript,
+  type Diagnostic,
+  type Language,
+  ScriptCheckError,
+} from "./host/scripts/check.ts";
 export { DefinitionError, ScriptDefs, type ScriptInfo } from "./host/scripts/definitions.ts";
 export { TaskDefs, type TaskInfo } from "./host/tasks/task_defs.ts";
-export { readStatus, type StatusRow } from "./host/tasks/status.ts";
+export { readStatus, type ShownState, type StatusRow } from "./host/tasks/status.ts";
 export { Host, type HostOptions } from "./host/tasks/host.ts";
+export type { TaskRun, Transition } from "./host/tasks/task_runner.ts";
 export { timeAt, type TimeAtOptions } from "./host/time/time_at.ts";
-export { TimeSpecError } from "./host/time/time_spec.ts";
+export { TimeSpecError, type TimeSpecInput } from "./host/time/time_spec.ts";
 export { type Clock, SystemClock } from "./host/time/clock.ts";
-export { VirtualClock } from "./host/time/virtual_clock.ts";
-export { runAt, waitUntilSpec } from "./host/time/wait.ts";
+export { type RunUntilIdleOptions, VirtualClock } from "./host/time/virtual_clock.ts";
+export {
+  runAt,
+  type RunAtOptions,
+  type RunAtTimer,
+  type WaitOptions,
+  waitUntilSpec,
+} from "./host/time/wait.ts";
 export {
   BridgeError,
+  type CallContext,
   type Isolation,
+  mapMethods,
+  type MethodHandler,
   type MethodTable,
+  type SandboxLimits,
   SandboxPool,
+  type SandboxPoolOptions,
   type ScriptEnd,
+  type ScriptHandle,
+  type StartOptions,
 } from "./host/bridge/sandbox.ts";
-export { hostMethods } from "./host/bridge/methods.ts";
-export type { Bus, Registration } from "./host/bus/bus.ts";
+export {
+  type AlertEvent,
+  type DataEvent,
+  ERROR_CODES,
+  type ErrorCode,
+  type EventMessage,
+  type EventMessageOf,
+  type EventName,
+  type Events,
+  type Json,
+  type MethodName,
+  type Methods,
+  type NodeSnapshot,
+  type RpcEvent,
+  type ScriptEvent,
+  type ScriptEventOf,
+  type TimeOptions,
+  type TimeSpec,
+  type TreeEvent,
+} from "./sandbox/protocol.ts";
+export type {
+  AlertHandler,
+  Bus,
+  BusGroup,
+  BusState,
+  CallOptions,
+  GroupOptions,
+  Registration,
+  RemoteErrorInfo,
+  RpcHandler,
+  RpcInfo,
+  ServeOptions,
+} from "./host/bus/bus.ts";
 export { BusError, BusUnavailableError, RpcRemoteError, RpcTimeoutError } from "./host/bus/bus.ts";
-export { LocalBus } from "./host/bus/local_bus.ts";
-export { AmqpBus } from "./host/bus/amqp_bus.ts";
-export { type ErrorRecord, ErrorRecords } from "./host/tasks/errors.ts";
-export { DEFAULT_QUOTAS, QUOTA_KEYS, type Quotas, readQuotas } from "./host/tasks/quotas.ts";
-export { RpcNames } from "./host/tasks/rpc_names.ts";
-export { LineLogger, type Logger, MemoryLogger } from "./host/log.ts";
+export { LocalBus, type LocalBusOptions } from "./host/bus/local_bus.ts";
+export {
+  AmqpBus,
+  type AmqpBusOptions,
+  type AmqpExchanges,
+  type AmqpTlsOptions,
+} from "./host/bus/amqp_bus.ts";
+export {
+  type ErrorRecord,
+  ErrorRecords,
+  type SetErrorOptions,
+} from "./host/capabilities/error_records.ts";
+export { DEFAULT_QUOTAS, QUOTA_KEYS, type Quotas, readQuotas } from "./host/capabilities/quotas.ts";
+export { RpcNames } from "./host/capabilities/rpc_names.ts";
+export { LineLogger, type Logger, type LogLevel, MemoryLogger } from "./host/log.ts";

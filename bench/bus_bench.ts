@@ -20,6 +20,7 @@ import { Buffer } from "node:buffer";
 import amqp from "amqplib";
 import { type Figure, median, printFigures } from "./figure.ts";
 import { AmqpBus } from "../host/bus/amqp_bus.ts";
+import { topicMatches } from "../host/bus/bus.ts";
 
 const URL = Deno.env.get("MOAT_AMQP") ?? "amqp://guest:guest@127.0.0.1:5672";
 const ROUND_TRIPS = 1_000;
@@ -208,7 +209,25 @@ export async function benchBus(): Promise<Figure[]> {
     for (const name of Object.values(exchanges)) await cleanup.ch.deleteExchange(name);
     await cleanup.conn.close();
   }
+  // A pattern of many `#` against a long topic that it does not match: the
+  // matcher must not backtrack (a bound that used to sit in local_bus_test.ts).
+  const pattern = Array.from({ length: 40 }, () => "#").join(".") + ".z";
+  const topic = Array.from({ length: 60 }, () => "a").join(".");
+  const matchMs: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    if (topicMatches(pattern, topic)) throw new Error("the pattern matched");
+    matchMs.push(performance.now() - t0);
+  }
   return [
+    {
+      name: "bus.topic_match_40_hashes",
+      value: median(matchMs),
+      unit: "ms",
+      rawName: "",
+      raw: NaN,
+      target: "< 100 ms",
+    },
     {
       name: "bus.call.median",
       value: busUs,

@@ -25,7 +25,7 @@ import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { Host } from "../host/tasks/host.ts";
 import { SystemClock } from "../host/time/clock.ts";
 import { servicesOn } from "../host/cli/services.ts";
-import { DEFAULT_QUOTAS, jsonBytes, StoreQuotas, utf8Length } from "../host/tasks/quotas.ts";
+import { DEFAULT_QUOTAS, jsonBytes, StoreQuotas, utf8Length } from "../host/capabilities/quotas.ts";
 
 const STARTS = 10;
 

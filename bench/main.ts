@@ -16,6 +16,7 @@ import { benchHost } from "./host_bench.ts";
 import { benchBus } from "./bus_bench.ts";
 import { benchSecurity } from "./security_bench.ts";
 import { benchMonitor } from "./monitor_bench.ts";
+import { benchLifecycle } from "./lifecycle_bench.ts";
 
 const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   time: benchTime,
@@ -24,6 +25,7 @@ const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   bus: benchBus,
   monitor: () => benchMonitor(),
   security: benchSecurity,
+  lifecycle: benchLifecycle,
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

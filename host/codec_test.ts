@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../tests/_util/assert.ts";
+import { assertEquals, assertThrows } from "./testing/assert.ts";
 import { decodeTyped, decodeUntyped, encodeTyped, encodeUntyped, type Value } from "./codec.ts";
 
 Deno.test("untyped text reads as JSON when it parses, else as the text itself", () => {

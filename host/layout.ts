@@ -29,12 +29,63 @@ export const SCRIPT_KEYS = {
   created: "created",
   timestamp: "timestamp",
   current: "current",
+  /** `types/<var>`: declared types of the script's variables. */
+  types: "types/",
+  /** `values/<var>`: default values of the script's variables. */
+  values: "values/",
+  /** `error/<tag>`: errors of the script itself (e.g. its `new_code` failed its check). */
+  errors: "error/",
 } as const;
+
+/** The keys of one task, relative to its `:task/` directory. */
+export const TASK_KEYS = {
+  taskdef: "taskdef",
+  script: "script",
+  scriptLoc: "script_loc",
+  descr: "descr",
+  /** `data/<var>`: the task's own values (`moat.data`). */
+  data: "data/",
+  /** `values/<var>`: per-task script variables over the script's `values/`. */
+  values: "values/",
+} as const;
+
+/** The keys of a task's run status, relative to its `:task/` directory below `statusPrefix`. */
+export const STATUS_KEYS = {
+  /** Lease-bound; exists exactly while the task runs. */
+  running: "running",
+  started: "started",
+  stopped: "stopped",
+  /** How the last run ended: ok, error or fail. */
+  state: "state",
+  message: "message",
+  debug: "debug",
+  /** `started` of the last run that crashed (kept by the host that took over). */
+  crashed: "crashed",
+  /** `error/<tag>`: pointers to the task's error records. */
+  errors: "error/",
+} as const;
+
+/** The keys of one error record, relative to `errorsPrefix` + `<tag>/<id>/`. */
+export const ERROR_RECORD_KEYS = {
+  loc: "loc",
+  msg: "msg",
+  counter: "counter",
+  created: "created",
+  timestamp: "timestamp",
+} as const;
+
+/** The tag segment of a task's directory (`<path>/:task/`). */
+export const TASK_TAG = ":task";
+
+/** The tag segment of a script's directory (`<name>/:code/`). */
+export const CODE_TAG = ":code";
 
 /** Maps names to etcd keys below one root. */
 export class Layout {
+  /** The root prefix, e.g. `/moat`. */
   readonly root: string;
 
+  /** Keys below `root`; throws a `RangeError` for a root that does not start with `/` or ends with one. */
   constructor(root = "/moat") {
     if (!root.startsWith("/") || root.endsWith("/") && root !== "/") {
       throw new RangeError(`root "${root}" must start with "/" and not end with "/"`);
@@ -49,7 +100,7 @@ export class Layout {
 
   /** `/moat/meta/script/<name>/:code/` */
   scriptDir(name: string): string {
-    return `${this.scriptsPrefix}${checkName(name, "script")}/:code/`;
+    return `${this.scriptsPrefix}${checkName(name, "script")}/${CODE_TAG}/`;
   }
 
   /** `/moat/task/` */
@@ -59,7 +110,7 @@ export class Layout {
 
   /** `/moat/task/<path>/:task/` */
   taskDir(path: string): string {
-    return `${this.tasksPrefix}${checkName(path, "task")}/:task/`;
+    return `${this.tasksPrefix}${checkName(path, "task")}/${TASK_TAG}/`;
   }
 
   /** `/moat/status/run/` */
@@ -69,10 +120,29 @@ export class Layout {
 
   /** `/moat/status/run/<path>/:task/` */
   statusDir(path: string): string {
-    return `${this.statusPrefix}${checkName(path, "task")}/:task/`;
+    return `${this.statusPrefix}${checkName(path, "task")}/${TASK_TAG}/`;
   }
 
-  /** `/moat/status/rpc/`: who serves which RPC name (host/tasks/rpc_names.ts). */
+  /** One status key of a task: `/moat/status/run/<path>/:task/<key>`. */
+  statusKey(path: string, key: Exclude<keyof typeof STATUS_KEYS, "errors">): string {
+    return this.statusDir(path) + STATUS_KEYS[key];
+  }
+
+  /** The pointer to a task's error record `tag`: `/moat/status/run/<path>/:task/error/<tag>`. */
+  errorPointer(path: string, tag: string): string {
+    return this.statusDir(path) + STATUS_KEYS.errors + tag;
+  }
+
+  /**
+   * The task path and the rest of a key below `prefix` (`tasksPrefix` or
+   * `statusPrefix`), or undefined when the key is not in a `:task/`.
+   */
+  static taskOf(key: string, prefix: string): { path: string; rest: string } | undefined {
+    const split = Layout.splitTagged(key, prefix, TASK_TAG);
+    return split && { path: split.name, rest: split.rest };
+  }
+
+  /** `/moat/status/rpc/`: who serves which RPC name (host/capabilities/rpc_names.ts). */
   get rpcPrefix(): string {
     return `${this.root}/status/rpc/`;
   }

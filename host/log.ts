@@ -8,14 +8,16 @@
  */
 
 import { escapeControl } from "./text.ts";
+import type { LogLevel } from "../sandbox/protocol.ts";
 
-/** Log levels, lowest first. */
-export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Log levels, lowest first: the same four as a script's `moat.logger`. */
+export type { LogLevel };
 
 const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** Where log lines go. */
 export interface Logger {
+  /** Log `message` from `source` (a task path or `host`) at `level`. */
   log(level: LogLevel, source: string, message: string): void;
 }
 
@@ -33,6 +35,7 @@ export class LineLogger implements Logger {
   #write: (line: string) => void;
   #now: () => number;
 
+  /** A logger writing lines at `level` and above (default `info`) through `write` (default: standard error). */
   constructor(
     options: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {},
   ) {
@@ -45,6 +48,7 @@ export class LineLogger implements Logger {
     this.#now = options.now ?? Date.now;
   }
 
+  /** Log one message (see `Logger.log`). */
   log(level: LogLevel, source: string, message: string): void {
     if (ORDER[level] < this.#min) return;
     const time = new Date(this.#now()).toISOString();

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_util/assert.ts";
+import { assert, assertEquals } from "./testing/assert.ts";
 import { LineLogger, MemoryLogger } from "./log.ts";
 
 const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);

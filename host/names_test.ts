@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../tests/_util/assert.ts";
+import { assertEquals, assertThrows } from "./testing/assert.ts";
 import { checkVarName, parseName } from "./names.ts";
 
 Deno.test("parseName splits a good name into its segments", () => {

@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/_util/assert.ts";
+import { assertEquals } from "./testing/assert.ts";
 import { escapeControl, terminalJson } from "./text.ts";
 
 /** The inverse of `escapeControl`, to show that nothing is lost or ambiguous. */

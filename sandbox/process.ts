@@ -28,6 +28,7 @@ import {
   MAX_LOG_CHARS,
   PROTOCOL_VERSION,
   SANDBOX_KINDS,
+  type SandboxMessage,
 } from "./protocol.ts";
 import { workerSource } from "./worker.ts";
 
@@ -54,20 +55,51 @@ function sendEnded(state: "ok" | "error", message: string, debug: string): void 
 
 const isId = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 
-/**
- * Check a message from the Worker. Returns undefined when it may go to the
- * host, else why not (and the call id to answer, if any). The host checks everything again; this keeps a broken or
- * hostile Worker from putting anything but well-formed lines on the pipe.
- */
-function refuse(text: unknown): { why: string; callId?: number } | undefined {
-  if (typeof text !== "string") return { why: "not a string" };
+/** Whether `text` takes at least `MAX_LINE_BYTES` as UTF-8. */
+function tooLarge(text: string): boolean {
   // UTF-8 takes at most 3 bytes per UTF-16 unit: encode only near the limit.
-  if (
-    text.length >= MAX_LINE_BYTES ||
-    (text.length * 3 >= MAX_LINE_BYTES && encoder.encode(text).length >= MAX_LINE_BYTES)
-  ) {
-    return { why: `message too large (${text.length} characters)` };
-  }
+  return text.length >= MAX_LINE_BYTES ||
+    (text.length * 3 >= MAX_LINE_BYTES && encoder.encode(text).length >= MAX_LINE_BYTES);
+}
+
+/** The fields each kind of message carries: nothing else reaches the host. */
+const FIELDS: { readonly [K in SandboxMessage["kind"]]: readonly string[] } = {
+  ready: ["version"],
+  call: ["id", "method", "args"],
+  cancel: ["id"],
+  log: ["level", "message"],
+  ended: ["state", "message", "debug"],
+  pong: ["id"],
+};
+
+/** What `check` made of a message: the line to forward, or why not. */
+type Checked = { line: string } | { why: string; callId?: number };
+
+/**
+ * Check a message from the Worker. Returns the line to send to the host,
+ * made from what was checked (the message's own fields, parsed and written
+ * out again), else why not (and the call id to answer, if any). The host
+ * checks everything again; this keeps a broken or hostile Worker from
+ * putting anything but well-formed lines on the pipe.
+ */
+function check(text: unknown): Checked {
+  if (typeof text !== "string") return { why: "not a string" };
+  if (tooLarge(text)) return { why: `message too large (${text.length} characters)` };
+  const bad = refuse(text);
+  if (bad) return bad;
+  const m = JSON.parse(text) as Record<string, unknown>;
+  const kind = m.kind as SandboxMessage["kind"];
+  const out: Record<string, unknown> = { kind };
+  for (const f of FIELDS[kind]) if (Object.hasOwn(m, f)) out[f] = m[f];
+  const line = JSON.stringify(out);
+  // Written out again, lone surrogates take six characters: check again.
+  if (tooLarge(line)) return { why: `message too large (${line.length} characters)` };
+  if (kind === "ended") ended = true;
+  return { line };
+}
+
+/** Why a message (at most `MAX_LINE_BYTES`) may not go to the host, if it may not. */
+function refuse(text: string): { why: string; callId?: number } | undefined {
   let msg: unknown;
   try {
     msg = JSON.parse(text);
@@ -89,10 +121,7 @@ function refuse(text: unknown): { why: string; callId?: number } | undefined {
   if (kind === "log" && (typeof m.message !== "string" || m.message.length > 2 * MAX_LOG_CHARS)) {
     return { why: "malformed log" };
   }
-  if (kind === "ended") {
-    if (ended) return { why: "second ended" };
-    ended = true;
-  }
+  if (kind === "ended" && ended) return { why: "second ended" };
   return undefined;
 }
 
@@ -112,9 +141,9 @@ const worker = new Worker(
 
 worker.onmessage = (e: MessageEvent) => {
   if (ended) return; // after `ended` the host kills us; nothing more matters
-  const bad = refuse(e.data);
-  if (bad === undefined) {
-    writeLine(e.data as string);
+  const bad = check(e.data);
+  if ("line" in bad) {
+    writeLine(bad.line);
     return;
   }
   sendLog("warn", `sandbox refused a message from the script: ${bad.why}`);

@@ -38,10 +38,49 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Every valid `LogLevel`, for validators. */
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
+/**
+ * Every code an error of a host call can carry: what the host answers and
+ * what the Worker itself rejects with. Written out again as `MoatErrorCode`
+ * in types/moat.d.ts (which stands alone); `sandbox/protocol_test.ts` checks
+ * that the two lists are equal.
+ */
+export const ERROR_CODES = [
+  // The call itself.
+  "bad_args",
+  "bad_message",
+  "unknown_method",
+  "cancelled",
+  "ended",
+  "internal",
+  "unavailable",
+  "unsupported",
+  "timeout",
+  // What it names.
+  "bad_key",
+  "bad_name",
+  "bad_path",
+  "bad_type",
+  "no_such_key",
+  "not_running",
+  "time_spec",
+  "load_cycle",
+  "load_failed",
+  "rpc_error",
+  // What one script may make the installation spend (docs/security.md).
+  "quota",
+  "limit",
+  "too_large",
+  "reserved",
+  "taken",
+] as const;
+
+/** A machine-readable error code: one of {@linkcode ERROR_CODES}. */
+export type ErrorCode = typeof ERROR_CODES[number];
+
 /** An error as it crosses the bridge: a code and a message, never a stack. */
 export interface ErrorInfo {
   /** Machine-readable, e.g. "bad_args", "unknown_method", "cancelled", "internal". */
-  code: string;
+  code: ErrorCode;
   /** Human-readable, safe to show to the script author. */
   message: string;
 }
@@ -101,7 +140,9 @@ export interface RpcEvent {
   id: number;
   /** Answer with `rpc_reply(call, …)`. */
   call: number;
+  /** The RPC name called. */
   name: string;
+  /** The caller's arguments. */
   args: Json;
 }
 
@@ -109,7 +150,9 @@ export interface RpcEvent {
 export interface AlertEvent {
   /** The registration id `alert_listen` returned. */
   id: number;
+  /** The alert's topic. */
   topic: string;
+  /** Its payload. */
   data: Json;
 }
 
@@ -119,7 +162,9 @@ export interface AlertEvent {
  * ("" is the node's own value). Values are decoded (JSON, else text).
  */
 export interface NodeSnapshot {
+  /** The node's path, as asked for. */
   path: string;
+  /** Every value below the node, by its path relative to the node. */
   entries: { [rel: string]: Json };
 }
 
@@ -133,6 +178,7 @@ export interface DataEvent {
 
 /** Payload of the `tree` event: changes below watched nodes, one etcd revision. */
 export interface TreeEvent {
+  /** The etcd revision of the changes. */
   revision: number;
   /** Root-relative keys with their new value, or null when deleted. */
   changes: { key: string; value: Json | null }[];
@@ -140,6 +186,36 @@ export interface TreeEvent {
 
 /** Name of a bridge method. */
 export type MethodName = keyof Methods;
+
+/**
+ * Every event the host delivers into the script, with its payload. Closed
+ * like {@linkcode Methods}: an event without a payload type here cannot be
+ * sent, and the Worker's dispatch needs no cast.
+ */
+export interface Events {
+  /** The task's whole `moat.data` view (at start and after each change). */
+  data: DataEvent;
+  /** Changes below the nodes the script monitors. */
+  tree: TreeEvent;
+  /** A request for an RPC name the script serves. */
+  rpc: RpcEvent;
+  /** An alert matching a pattern the script listens to. */
+  alert: AlertEvent;
+}
+
+/** Name of an event. */
+export type EventName = keyof Events;
+
+/** One event `E` with its payload. */
+export interface ScriptEventOf<E extends EventName> {
+  /** Which event: the key of {@linkcode Events}. */
+  event: E;
+  /** Its payload. */
+  data: Events[E];
+}
+
+/** Any one event with its payload; checking `event` narrows `data`. */
+export type ScriptEvent = { [E in EventName]: ScriptEventOf<E> }[EventName];
 
 // ---------------------------------------------------------------------------
 // host → sandbox
@@ -163,10 +239,10 @@ export interface StartMessage {
   code: string;
   options: ScriptOptions;
   /**
-   * Events to apply before the script's first line runs (e.g. `data`), so
-   * that synchronous reads see them; by event name.
+   * Events to apply, in order, before the script's first line runs (e.g.
+   * `data`), so that synchronous reads see them.
    */
-  initial?: { [event: string]: Json };
+  initial?: ScriptEvent[];
 }
 
 /** A successful answer to `call` number `id`. */
@@ -194,15 +270,18 @@ export interface StopMessage {
   reason: string;
 }
 
+/** One event `E` delivered into the script. */
+export interface EventMessageOf<E extends EventName> extends ScriptEventOf<E> {
+  /** Always `event`. */
+  kind: "event";
+}
+
 /**
  * Something delivered into the script (monitor changes, alerts, RPC
- * requests, …). Generic for now: `event` names the kind of delivery.
+ * requests, …): one member per entry of {@linkcode Events}, so that a check
+ * of `event` narrows `data`.
  */
-export interface EventMessage {
-  kind: "event";
-  event: string;
-  data: Json;
-}
+export type EventMessage = { [E in EventName]: EventMessageOf<E> }[EventName];
 
 /** Everything the host sends to a sandbox. */
 export type HostMessage =

@@ -45,10 +45,12 @@ import type {
   NodeSnapshot,
   RpcEvent,
   SandboxMessage,
+  ScriptEvent,
   TimeOptions,
   TimeSpec,
   TreeEvent,
 } from "./protocol.ts";
+import type { MoatApi, MoatApiErrorCode } from "./moat_api.ts";
 
 /** Settings baked into the Worker's source. */
 export interface WorkerConfig {
@@ -243,7 +245,8 @@ export function workerMain(config: WorkerConfig): void {
   // ---- 4. the script -----------------------------------------------------
   /** Error a host call failed with: the host's code and message only. */
   class MoatError extends Error {
-    code: string;
+    // The host's codes must be ones scripts are told of (types/moat.d.ts).
+    code: MoatApiErrorCode;
     constructor(info: ErrorInfo) {
       super(info.message);
       this.name = "MoatError";
@@ -453,9 +456,16 @@ export function workerMain(config: WorkerConfig): void {
     dataValues = new Map(Object.entries(ev.values));
     dataRefs = refs;
   };
+  /** What a monitor's function gets (types/moat.d.ts `MoatChange`). */
+  interface Change {
+    readonly node: MoatNode;
+    readonly is_new: boolean | null;
+    readonly added: string[];
+    readonly deleted: string[];
+  }
   interface Monitor {
     path: string;
-    fn: (change: unknown) => unknown;
+    fn: (change: Change) => unknown;
     children: string[];
   }
   const monitors: Monitor[] = [];
@@ -626,216 +636,221 @@ export function workerMain(config: WorkerConfig): void {
     return p;
   };
 
-  const moat = Object.freeze({
-    setup(options?: unknown): void {
-      if (setupCalled) misuse("moat.setup() called more than once");
-      if (options !== undefined && (options === null || typeof options !== "object")) {
-        misuse("moat.setup() takes an options object");
-      }
-      setupCalled = true;
-    },
-    on_start<F extends () => unknown>(fn: F): F {
-      requireSetup("on_start()");
-      requireFunction("on_start()", fn);
-      onStart.push(fn);
-      return fn;
-    },
-    on_stop<F extends () => unknown>(fn: F): F {
-      requireSetup("on_stop()");
-      requireFunction("on_stop()", fn);
-      onStop.push(fn);
-      return fn;
-    },
-    run<F extends () => unknown>(fn: F): F {
-      requireSetup("run()");
-      requireFunction("run()", fn);
-      if (runFn !== undefined) misuse("moat.run() called more than once");
-      runFn = fn;
-      return fn;
-    },
-    end(...args: unknown[]): void {
-      requireSetup("end()");
-      if (args.length > 0) misuse("moat.end() takes no parameters");
-      void finish("ok", "script called moat.end()", "");
-    },
-    get stopping(): Promise<void> {
-      return stopping;
-    },
-    logger: Object.freeze({
-      debug: loggerOf("debug"),
-      info: loggerOf("info"),
-      warn: loggerOf("warn"),
-      error: loggerOf("error"),
-    }),
-    time_at(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
-      requireSetup("time_at()");
-      return call("time_at", timeArgs(spec, options)).result;
-    },
-    wait(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
-      requireSetup("wait()");
-      return call("wait", timeArgs(spec, options)).result;
-    },
-    run_at(
-      spec: TimeSpec | TimeOptions,
-      fn: () => unknown,
-      options?: TimeOptions,
-    ): { cancel(): void } {
-      requireSetup("run_at()");
-      requireFunction("run_at()", fn);
-      const { id, result } = call("wait", timeArgs(spec, options));
-      let cancelled = false;
-      result.then(() => {
-        if (!cancelled && !ending) return fn();
-      }).then(undefined, (err) => {
-        if (!cancelled) fail(err);
-      });
-      return Object.freeze({
-        cancel(): void {
-          if (cancelled) return;
-          cancelled = true;
-          if (pending.delete(id)) {
-            try {
-              send({ kind: "cancel", id });
-            } catch { /* best effort */ }
-          }
-        },
-      });
-    },
-    data: Object.freeze({
-      get(key: string): Json | MoatNode | undefined {
-        requireSetup("data.get()");
-        const v = dataValues.get(key);
-        if (v === undefined) return undefined;
-        if (v.type === "str/ref") {
-          const path = dataRefs.get(key);
-          return path ? nodeOf(path) : undefined;
+  const moat = Object.freeze(
+    {
+      setup(options?: unknown): void {
+        if (setupCalled) misuse("moat.setup() called more than once");
+        if (options !== undefined && (options === null || typeof options !== "object")) {
+          misuse("moat.setup() takes an options object");
         }
-        return v.value;
+        setupCalled = true;
       },
-      keys(): string[] {
-        requireSetup("data.keys()");
-        return [...dataValues.keys()].sort();
+      on_start<F extends () => unknown>(fn: F): F {
+        requireSetup("on_start()");
+        requireFunction("on_start()", fn);
+        onStart.push(fn);
+        return fn;
       },
-      async set(key: string, value: unknown): Promise<void> {
-        requireSetup("data.set()");
-        if (typeof key !== "string") throw new TypeError("moat.data.set() needs a key name");
-        // Only JSON can travel; undefined, functions, cycles and the like cannot.
+      on_stop<F extends () => unknown>(fn: F): F {
+        requireSetup("on_stop()");
+        requireFunction("on_stop()", fn);
+        onStop.push(fn);
+        return fn;
+      },
+      run<F extends () => unknown>(fn: F): F {
+        requireSetup("run()");
+        requireFunction("run()", fn);
+        if (runFn !== undefined) misuse("moat.run() called more than once");
+        runFn = fn;
+        return fn;
+      },
+      end(...args: unknown[]): void {
+        requireSetup("end()");
+        if (args.length > 0) misuse("moat.end() takes no parameters");
+        void finish("ok", "script called moat.end()", "");
+      },
+      get stopping(): Promise<void> {
+        return stopping;
+      },
+      logger: Object.freeze({
+        debug: loggerOf("debug"),
+        info: loggerOf("info"),
+        warn: loggerOf("warn"),
+        error: loggerOf("error"),
+      }),
+      time_at(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+        requireSetup("time_at()");
+        return call("time_at", timeArgs(spec, options)).result;
+      },
+      wait(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+        requireSetup("wait()");
+        return call("wait", timeArgs(spec, options)).result;
+      },
+      run_at(
+        spec: TimeSpec | TimeOptions,
+        fn: () => unknown,
+        options?: TimeOptions,
+      ): { cancel(): void } {
+        requireSetup("run_at()");
+        requireFunction("run_at()", fn);
+        const { id, result } = call("wait", timeArgs(spec, options));
+        let cancelled = false;
+        result.then(() => {
+          if (!cancelled && !ending) return fn();
+        }).then(undefined, (err) => {
+          if (!cancelled) fail(err);
+        });
+        return Object.freeze({
+          cancel(): void {
+            if (cancelled) return;
+            cancelled = true;
+            if (pending.delete(id)) {
+              try {
+                send({ kind: "cancel", id });
+              } catch { /* best effort */ }
+            }
+          },
+        });
+      },
+      data: Object.freeze({
+        // The type argument is only a cast for the script's type checker.
+        get<T>(key: string): T | undefined {
+          requireSetup("data.get()");
+          const v = dataValues.get(key);
+          if (v === undefined) return undefined;
+          if (v.type === "str/ref") {
+            const path = dataRefs.get(key);
+            return path ? nodeOf(path) as T : undefined;
+          }
+          return v.value as T;
+        },
+        keys(): string[] {
+          requireSetup("data.keys()");
+          return [...dataValues.keys()].sort();
+        },
+        async set(key: string, value: unknown): Promise<void> {
+          requireSetup("data.set()");
+          if (typeof key !== "string") throw new TypeError("moat.data.set() needs a key name");
+          // Only JSON can travel; undefined, functions, cycles and the like cannot.
+          let json: Json;
+          try {
+            json = parse(stringify(value)) as Json;
+          } catch {
+            throw new TypeError(`moat.data.set(${stringify(key)}): the value is not JSON`);
+          }
+          if (json === undefined) throw new TypeError(`moat.data.set(${stringify(key)}): no value`);
+          await call("data_set", [key, json]).result;
+          const old = dataValues.get(key);
+          dataValues.set(key, { value: json, type: old?.type ?? null });
+        },
+      }),
+      tree: Object.freeze({
+        async lookup(...segments: unknown[]): Promise<MoatNode | undefined> {
+          requireSetup("tree.lookup()");
+          const path = checkSegments(segments);
+          const snap = await call("tree_lookup", [path]).result;
+          if (snap === null) return undefined;
+          loadSnapshot(snap);
+          return nodeOf(snap.path);
+        },
+      }),
+      monitor(node: unknown): <F extends (change: Change) => unknown>(fn: F) => F {
+        requireSetup("monitor()");
+        if (node === null || typeof node !== "object" || !nodeSet.has(node)) {
+          throw new TypeError(
+            "moat.monitor() needs a node from moat.tree.lookup() or a str/ref data value",
+          );
+        }
+        const path = (node as MoatNode).path;
+        return (fn) => {
+          requireFunction("monitor()(fn)", fn);
+          const m: Monitor = { path, fn, children: childrenOf(path) };
+          call("tree_watch", [path]).result.then(() => {
+            if (ending) return;
+            monitors.push(m);
+            deliver(m, true, [], []);
+          }, fail);
+          return fn;
+        };
+      },
+      set_error(tag: string, message: string): Promise<void> {
+        requireSetup("set_error()");
+        if (typeof tag !== "string" || tag === "") {
+          return Promise.reject(new TypeError("moat.set_error() needs a non-empty tag"));
+        }
+        return call("set_error", [tag, String(message ?? "")]).result.then(() => {});
+      },
+      clear_error(tag: string): Promise<void> {
+        requireSetup("clear_error()");
+        if (typeof tag !== "string" || tag === "") {
+          return Promise.reject(new TypeError("moat.clear_error() needs a non-empty tag"));
+        }
+        return call("clear_error", [tag]).result.then(() => {});
+      },
+      // The type argument is only a cast for the script's type checker.
+      load<T extends object = Record<string, unknown>>(name: string): Promise<T> {
+        return loadWith(name, [scriptName]) as Promise<T>;
+      },
+      /** What this script offers when another one loads it. */
+      exports: {} as Record<string, unknown>,
+      rpc(name: string): <F extends (args: unknown) => unknown>(handler: F) => F {
+        requireSetup("rpc()");
+        if (typeof name !== "string" || name === "") throw new TypeError("moat.rpc() needs a name");
+        return (handler) => {
+          requireFunction("rpc()(handler)", handler);
+          call("rpc_serve", [name]).result.then((id) => register(id, rpcHandlers, handler), fail);
+          return handler;
+        };
+      },
+      on_alert(
+        pattern: string,
+      ): <F extends (topic: string, data: unknown) => unknown>(handler: F) => F {
+        requireSetup("on_alert()");
+        if (typeof pattern !== "string" || pattern === "") {
+          throw new TypeError("moat.on_alert() needs a topic pattern");
+        }
+        return (handler) => {
+          requireFunction("on_alert()(handler)", handler);
+          call("alert_listen", [pattern]).result.then(
+            (id) => register(id, alertHandlers, handler),
+            fail,
+          );
+          return handler;
+        };
+      },
+      call(name: string, args?: unknown, options?: { timeout?: number }): Promise<unknown> {
+        requireSetup("call()");
+        const timeout = options?.timeout ?? 15;
+        if (typeof timeout !== "number" || !(timeout > 0)) {
+          return Promise.reject(
+            new TypeError("moat.call(): timeout must be a positive number of seconds"),
+          );
+        }
         let json: Json;
         try {
-          json = parse(stringify(value)) as Json;
-        } catch {
-          throw new TypeError(`moat.data.set(${stringify(key)}): the value is not JSON`);
+          json = toJson(args, `moat.call(${stringify(String(name))})`);
+        } catch (err) {
+          return Promise.reject(err);
         }
-        if (json === undefined) throw new TypeError(`moat.data.set(${stringify(key)}): no value`);
-        await call("data_set", [key, json]).result;
-        const old = dataValues.get(key);
-        dataValues.set(key, { value: json, type: old?.type ?? null });
+        return call("call", [String(name), json, timeout]).result;
       },
-    }),
-    tree: Object.freeze({
-      async lookup(...segments: unknown[]): Promise<MoatNode | undefined> {
-        requireSetup("tree.lookup()");
-        const path = checkSegments(segments);
-        const snap = await call("tree_lookup", [path]).result;
-        if (snap === null) return undefined;
-        loadSnapshot(snap);
-        return nodeOf(snap.path);
+      alert(topic: string, data?: unknown): Promise<void> {
+        requireSetup("alert()");
+        let json: Json;
+        try {
+          json = toJson(data, `moat.alert(${stringify(String(topic))})`);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return call("alert", [String(topic), json]).result.then(() => {});
       },
-    }),
-    monitor(node: unknown): (fn: (change: unknown) => unknown) => (change: unknown) => unknown {
-      requireSetup("monitor()");
-      if (node === null || typeof node !== "object" || !nodeSet.has(node)) {
-        throw new TypeError(
-          "moat.monitor() needs a node from moat.tree.lookup() or a str/ref data value",
-        );
-      }
-      const path = (node as MoatNode).path;
-      return (fn) => {
-        requireFunction("monitor()(fn)", fn);
-        const m: Monitor = { path, fn, children: childrenOf(path) };
-        call("tree_watch", [path]).result.then(() => {
-          if (ending) return;
-          monitors.push(m);
-          deliver(m, true, [], []);
-        }, fail);
-        return fn;
-      };
-    },
-    set_error(tag: string, message: string): Promise<void> {
-      requireSetup("set_error()");
-      if (typeof tag !== "string" || tag === "") {
-        return Promise.reject(new TypeError("moat.set_error() needs a non-empty tag"));
-      }
-      return call("set_error", [tag, String(message ?? "")]).result.then(() => {});
-    },
-    clear_error(tag: string): Promise<void> {
-      requireSetup("clear_error()");
-      if (typeof tag !== "string" || tag === "") {
-        return Promise.reject(new TypeError("moat.clear_error() needs a non-empty tag"));
-      }
-      return call("clear_error", [tag]).result.then(() => {});
-    },
-    load(name: string): Promise<Record<string, unknown>> {
-      return loadWith(name, [scriptName]);
-    },
-    /** What this script offers when another one loads it. */
-    exports: {} as Record<string, unknown>,
-    rpc(name: string): <F extends (args: unknown) => unknown>(handler: F) => F {
-      requireSetup("rpc()");
-      if (typeof name !== "string" || name === "") throw new TypeError("moat.rpc() needs a name");
-      return (handler) => {
-        requireFunction("rpc()(handler)", handler);
-        call("rpc_serve", [name]).result.then((id) => register(id, rpcHandlers, handler), fail);
-        return handler;
-      };
-    },
-    on_alert(
-      pattern: string,
-    ): <F extends (topic: string, data: unknown) => unknown>(handler: F) => F {
-      requireSetup("on_alert()");
-      if (typeof pattern !== "string" || pattern === "") {
-        throw new TypeError("moat.on_alert() needs a topic pattern");
-      }
-      return (handler) => {
-        requireFunction("on_alert()(handler)", handler);
-        call("alert_listen", [pattern]).result.then(
-          (id) => register(id, alertHandlers, handler),
-          fail,
-        );
-        return handler;
-      };
-    },
-    call(name: string, args?: unknown, options?: { timeout?: number }): Promise<unknown> {
-      requireSetup("call()");
-      const timeout = options?.timeout ?? 15;
-      if (typeof timeout !== "number" || !(timeout > 0)) {
-        return Promise.reject(
-          new TypeError("moat.call(): timeout must be a positive number of seconds"),
-        );
-      }
-      let json: Json;
-      try {
-        json = toJson(args, `moat.call(${stringify(String(name))})`);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      return call("call", [String(name), json, timeout]).result;
-    },
-    alert(topic: string, data?: unknown): Promise<void> {
-      requireSetup("alert()");
-      let json: Json;
-      try {
-        json = toJson(data, `moat.alert(${stringify(String(topic))})`);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      return call("alert", [String(topic), json]).result.then(() => {});
-    },
-    debug_obj(value: unknown): void {
-      requireSetup("debug_obj()");
-      call("debug_obj", [toJson(value, "moat.debug_obj()")]).result.then(undefined, fail);
-    },
-  });
+      debug_obj(value: unknown): void {
+        requireSetup("debug_obj()");
+        call("debug_obj", [toJson(value, "moat.debug_obj()")]).result.then(undefined, fail);
+      },
+      // What scripts are promised (types/moat.d.ts) is what they get.
+    } satisfies MoatApi,
+  );
   // A loaded library gets the same moat, except: `setup` may be called
   // again (with other options), `run` is ignored, `exports` is its own, and
   // its loads continue its chain (for cycle detection).
@@ -899,12 +914,12 @@ export function workerMain(config: WorkerConfig): void {
   });
 
   /** Deliveries into the script. A malformed one is dropped, never thrown. */
-  const onEvent = (event: string, data: Json): void => {
+  const onEvent = (e: ScriptEvent): void => {
     try {
-      if (event === "data") applyData(data as unknown as DataEvent);
-      else if (event === "tree") applyTree(data as unknown as TreeEvent);
-      else if (event === "rpc") onRpc(data as unknown as RpcEvent);
-      else if (event === "alert") onAlert(data as unknown as AlertEvent);
+      if (e.event === "data") applyData(e.data);
+      else if (e.event === "tree") applyTree(e.data);
+      else if (e.event === "rpc") onRpc(e.data);
+      else if (e.event === "alert") onAlert(e.data);
     } catch {
       // The host sends well-formed events; nothing a script did can get here.
     }
@@ -930,7 +945,7 @@ export function workerMain(config: WorkerConfig): void {
         onStopBudgetMs = msg.options.onStopBudgetMs;
         g.moat = moat;
         scriptName = msg.script;
-        for (const [event, data] of Object.entries(msg.initial ?? {})) onEvent(event, data);
+        for (const e of msg.initial ?? []) onEvent(e);
         void runScript(msg.code, msg.script);
         return;
       }
@@ -955,7 +970,7 @@ export function workerMain(config: WorkerConfig): void {
         return;
       }
       case "event":
-        onEvent(msg.event, msg.data);
+        onEvent(msg);
         return;
     }
   });

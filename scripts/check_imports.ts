@@ -1,22 +1,54 @@
 /**
  * Keeps imports flowing one way (style.md): `sandbox/` imports nothing from
- * `host/`, `sandbox/protocol.ts` imports nothing at all, and only the
- * backend files import npm packages. Prints each violation; exits 1 if any.
+ * `host/`, `sandbox/protocol.ts` imports nothing at all, the folders of
+ * `host/` import each other one way only ({@linkcode FOLDERS_BELOW}), and
+ * only the backend files import npm packages. Prints each violation; exits
+ * 1 if any.
  *
  * Run: deno run --allow-read scripts/check_imports.ts
  *
  * @module
  */
 
-/** Which files may import which bare npm packages (by import map name). */
+/**
+ * Which files may import which bare npm packages (by import map name); an
+ * entry ending with "/" or "_" names every file starting with it (a folder,
+ * or a backend's private parts such as `host/store/_etcd_watch.ts`).
+ */
 export const NPM_ALLOWED: Record<string, string[]> = {
-  etcd3: ["host/store/etcd_store.ts"],
-  amqplib: ["host/bus/amqp_bus.ts"],
+  etcd3: ["host/store/etcd_store.ts", "host/store/_etcd_"],
+  amqplib: ["host/bus/amqp_bus.ts", "host/bus/_amqp_"],
   luxon: ["host/time/"],
   "@types/luxon": ["host/time/"],
   typescript: ["host/scripts/check.ts", "host/scripts/typecheck.ts"],
   yaml: ["host/cli/data_file.ts"],
 };
+
+/**
+ * Folders of `host/` and the folders they must not import, so that no two
+ * import each other: the bridge runs scripts and knows nothing of what they
+ * may do; the capabilities a script is given (methods, tree view, bus,
+ * quotas) use the bridge; the tasks wire runs out of both; the CLI uses all.
+ */
+export const FOLDERS_BELOW: Record<string, string[]> = {
+  "host/bridge/": ["host/capabilities/", "host/tasks/", "host/cli/", "host/testing/"],
+  "host/capabilities/": ["host/tasks/", "host/cli/", "host/testing/"],
+  "host/tasks/": ["host/cli/", "host/testing/"],
+  "host/store/": ["host/testing/"],
+  "host/bus/": ["host/testing/"],
+  "host/time/": ["host/testing/"],
+};
+
+/** The repository path `spec` names, imported from `rel`; undefined when not relative. */
+function resolve(rel: string, spec: string): string | undefined {
+  if (!spec.startsWith(".")) return undefined;
+  const parts = rel.split("/").slice(0, -1);
+  for (const seg of spec.split("/")) {
+    if (seg === "..") parts.pop();
+    else if (seg !== ".") parts.push(seg);
+  }
+  return parts.join("/");
+}
 
 const IMPORT_RE =
   /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s*["']([^"']+)["']|(?:^|\n)\s*import\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
@@ -67,10 +99,28 @@ export async function violations(root: string): Promise<string[]> {
           out.push(`${rel}: imports "${spec}" directly; add it to the import map`);
           continue;
         }
+        const target = resolve(rel, spec);
+        if (rel.startsWith("host/") && target?.startsWith("tests/")) {
+          // Contract suites and test doubles are product code: what they share lives in host/testing/.
+          out.push(
+            `${rel}: imports "${spec}" (host/ imports nothing from tests/; see host/testing/)`,
+          );
+          continue;
+        }
+        const folder = Object.keys(FOLDERS_BELOW).find((f) => rel.startsWith(f));
+        // Contract suites are tests that others run: they may use host/testing/.
+        const banned = folder && target &&
+          FOLDERS_BELOW[folder]!.find((f) =>
+            target.startsWith(f) && !(f === "host/testing/" && rel.endsWith("_contract.ts"))
+          );
+        if (banned) {
+          out.push(`${rel}: imports "${spec}" (${folder} must not import ${banned})`);
+          continue;
+        }
         if (spec.startsWith(".") || spec.startsWith("node:")) continue;
         const allowed = NPM_ALLOWED[spec];
         if (!allowed) out.push(`${rel}: imports unknown package "${spec}"`);
-        else if (!allowed.some((a) => rel === a || (a.endsWith("/") && rel.startsWith(a)))) {
+        else if (!allowed.some((a) => rel === a || (/[/_]$/.test(a) && rel.startsWith(a)))) {
           out.push(`${rel}: only ${allowed.join(", ")} may import "${spec}"`);
         }
       }

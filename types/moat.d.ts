@@ -241,6 +241,45 @@ interface MoatTree {
   lookup(...segments: (string | number)[]): Promise<MoatNode | undefined>;
 }
 
+/**
+ * The machine-readable codes of a `MoatError`:
+ *
+ * - the call itself: `bad_args` (arguments the host refused), `bad_message`,
+ *   `unknown_method`, `cancelled`, `ended` (the script is ending), `internal`
+ *   (the host failed; its details stay in the host's log), `unavailable`
+ *   (etcd or the broker cannot be reached now), `unsupported`, `timeout`;
+ * - what it names: `bad_key`, `bad_name`, `bad_path`, `bad_type`,
+ *   `no_such_key`, `not_running`, `time_spec`, `load_cycle`, `load_failed`,
+ *   `rpc_error` (the RPC's server failed);
+ * - what one script may make the installation spend (docs/security.md):
+ *   `quota`, `limit`, `too_large`, `reserved`, `taken`.
+ */
+type MoatErrorCode =
+  | "bad_args"
+  | "bad_message"
+  | "unknown_method"
+  | "cancelled"
+  | "ended"
+  | "internal"
+  | "unavailable"
+  | "unsupported"
+  | "timeout"
+  | "bad_key"
+  | "bad_name"
+  | "bad_path"
+  | "bad_type"
+  | "no_such_key"
+  | "not_running"
+  | "time_spec"
+  | "load_cycle"
+  | "load_failed"
+  | "rpc_error"
+  | "quota"
+  | "limit"
+  | "too_large"
+  | "reserved"
+  | "taken";
+
 /** An error a host call failed with (a rejected promise of a `moat` call). */
 interface MoatError extends Error {
   /** `"MoatError"` */
@@ -252,9 +291,9 @@ interface MoatError extends Error {
    * see docs/security.md), `limit` (over a sandbox limit, e.g. `call_rate`),
    * `too_large` (a node too big to look up), `reserved` (a name or error
    * tag that belongs to the hosts: `moat.*`, `job`), `taken` (an RPC name
-   * another script serves).
+   * another script serves). Every code is listed at {@linkcode MoatErrorCode}.
    */
-  code: string;
+  code: MoatErrorCode;
 }
 
 /** Options of `moat.call`. */

@@ -31,6 +31,8 @@ export interface ChildOptions {
   fileSizeBytes: number;
   /** The coreutils `nice` binary and the niceness for every thread of the sandbox, if any. */
   nice: { path: string; value: number } | undefined;
+  /** The folder to make the sandbox's own folder in; undefined: the system's temporary folder. */
+  tmpDir: string | undefined;
 }
 
 /**
@@ -147,7 +149,10 @@ export class SandboxChild {
   static async spawn(options: ChildOptions): Promise<SandboxChild> {
     // The name says which host made it, so that a later host can remove it
     // if this one dies without cleaning up (see sweepStaleDirs).
-    const dir = await Deno.makeTempDir({ prefix: `${DIR_PREFIX}${hostTag()}-` });
+    const dir = await Deno.makeTempDir({
+      prefix: `${DIR_PREFIX}${hostTag()}-`,
+      ...(options.tmpDir === undefined ? {} : { dir: options.tmpDir }),
+    });
     // Rlimits, applied by prlimit before it execs deno: no file (Deno's
     // cache included) larger than fileSizeBytes, and no core dumps.
     // Then nice, so that every thread Deno starts has the lower priority.

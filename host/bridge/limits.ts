@@ -94,7 +94,7 @@ export function readLimits(
  * (`global`), then from the task (`task`, which wins), each at least its
  * `minimum`. Bad values and task values of `installWide` fields are left
  * out and reported through `warn`. Shared by the sandbox limits and the
- * quotas (host/tasks/quotas.ts).
+ * quotas (host/capabilities/quotas.ts).
  */
 export function readSettings<N extends string>(
   keys: Readonly<Record<N, string>>,

@@ -9,6 +9,7 @@
  */
 
 import {
+  type ErrorCode,
   type Json,
   LOG_LEVELS,
   type LogLevel,
@@ -27,9 +28,10 @@ import {
  * handler reaches the script as `{ code: "internal", message: "internal error" }`.
  */
 export class BridgeError extends Error {
-  /** Machine-readable code, e.g. "bad_args", "not_found", "denied". */
-  readonly code: string;
-  constructor(code: string, message: string, options?: ErrorOptions) {
+  /** Machine-readable code, e.g. "bad_args", "no_such_key", "quota". */
+  readonly code: ErrorCode;
+  /** An error with `code` and `message` for the script; `options.cause` stays on the host. */
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "BridgeError";
     this.code = code;

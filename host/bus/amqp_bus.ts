@@ -43,7 +43,6 @@ import {
   checkRpcName,
   checkSize,
   checkTopic,
-  decodeBody,
   DEFAULT_CALL_TIMEOUT_MS,
   DEFAULT_GROUP_CHANNELS,
   DEFAULT_HANDLER_TIMEOUT_MS,
@@ -60,6 +59,30 @@ import {
   type ServeOptions,
 } from "./bus.ts";
 import { allowIpServername } from "../tls_ip_servername.ts";
+import {
+  ACK_BATCH,
+  bodyKind,
+  DEADLINE_HEADER,
+  decodeAs,
+  errorText,
+  failureOf,
+  isPreconditionFailed,
+  JSON_TYPE,
+  NULL_BODY,
+  OWN_CHANNELS,
+  redactUrl,
+  tlsFailure,
+} from "./_amqp_wire.ts";
+import type { Channel, GroupState, Job, Message, PendingCall, Reg, Slot } from "./_amqp_state.ts";
+
+export { redactUrl } from "./_amqp_wire.ts";
+
+/**
+ * An RPC queue nobody consumes from for this long is deleted (`x-expires`),
+ * with the requests in it: a server that is away longer than this lets its
+ * callers time out anyway.
+ */
+const RPC_QUEUE_EXPIRES_MS = 10_000;
 
 /** The names of the four exchanges. */
 export interface AmqpExchanges {
@@ -166,166 +189,6 @@ export interface AmqpTlsOptions {
   key?: Uint8Array;
 }
 
-type Channel = amqp.Channel;
-type Message = amqp.ConsumeMessage;
-
-interface PendingCall {
-  name: string;
-  resolve(value: unknown): void;
-  reject(e: Error): void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
-interface Job {
-  controller: AbortController;
-  /** Send the error reply (if still possible) and release the message. */
-  finish(error: RemoteErrorInfo): void;
-  /** Forget the request without a reply (its channel is gone). */
-  cancel(): void;
-}
-
-/**
- * A channel that registrations share: one per ungrouped registration, at
- * most `channels` per group. It exists while it has members, and is opened
- * (again) on the current connection when a member is attached.
- */
-interface Slot {
-  channel: Channel | undefined;
-  opening: Promise<Channel> | undefined;
-  /** Registrations assigned to this slot (attached or waiting for a connection). */
-  members: Set<Reg>;
-  /** Whether it belongs to a group (and may carry several consumers). */
-  shared: boolean;
-  /** Serialises the set-up of consumers, whose prefetch is set just before each. */
-  lock: Promise<void>;
-}
-
-interface GroupState {
-  max: number;
-  slots: Slot[];
-  next: number;
-  regs: Set<Reg>;
-  closed: boolean;
-}
-
-interface Reg {
-  kind: "rpc" | "alert";
-  /** The RPC name or the alert pattern. */
-  key: string;
-  rpc?: RpcHandler;
-  onAlert?: AlertHandler;
-  prefetch: number;
-  /** Number of this registration, for its alert queue's name. */
-  n: number;
-  channel: Channel | undefined;
-  consumerTag: string | undefined;
-  jobs: Set<Job>;
-  closed: boolean;
-  /** Alerts delivered but not yet handled, in order. */
-  backlog: Message[];
-  pumping: boolean;
-  slot: Slot;
-  group: GroupState | undefined;
-}
-
-const JSON_TYPE = "application/json";
-/**
- * An RPC queue nobody consumes from for this long is deleted (`x-expires`),
- * with the requests in it: a server that is away longer than this lets its
- * callers time out anyway.
- */
-const RPC_QUEUE_EXPIRES_MS = 10_000;
-const NULL_BODY = new TextEncoder().encode("null");
-/** The request header carrying the caller's deadline (Unix time, ms). */
-const DEADLINE_HEADER = "deadline";
-/** Channels the bus keeps besides its registrations' (the main and the declaring one). */
-const OWN_CHANNELS = 2;
-/** How many handled alerts one ack frame confirms at most. */
-const ACK_BATCH = 32;
-const TEXT = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * Why a TLS connection failed, when the error says it did; `undefined`
- * otherwise. A broker closing the connection during the handshake of an
- * amqps:// connection is refusing the client's certificate (or its lack).
- */
-function tlsFailure(e: unknown): string | undefined {
-  const text = errorText(e);
-  // AMQP's own handshake (a refused login) is no TLS failure.
-  if (/Handshake terminated by server|ACCESS.REFUSED/i.test(text)) return undefined;
-  if (
-    /certificate|self[- ]signed|altname|unable to verify|issuer|handshake|wrong version number|ssl|tls|UnknownIssuer|NotValidForName|InvalidCertificate/i
-      .test(text)
-  ) {
-    return text;
-  }
-  if (/EPIPE|ECONNRESET|socket hang up|disconnected before secure/i.test(text)) {
-    return `${text} (the broker closed the connection during the handshake: ` +
-      "it may want a client certificate, --amqp-cert and --amqp-key)";
-  }
-  return undefined;
-}
-
-/** Remove the password from an AMQP URL, for messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/[^:@/]*):[^@/]*@/i, "$1@");
-}
-
-function errorText(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
-  return text.split("\n")[0]!.slice(0, 200);
-}
-
-/** The error a reply header `error` carries, if it reports a failure. */
-function failureOf(header: unknown): RemoteErrorInfo | undefined {
-  let h = header;
-  if (h instanceof Uint8Array) h = new TextDecoder().decode(h);
-  if (typeof h === "string") {
-    try {
-      h = JSON.parse(h);
-    } catch {
-      return { s: "error", m: h as string, c: "Error" };
-    }
-  }
-  if (h === null || typeof h !== "object") return undefined;
-  const o = h as Record<string, unknown>;
-  const str = (v: unknown) => v instanceof Uint8Array ? new TextDecoder().decode(v) : v;
-  const s = typeof str(o.s) === "string" ? str(o.s) as string : "error";
-  // qbroker: "ok" and "warn" are not failures.
-  if (s === "ok" || s === "warn") return undefined;
-  const m = str(o.m);
-  const c = str(o.c);
-  return {
-    s,
-    m: typeof m === "string" ? m : "unknown error",
-    c: typeof c === "string" ? c : "Error",
-  };
-}
-
-/** Whether a content type is one whose body we decode (missing means JSON). */
-function bodyKind(contentType: unknown): "json" | "text" | undefined {
-  if (contentType === undefined || contentType === null || contentType === "") return "json";
-  if (typeof contentType !== "string") return undefined;
-  const base = contentType.split(";")[0]!.trim().toLowerCase();
-  if (base === JSON_TYPE) return "json";
-  // qbroker sends plain strings as text/plain.
-  if (base === "text/plain") return "text";
-  return undefined;
-}
-
-function decodeAs(kind: "json" | "text", bytes: Uint8Array, what: string): unknown {
-  if (kind === "json") return decodeBody(bytes, what);
-  try {
-    return TEXT.decode(bytes);
-  } catch (e) {
-    throw new SyntaxError(`${what} is not valid UTF-8 text`, { cause: e });
-  }
-}
-
-function isPreconditionFailed(e: unknown): boolean {
-  return (e as { code?: unknown })?.code === 406;
-}
-
 /** The `Bus` on RabbitMQ. Call `connect()` before anything else. */
 export class AmqpBus implements Bus {
   #url: string;
@@ -369,6 +232,7 @@ export class AmqpBus implements Bus {
   #closing: Promise<void> | undefined;
   #connecting: Promise<void> | undefined;
 
+  /** A client of the broker at `options.url`; connects on first use, and again after a loss. */
   constructor(options: AmqpBusOptions = {}) {
     this.#url = options.url ?? DEFAULT_AMQP_URL;
     this.#shownUrl = redactUrl(this.#url);
@@ -1024,19 +888,16 @@ export class AmqpBus implements Bus {
     return run;
   }
 
-  #rpcQueueOptions(): amqp.Options.AssertQueue {
-    const bounds = this.#bounds();
-    return {
-      durable: false,
-      autoDelete: true,
-      exclusive: false,
-      deadLetterExchange: this.#ex.dead,
-      ...bounds,
-      // auto-delete only removes a queue that once had a consumer: one
-      // declared by a registration that failed or closed before consuming
-      // would stay for ever. Unused for RPC_QUEUE_EXPIRES_MS, it goes.
-      arguments: { ...bounds.arguments, "x-expires": RPC_QUEUE_EXPIRES_MS },
-    };
+  /** The channel queues are declared and deleted on (opened when needed). */
+  async #declaringChannel(conn: amqp.ChannelModel): Promise<Channel> {
+    if (this.#declareCh) return this.#declareCh;
+    const ch = await conn.createChannel();
+    ch.on("error", () => {});
+    ch.on("close", () => {
+      if (this.#declareCh === ch) this.#declareCh = undefined;
+    });
+    this.#declareCh = ch;
+    return ch;
   }
 
   /**
@@ -1057,16 +918,19 @@ export class AmqpBus implements Bus {
     return run;
   }
 
-  /** The channel queues are declared and deleted on (opened when needed). */
-  async #declaringChannel(conn: amqp.ChannelModel): Promise<Channel> {
-    if (this.#declareCh) return this.#declareCh;
-    const ch = await conn.createChannel();
-    ch.on("error", () => {});
-    ch.on("close", () => {
-      if (this.#declareCh === ch) this.#declareCh = undefined;
-    });
-    this.#declareCh = ch;
-    return ch;
+  #rpcQueueOptions(): amqp.Options.AssertQueue {
+    const bounds = this.#bounds();
+    return {
+      durable: false,
+      autoDelete: true,
+      exclusive: false,
+      deadLetterExchange: this.#ex.dead,
+      ...bounds,
+      // auto-delete only removes a queue that once had a consumer: one
+      // declared by a registration that failed or closed before consuming
+      // would stay for ever. Unused for RPC_QUEUE_EXPIRES_MS, it goes.
+      arguments: { ...bounds.arguments, "x-expires": RPC_QUEUE_EXPIRES_MS },
+    };
   }
 
   /** Declare, bind and consume a registration's queue on its slot's channel. */
@@ -1080,7 +944,8 @@ export class AmqpBus implements Bus {
       queue = `${this.#ex.rpc}_${reg.key}`;
       foreign = await this.#declareRpcQueue(conn, queue);
       if (reg.closed && !foreign) {
-        // Closed while the broker declared its queue: nobody may ever consume from it.
+        // Closed while the broker declared its queue: nobody may ever consume
+        // from it, and auto-delete only removes queues that had a consumer.
         await this.#dropUnusedQueue(conn, queue);
         return;
       }
@@ -1123,7 +988,7 @@ export class AmqpBus implements Bus {
     reg.group?.regs.delete(reg);
     // Under the slot's lock: a registration still being set up (#attach)
     // finishes first, so that its consumer is cancelled here and not left
-    // behind on a closed registration.
+    // behind on a closed registration (a second consumer of its queue).
     await this.#locked(reg.slot, async () => {
       const tag = reg.consumerTag;
       if (!reg.channel || !tag) return;

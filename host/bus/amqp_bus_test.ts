@@ -10,7 +10,7 @@ import {
   rawPeer,
   uniqueExchanges,
 } from "../../tests/_util/rabbit.ts";
-import { Collector, quietPeriod, withTimeout } from "../../tests/_util/wait.ts";
+import { Collector, quietPeriod, withTimeout } from "../testing/wait.ts";
 import { AmqpBus, type AmqpBusOptions, redactUrl } from "./amqp_bus.ts";
 import { busContract } from "./bus_contract.ts";
 import {
@@ -28,7 +28,8 @@ busContract("AmqpBus", async (options) => {
   return { bus, cleanup: () => deleteExchanges(exchanges) };
 });
 
-const EVENT_MS = 5_000;
+/** Bound of a wait for what must happen: generous, it only catches a hang. */
+const EVENT_MS = 30_000;
 
 /** Run `fn` with buses on exchanges of its own; close everything and delete them after. */
 async function withExchanges(
@@ -80,12 +81,11 @@ Deno.test("AmqpBus refuses a URL that is not AMQP without showing its password",
 
 Deno.test("AmqpBus connect() rejects at once with one clear line when nothing listens", async () => {
   const url = `amqp://guest:s3cret@127.0.0.1:${closedPort()}`;
-  const bus = new AmqpBus({ url, connectTimeoutMs: 1_000 });
+  // A connect timeout far out of reach: the refusal itself must end the attempt.
+  const bus = new AmqpBus({ url, connectTimeoutMs: 600_000 });
   try {
-    const started = performance.now();
-    const e = await withTimeout(bus.connect().then(() => undefined, (e) => e), 5_000, "connect");
+    const e = await withTimeout(bus.connect().then(() => undefined, (e) => e), 60_000, "connect");
     assert.ok(e instanceof BusUnavailableError, String(e));
-    assert.ok(performance.now() - started < 2_000);
     assert.match(e.message, /^AMQP broker at amqp:\/\/guest@127\.0\.0\.1:\d+ is not reachable: /);
     assert.ok(!e.message.includes("\n") && !e.message.includes("s3cret"), e.message);
     assert.ok(
@@ -106,10 +106,11 @@ Deno.test("AmqpBus connect() gives up after connectTimeoutMs on a broker that ne
   const bus = new AmqpBus({ url: `amqp://guest:guest@127.0.0.1:${port}`, connectTimeoutMs: 500 });
   try {
     const started = performance.now();
-    const e = await withTimeout(bus.connect().then(() => undefined, (e) => e), 5_000, "connect");
+    const e = await withTimeout(bus.connect().then(() => undefined, (e) => e), 60_000, "connect");
     const elapsed = performance.now() - started;
     assert.ok(e instanceof BusUnavailableError, String(e));
-    assert.ok(elapsed >= 450 && elapsed < 2_000, `took ${elapsed} ms`);
+    // It waited for the timeout; how much longer is not a test's business.
+    assert.ok(elapsed >= 450, `took ${elapsed} ms`);
     assert.ok(!e.message.includes("\n"));
   } finally {
     await bus.close();
@@ -371,11 +372,10 @@ Deno.test("AmqpBus reconnects after the broker drops its connection and restores
       started.resolve();
       return new Promise(() => {});
     });
-    const inFlight = victim.call("other.slow", null, { timeoutMs: 30_000 });
+    const inFlight = victim.call("other.slow", null, { timeoutMs: 600_000 });
     inFlight.catch(() => {});
     await withTimeout(started.promise, EVENT_MS, "the slow handler to start");
 
-    const dropped = performance.now();
     assert.equal(await closeConnectionsNamed(name), 1);
     const e = await withTimeout(inFlight.then(() => undefined, (e) => e), EVENT_MS, "in flight");
     assert.ok(e instanceof BusUnavailableError, String(e));
@@ -383,12 +383,12 @@ Deno.test("AmqpBus reconnects after the broker drops its connection and restores
       e.message,
       'call to "other.slow" failed: lost the connection to the AMQP broker at amqp://guest@127.0.0.1:5672',
     );
-    assert.ok(performance.now() - dropped < 3_000);
-    const fast = await withTimeout(failFast!, 1_000, "the call made while disconnected");
+    // "At once": long before its own timeout (EVENT_MS), which would say "no reply".
+    const fast = await withTimeout(failFast!, EVENT_MS, "the call made while disconnected");
     assert.ok(fast instanceof BusUnavailableError, String(fast));
     assert.match(fast.message, /not connected to the AMQP broker .*\(reconnecting\)/);
 
-    await states.until((s) => s.includes("connected"), 10_000, "the reconnect");
+    await states.until((s) => s.includes("connected"), 60_000, "the reconnect");
     assert.deepEqual(states.items, ["disconnected", "connected"]);
     assert.equal(await other.call("victim.echo", "again", { timeoutMs: EVENT_MS }), "again");
     await other.alert("to.victim", "hello");
@@ -408,7 +408,7 @@ Deno.test("AmqpBus brings registrations made while disconnected alive after the 
     await states.count(1, EVENT_MS, "the disconnect");
     // Registered while disconnected: recorded now, live after the reconnect.
     const reg = await victim.serve("late", () => Promise.resolve("late but here"));
-    await states.count(2, 10_000, "the reconnect");
+    await states.count(2, 60_000, "the reconnect");
     assert.equal(await other.call("late", null, { timeoutMs: EVENT_MS }), "late but here");
     await reg.close();
   });
@@ -452,9 +452,9 @@ async function eventually(check: () => Promise<boolean>, ms: number, what: strin
   }
 }
 
-Deno.test("AmqpBus declares every queue with a message TTL, a length limit and drop-head", async () => {
+Deno.test("AmqpBus declares every queue with a message TTL, length and byte limits and drop-head", async () => {
   await withExchanges(async (open, ex) => {
-    const bus = await open({ queueTtlMs: 7_000, queueLength: 42 });
+    const bus = await open({ queueTtlMs: 7_000, queueLength: 42, queueBytes: 4096 });
     await bus.serve("bounded", () => Promise.resolve(1));
     await bus.group().onAlert("bounded.#", () => {});
     const info = await queueInfo(ex.prefix);
@@ -467,6 +467,7 @@ Deno.test("AmqpBus declares every queue with a message TTL, a length limit and d
       assert.equal(args["x-message-ttl"], 7_000, name);
       assert.equal(args["x-max-length"], 42, name);
       assert.equal(args["x-overflow"], "drop-head", name);
+      assert.equal(args["x-max-length-bytes"], 4096, name);
     }
     assert.equal(info.get(`${ex.rpc}_bounded`)!.args["x-dead-letter-exchange"], ex.dead);
     // A shared RPC queue nobody consumes from goes (auto-delete alone keeps

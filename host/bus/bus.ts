@@ -130,7 +130,9 @@ export interface Bus {
 
 /** The base class of every bus failure a caller may want to catch. */
 export class BusError extends Error {
+  /** Always `BusError`. */
   override name = "BusError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }
@@ -149,7 +151,9 @@ export class BusLimitError extends BusError {
 
 /** The bus is not connected (or closed): nothing was sent. */
 export class BusUnavailableError extends BusError {
+  /** Always `BusUnavailableError`. */
   override name = "BusUnavailableError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }
@@ -157,11 +161,13 @@ export class BusUnavailableError extends BusError {
 
 /** No reply to an RPC call arrived in time. */
 export class RpcTimeoutError extends BusError {
+  /** Always `RpcTimeoutError`. */
   override name = "RpcTimeoutError";
   /** The RPC name called. */
   readonly rpc: string;
   /** The timeout that passed, in milliseconds. */
   readonly timeoutMs: number;
+  /** No reply from `rpc` came within `timeoutMs`. */
   constructor(rpc: string, timeoutMs: number) {
     super(`no reply from "${rpc}" within ${timeoutMs} ms`);
     this.rpc = rpc;
@@ -181,11 +187,13 @@ export interface RemoteErrorInfo {
 
 /** The RPC handler failed; `remote` says how, as the server reported it. */
 export class RpcRemoteError extends BusError {
+  /** Always `RpcRemoteError`. */
   override name = "RpcRemoteError";
   /** The RPC name called. */
   readonly rpc: string;
   /** The error as the server reported it. */
   readonly remote: RemoteErrorInfo;
+  /** `rpc`'s handler failed as `remote` says. */
   constructor(rpc: string, remote: RemoteErrorInfo) {
     super(`${rpc} failed: ${remote.m} (${remote.c})`);
     this.rpc = rpc;

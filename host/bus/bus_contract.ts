@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Collector, quietPeriod, withTimeout } from "../../tests/_util/wait.ts";
+import { Collector, quietPeriod, withTimeout } from "../testing/wait.ts";
 import { type Bus, BusUnavailableError, RpcRemoteError, RpcTimeoutError } from "./bus.ts";
 
 /** Settings a case asks its fresh bus for. */
@@ -38,7 +38,8 @@ export interface BusContractOptions {
 }
 
 /** How long any single awaited event may take before the case fails. */
-const EVENT_MS = 5_000;
+/** Bound of a wait for what must happen: generous, it only catches a hang. */
+const EVENT_MS = 30_000;
 /** A call timeout short enough for tests, long enough for a loaded machine. */
 const SHORT_MS = 200;
 
@@ -188,7 +189,8 @@ export function busContract(
     const elapsed = performance.now() - started;
     assert.ok(e instanceof RpcTimeoutError, `got ${e.name}: ${e.message}`);
     assert.equal(e.message, `no reply from "nobody.home" within ${SHORT_MS} ms`);
-    assert.ok(elapsed >= SHORT_MS - 5 && elapsed < SHORT_MS + 2_000, `took ${elapsed} ms`);
+    // It waited for the timeout (how much longer is no test's business: see deno task bench).
+    assert.ok(elapsed >= SHORT_MS - 5, `took ${elapsed} ms`);
   });
 
   test("times out a call whose handler never returns, and the server recovers", async (open) => {

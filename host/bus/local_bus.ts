@@ -114,6 +114,7 @@ export class LocalBus implements Bus {
   #listeners = new Set<(state: BusState) => void>();
   #closed = false;
 
+  /** A bus inside this process, with no broker. */
   constructor(options: LocalBusOptions = {}) {
     this.#maxBytes = checkPositive(
       options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { withTimeout } from "../../tests/_util/wait.ts";
+import { withTimeout } from "../testing/wait.ts";
 import { busContract } from "./bus_contract.ts";
 import { checkPattern, RpcTimeoutError, topicMatches } from "./bus.ts";
 import { LocalBus } from "./local_bus.ts";
@@ -34,12 +34,13 @@ Deno.test("topicMatches follows RabbitMQ's topic exchange rules", () => {
   }
 });
 
-Deno.test("topicMatches stays fast on patterns with many #", () => {
+// How fast: bus.topic_match_40_hashes in deno task bench. A matcher that
+// backtracks would not end here at all.
+Deno.test("topicMatches answers patterns with many #", () => {
   const pattern = Array.from({ length: 40 }, () => "#").join(".") + ".z";
   const topic = Array.from({ length: 60 }, () => "a").join(".");
-  const started = performance.now();
   assert.equal(topicMatches(pattern, topic), false);
-  assert.ok(performance.now() - started < 100);
+  assert.equal(topicMatches(pattern, topic + ".z"), true);
 });
 
 Deno.test("LocalBus drops waiting requests when the last server of a name stops", async () => {
@@ -51,7 +52,7 @@ Deno.test("LocalBus drops waiting requests when the last server of a name stops"
       return new Promise(() => {});
     }, { maxInFlight: 1 });
     const first = bus.call("busy", 1, { timeoutMs: 5_000 }).catch((e) => e);
-    await withTimeout(started.promise, 1_000, "the first request to start");
+    await withTimeout(started.promise, 60_000, "the first request to start");
     const waiting = bus.call("busy", 2, { timeoutMs: 300 }).catch((e) => e);
     await reg.close();
     assert.ok((await first) instanceof Error);
@@ -75,7 +76,7 @@ Deno.test("LocalBus drops alerts beyond maxQueuedAlerts for a slow subscriber an
     });
     for (let i = 0; i < 5; i++) await bus.alert("t", i);
     gate.resolve();
-    await withTimeout(all.promise, 1_000, "three alerts");
+    await withTimeout(all.promise, 60_000, "three alerts");
     assert.deepEqual(seen, [0, 1, 2]);
     assert.ok(logged.some((m) => m.includes('dropped alert "t"')), logged.join("\n"));
   } finally {

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../../tests/_util/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { DataFileError, isYamlFile, parseDataFile } from "./data_file.ts";
 
 Deno.test("data files are YAML by the name .yaml or .yml, JSON otherwise", () => {

@@ -9,7 +9,7 @@ import type { Command } from "./command.ts";
 import { withServices } from "./services.ts";
 import { table } from "./io.ts";
 import { localTime } from "./status_cmd.ts";
-import { ErrorRecords } from "../tasks/errors.ts";
+import { ErrorRecords } from "../capabilities/error_records.ts";
 import { SystemClock } from "../time/clock.ts";
 
 /** The `moat errors` command. */

@@ -20,7 +20,7 @@ import { parseExchanges } from "./bus_cmd.ts";
 import { checkName } from "../names.ts";
 import { amqpOptions, CLI_ETCD_TIMEOUT_MS, openEtcd } from "./services.ts";
 import { MemoryReducer } from "../tasks/memory_reducer.ts";
-import { type Quotas, readQuotas } from "../tasks/quotas.ts";
+import { type Quotas, readQuotas } from "../capabilities/quotas.ts";
 
 /** The install-wide quotas of `/config/run` (defaults when etcd cannot be read now). */
 async function runQuotas(store: EtcdStore, layout: Layout, logger: LineLogger): Promise<Quotas> {

@@ -17,7 +17,7 @@ import {
   languageOf,
   ScriptCheckError,
 } from "../scripts/check.ts";
-import { typeCheckScript, typeCheckScripts } from "../scripts/typecheck.ts";
+import { typeCheckScripts } from "../scripts/typecheck.ts";
 import { checkName } from "../names.ts";
 import { parseAssignments } from "../tasks/task_defs.ts";
 import { tryCommand } from "./try_cmd.ts";
@@ -70,15 +70,9 @@ const NO_TYPECHECK_OPTION = {
   },
 } as const;
 
-/** The definition-time check, then (unless skipped) the type check; throws `ScriptCheckError`. */
-function checkBeforeStoring(
-  ctx: CommandContext,
-  n: string,
-  code: string,
-  language: Language,
-): void {
-  checkScript(n, code, language);
-  if (ctx.values["no-typecheck"] !== true) typeCheckScript(n, code, language);
+/** Whether code is type-checked before it is stored (unless `--no-typecheck`). */
+function typeCheck(ctx: CommandContext): boolean {
+  return ctx.values["no-typecheck"] !== true;
 }
 
 const defAdd: Command = {
@@ -96,10 +90,15 @@ const defAdd: Command = {
     const file = ctx.positionals[1]!;
     const code = await readSource(file);
     const descr = ctx.positionals.slice(2).join(" ");
-    checkBeforeStoring(ctx, n, code, language(ctx, file) ?? "typescript");
+    // ScriptDefs checks the code (and its types) once, before it stores it.
     await withServices(
       ctx.globals,
-      (s) => s.scripts.add(n, code, { language: language(ctx, file) ?? "typescript", descr }),
+      (s) =>
+        s.scripts.add(n, code, {
+          language: language(ctx, file) ?? "typescript",
+          descr,
+          typeCheck: typeCheck(ctx),
+        }),
     );
     ctx.io.out(`added script ${n}`);
     return 0;
@@ -122,9 +121,10 @@ const defUpdate: Command = {
     const code = await readSource(file);
     const lang = typeof ctx.values.language === "string" ? language(ctx, file) : undefined;
     await withServices(ctx.globals, async (s) => {
-      const info = await s.scripts.require(n);
-      checkBeforeStoring(ctx, n, code, lang ?? info.language);
-      await s.scripts.update(n, code, lang ? { language: lang } : {});
+      await s.scripts.update(n, code, {
+        ...(lang ? { language: lang } : {}),
+        typeCheck: typeCheck(ctx),
+      });
     });
     ctx.io.out(`updated script ${n}`);
     return 0;

@@ -7,7 +7,8 @@
 
 import { parseArgs } from "node:util";
 import { type CliIO, CommandError, UsageError } from "./io.ts";
-import { hostZone, localIso, localToUnix, timeAt } from "../time/time_at.ts";
+import { timeAt } from "../time/time_at.ts";
+import { hostZone, localIso, localToUnix } from "../time/zone.ts";
 import { looksNumeric, parseTimeSpec, TimeSpecError } from "../time/time_spec.ts";
 
 /** The help text of `moat time`. */

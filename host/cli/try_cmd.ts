@@ -16,7 +16,8 @@ import { formatSpan, type TryEvent, type TryLibrary, trySession } from "./try_se
 import { checkScript, isLanguage, type Language, languageOf } from "../scripts/check.ts";
 import { checkName } from "../names.ts";
 import { parseAssignments } from "../tasks/task_defs.ts";
-import { hostZone, timeAt } from "../time/time_at.ts";
+import { timeAt } from "../time/time_at.ts";
+import { hostZone } from "../time/zone.ts";
 import { parseTimeSpec } from "../time/time_spec.ts";
 
 const UNIT_MS: Record<string, number> = {

@@ -21,11 +21,11 @@
 
 import { MemoryStore } from "../store/memory_store.ts";
 import type { WatchEvent } from "../store/store.ts";
-import { Layout } from "../layout.ts";
+import { Layout, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
 import type { Logger, LogLevel } from "../log.ts";
 import {
   type Isolation,
-  type MethodTable,
+  mapMethods,
   SandboxPool,
   type ScriptHandle,
   type StartOptions,
@@ -34,7 +34,7 @@ import { Host } from "../tasks/host.ts";
 import type { Transition } from "../tasks/task_runner.ts";
 import { LocalBus } from "../bus/local_bus.ts";
 import { VirtualClock } from "../time/virtual_clock.ts";
-import { localIso } from "../time/time_at.ts";
+import { localIso } from "../time/zone.ts";
 import { waitTarget } from "../time/wait.ts";
 import { servicesOn } from "./services.ts";
 import { escapeControl as esc, terminalJson } from "../text.ts";
@@ -182,32 +182,29 @@ class WatchedIsolation implements Isolation {
 
   async start(options: StartOptions): Promise<ScriptHandle> {
     const act = this.#activity;
-    const methods = {} as Record<string, unknown>;
-    for (const [name, fn] of Object.entries(options.methods)) {
+    const methods = mapMethods(options.methods, (name, fn) => async (args, ctx) => {
       const clocked = name === "wait";
-      methods[name] = async (args: never, ctx: never) => {
-        act.bump(clocked);
-        if (clocked) {
-          const [spec, opts] = args as [unknown, unknown];
-          this.#onWait(spec, opts);
-        } else {
-          act.busy++;
-        }
-        try {
-          return await (fn as (a: never, c: never) => Promise<unknown>)(args, ctx);
-        } finally {
-          if (!clocked) act.busy--;
-          act.bump();
-        }
-      };
-    }
+      act.bump(clocked);
+      if (clocked) {
+        const [spec, opts] = args;
+        this.#onWait(spec, opts);
+      } else {
+        act.busy++;
+      }
+      try {
+        return await fn(args, ctx);
+      } finally {
+        if (!clocked) act.busy--;
+        act.bump();
+      }
+    });
     const handle = await this.#inner.start({
       ...options,
       // The sandbox gives no sign when the script's code begins to run (its
       // Worker may take a moment to boot): this line, on the script's first
       // line so that line numbers stay, is that sign.
       code: `console.debug(${JSON.stringify(START_MARK)});${options.code}`,
-      methods: methods as unknown as MethodTable,
+      methods,
       onLog: (level, message) => {
         act.bump();
         if (message === START_MARK) this.onStarted();
@@ -294,8 +291,8 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
     onChange();
   };
   let host: Host | undefined;
-  const dataPrefix = layout.taskDir(task) + "data/";
-  const errorPointers = layout.statusDir(task) + "error/";
+  const dataPrefix = layout.taskDir(task) + TASK_KEYS.data;
+  const errorPointers = layout.statusDir(task) + STATUS_KEYS.errors;
   const errorMsg = new RegExp(`^${ROOT}/status/errors/([^/]+)/[^/]+/msg$`);
   const watch = await store.watch(ROOT + "/", (events: WatchEvent[]) => {
     activity.bump();

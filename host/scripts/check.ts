@@ -18,14 +18,19 @@ export interface Diagnostic {
   line: number;
   /** 1-based column. */
   col: number;
+  /** What is wrong. */
   message: string;
 }
 
 /** A script failed its check; `message` lists every `NAME:LINE:COL: message`. */
 export class ScriptCheckError extends Error {
+  /** Always `ScriptCheckError`. */
   override name = "ScriptCheckError";
+  /** Every problem found, in source order. */
   readonly diagnostics: Diagnostic[];
+  /** The name the script was checked under (a file or script name). */
   readonly file: string;
+  /** The error for `diagnostics` found in `file`. */
   constructor(file: string, diagnostics: Diagnostic[]) {
     super(diagnostics.map((d) => `${file}:${d.line}:${d.col}: ${d.message}`).join("\n"));
     this.file = file;

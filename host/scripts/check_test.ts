@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../../tests/_util/assert.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
 import { checkScript, languageOf, ScriptCheckError } from "./check.ts";
 
 Deno.test("checkScript transpiles TypeScript with top-level await to JavaScript", () => {

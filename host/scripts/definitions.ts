@@ -10,19 +10,34 @@ import type { Store, TxnOp } from "../store/store.ts";
 import { Layout, SCRIPT_KEYS } from "../layout.ts";
 import { checkName } from "../names.ts";
 import { checkScript, isLanguage, type Language } from "./check.ts";
+import { typeCheckScript } from "./typecheck.ts";
+
+/**
+ * The check of code about to be stored, once: syntax and imports, then, when
+ * `typeCheck`, the types against the moat API. Throws `ScriptCheckError`.
+ */
+function checkCode(name: string, code: string, language: Language, typeCheck = false): void {
+  checkScript(name, code, language);
+  if (typeCheck) typeCheckScript(name, code, language);
+}
 import type { Clock } from "../time/clock.ts";
 import { SystemClock } from "../time/clock.ts";
 
 /** What `ScriptDefs.info` and `list` return about one script. */
 export interface ScriptInfo {
+  /** The script's name (`/meta/script/<name>/:code`). */
   name: string;
+  /** The language its code is written in. */
   language: Language;
+  /** Its description; "" when none. */
   descr: string;
   /** Unix seconds. */
   created: number;
   /** Unix seconds of the last change of `code`. */
   timestamp: number;
+  /** Whether an `old_code` exists (to revert to). */
   hasOld: boolean;
+  /** Whether a `new_code` waits to be checked and promoted. */
   hasNew: boolean;
   /** Which version runs: current (default), old or new. */
   current: "current" | "old" | "new";
@@ -42,7 +57,9 @@ export interface DefsOptions {
 
 /** A change that could not be made because of what is (or is not) stored. */
 export class DefinitionError extends Error {
+  /** Always `DefinitionError`. */
   override name = "DefinitionError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }
@@ -59,6 +76,7 @@ export class ScriptDefs {
   #layout: Layout;
   #clock: Clock;
 
+  /** The script definitions in `store` below `layout`'s root. */
   constructor(store: Store, layout: Layout, options: DefsOptions = {}) {
     this.#store = store;
     this.#layout = layout;
@@ -118,10 +136,10 @@ export class ScriptDefs {
   async add(
     name: string,
     code: string,
-    options: { language: Language; descr?: string },
+    options: { language: Language; descr?: string; typeCheck?: boolean },
   ): Promise<void> {
     checkName(name, "script");
-    checkScript(name, code, options.language);
+    checkCode(name, code, options.language, options.typeCheck);
     const dir = this.#layout.scriptDir(name);
     const now = unixText(this.#clock.now());
     const res = await this.#store.txn(
@@ -138,14 +156,18 @@ export class ScriptDefs {
   }
 
   /** Check new code and promote it: `old_code` ← `code` ← new. */
-  async update(name: string, code: string, options: { language?: Language } = {}): Promise<void> {
+  async update(
+    name: string,
+    code: string,
+    options: { language?: Language; typeCheck?: boolean } = {},
+  ): Promise<void> {
     const dir = this.#layout.scriptDir(name);
     const codeKv = await this.#store.get(dir + SCRIPT_KEYS.code);
     if (!codeKv) throw new DefinitionError(`script "${name}" does not exist`);
     const langKv = await this.#store.get(dir + SCRIPT_KEYS.language);
     const language = options.language ??
       (langKv && isLanguage(langKv.value) ? langKv.value : "typescript");
-    checkScript(name, code, language);
+    checkCode(name, code, language, options.typeCheck);
     const ops: TxnOp[] = [
       { type: "put", key: dir + SCRIPT_KEYS.oldCode, value: codeKv.value },
       { type: "put", key: dir + SCRIPT_KEYS.code, value: code },
@@ -226,7 +248,7 @@ function toInfo(name: string, keys: Map<string, string>): ScriptInfo {
     hasNew: keys.has(SCRIPT_KEYS.newCode),
     current: current === "old" || current === "new" ? current : "current",
     tasks: sub("tasks/"),
-    types: sub("types/"),
-    values: sub("values/"),
+    types: sub(SCRIPT_KEYS.types),
+    values: sub(SCRIPT_KEYS.values),
   };
 }

@@ -14,7 +14,7 @@ import { checkScript, isLanguage, type Language, ScriptCheckError } from "./chec
 import { DefinitionError, unixText } from "./definitions.ts";
 
 /** The key (below the script's `:code/`) where a rejected `new_code` is recorded. */
-export const NEW_CODE_ERROR = "error/new_code";
+export const NEW_CODE_ERROR = `${SCRIPT_KEYS.errors}new_code`;
 
 /** Loads scripts for running and promotes proposed versions. */
 export class CodeVersions {

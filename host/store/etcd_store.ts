@@ -16,17 +16,9 @@ import {
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
   EtcdRoleExistsError,
-  GRPCDeadlineExceededError,
   GRPCUnavailableError,
-  type ICompare,
-  type IDuplexStream,
-  type IEvent,
-  type IKeyValue,
   type IOptions,
-  type IRequestOp,
   type IResponseOp,
-  type IWatchRequest,
-  type IWatchResponse,
 } from "etcd3";
 import {
   type Compare,
@@ -38,17 +30,40 @@ import {
   type RangeResult,
   RangeTooLargeError,
   type Store,
-  StoreCompactedError,
   StoreUnavailableError,
   type TxnOp,
-  type TxnResponse,
   type TxnResult,
   type Watch,
   type WatchEvent,
   type WatchOptions,
 } from "./store.ts";
 import { allowIpServername } from "../tls_ip_servername.ts";
-import tls from "node:tls";
+import {
+  EtcdAccessError,
+  EtcdPermissionError,
+  etcdText,
+  grpcHosts,
+  isUnreachable,
+  probeTls,
+  RETRY_MAX_MS,
+  RETRY_STEP_MS,
+  tlsFailure,
+  wasNotSent,
+} from "./_etcd_failures.ts";
+import {
+  bytes,
+  fromResponseOp,
+  isCompacted,
+  leaseField,
+  prefixRange,
+  toCompare,
+  toKeyValue,
+  toRequestOp,
+} from "./_etcd_wire.ts";
+import { discardStream, EtcdWatch } from "./_etcd_watch.ts";
+import { EtcdLease } from "./_etcd_lease.ts";
+
+export { EtcdAccessError, EtcdPermissionError } from "./_etcd_failures.ts";
 
 /** Options of `EtcdStore`. */
 export interface EtcdStoreOptions {
@@ -97,29 +112,10 @@ export interface EtcdTlsOptions {
 
 /** User and password of `EtcdStoreOptions.auth`. */
 export interface EtcdAuthOptions {
+  /** The etcd user name. */
   user: string;
+  /** The user's password. */
   password: string;
-}
-
-/**
- * etcd could be reached but refused this client for a reason the client
- * knows: the TLS handshake failed, or etcd refused the user. Unlike a plain
- * `StoreUnavailableError`, waiting will not help: the configuration must
- * change. The message says which.
- */
-export class EtcdAccessError extends StoreUnavailableError {
-  override name = "EtcdAccessError";
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
-}
-
-/** etcd refused an operation: the user's roles do not allow it. */
-export class EtcdPermissionError extends Error {
-  override name = "EtcdPermissionError";
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-  }
 }
 
 /** One permission of an etcd role (etcd's auth API). */
@@ -134,7 +130,9 @@ export interface EtcdPermission {
 
 /** An etcd role and every permission it should have. */
 export interface EtcdRole {
+  /** The role's name. */
   name: string;
+  /** Every permission the role grants. */
   permissions: EtcdPermission[];
 }
 
@@ -152,26 +150,6 @@ const passThrough = {
 } as unknown as Policy;
 type CallOptions = { deadline: number };
 
-/** Pause before trying again after a failed lease keep-alive. */
-const KEEPALIVE_RETRY_MS = 250;
-
-/** The first and the longest pause before re-opening a broken watch stream. */
-const WATCH_RETRY_MIN_MS = 50;
-const WATCH_RETRY_MAX_MS = 1_000;
-
-/**
- * A watch whose stream etcd accepted but which broke this many times in a
- * row at one revision, delivering nothing, gives up and reports it: etcd
- * would only send the same failing response again.
- */
-const WATCH_MAX_BREAKS = 5;
-
-/**
- * How often in a row a watch stream refused with "permission denied" is
- * opened again after a fresh token: more means the permission is missing.
- */
-const WATCH_AUTH_RETRIES = 3;
-
 /**
  * gRPC's largest message (INT32_MAX), as etcd's own Go client sets it: any
  * response etcd can send fits, whatever its `--max-request-bytes`, and a
@@ -188,623 +166,6 @@ const RANGE_PAGE_KEYS = 500;
 const RANGE_PAGE_BYTES = 16 * 1024 * 1024;
 /** How often a paged read starts over when its pinned revision is compacted under it. */
 const RANGE_ATTEMPTS = 3;
-
-const COMPARE_TARGET = {
-  value: "Value",
-  version: "Version",
-  createRevision: "Create",
-  modRevision: "Mod",
-} as const;
-const COMPARE_RESULT = { "==": "Equal", "!=": "NotEqual", "<": "Less", ">": "Greater" } as const;
-
-function bytes(text: string): Buffer {
-  return Buffer.from(text, "utf8");
-}
-
-/** The end of the key range holding every key that starts with `prefix`. */
-function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(bytes(prefix));
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i] = end[i]! + 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  // Only 0xff bytes (or empty): "\0" as range end means "to the end".
-  return Buffer.from([0]);
-}
-
-/** Whether etcd refused a read because its revision was compacted. */
-function isCompacted(error: unknown): boolean {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (/required revision has been compacted/.test(e.message)) return true;
-  }
-  return false;
-}
-
-function prefixRange(prefix: string): { key: Buffer; range_end: Buffer } {
-  return { key: prefix === "" ? Buffer.from([0]) : bytes(prefix), range_end: prefixEnd(prefix) };
-}
-
-function toKeyValue(kv: IKeyValue): KeyValue {
-  return {
-    key: kv.key.toString("utf8"),
-    value: kv.value.toString("utf8"),
-    createRevision: Number(kv.create_revision),
-    modRevision: Number(kv.mod_revision),
-    version: Number(kv.version),
-    lease: String(kv.lease ?? "0"),
-  };
-}
-
-function leaseField(lease: string | undefined): { lease?: string } {
-  if (lease === undefined || lease === "0") return {};
-  if (!/^[1-9][0-9]*$/.test(lease)) {
-    throw new TypeError(`Invalid lease id "${lease}": expected decimal digits`);
-  }
-  return { lease };
-}
-
-function toCompare(c: Compare): ICompare {
-  const compare: ICompare = {
-    key: bytes(c.key),
-    target: COMPARE_TARGET[c.target],
-    result: COMPARE_RESULT[c.op],
-  };
-  switch (c.target) {
-    case "value":
-      compare.value = bytes(c.value);
-      break;
-    case "version":
-      compare.version = c.value;
-      break;
-    case "createRevision":
-      compare.create_revision = c.value;
-      break;
-    case "modRevision":
-      compare.mod_revision = c.value;
-      break;
-  }
-  return compare;
-}
-
-function toRequestOp(op: TxnOp): IRequestOp {
-  switch (op.type) {
-    case "put":
-      return {
-        request_put: { key: bytes(op.key), value: bytes(op.value), ...leaseField(op.lease) },
-      };
-    case "delete":
-      return {
-        request_delete_range: op.prefix ? prefixRange(op.key) : { key: bytes(op.key) },
-      };
-    case "get":
-      return { request_range: op.prefix ? prefixRange(op.key) : { key: bytes(op.key) } };
-  }
-}
-
-function fromResponseOp(op: IResponseOp, type: TxnOp["type"]): TxnResponse {
-  switch (type) {
-    case "put":
-      return { type: "put" };
-    case "delete":
-      return { type: "delete", deleted: Number(op.response_delete_range?.deleted ?? 0) };
-    case "get":
-      return { type: "get", kvs: (op.response_range?.kvs ?? []).map(toKeyValue) };
-  }
-}
-
-/** Pauses between attempts of a call that could not be sent. */
-const RETRY_STEP_MS = 50;
-const RETRY_MAX_MS = 250;
-
-/**
- * Whether the call failed before it reached etcd (no connection), so that
- * sending it again cannot apply it twice. gRPC says so only in its message.
- */
-function wasNotSent(error: unknown): boolean {
-  return error instanceof GRPCUnavailableError &&
-    error.message.includes("No connection established");
-}
-
-/**
- * Errors that mean "etcd could not be reached (in time)", not "etcd said no".
- * A connection torn down under a call (etcd stopping) reaches grpc-js as an
- * INTERNAL error about the stream or socket: that is unreachable too.
- */
-function isUnreachable(error: unknown): boolean {
-  if (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) {
-    return true;
-  }
-  const message = error instanceof Error ? error.message : "";
-  return /RST_STREAM|socket has been ended|ECONNRESET|ECONNREFUSED|EPIPE|Connection dropped/
-    .test(message);
-}
-
-/** The innermost gRPC "Last error: …" of an unreachable error, or its message. */
-function lastErrorText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error ?? "");
-  const m = /Last error: (?:[A-Za-z]*Error(?: \[[A-Z_]+\])?: )?(.*?)(?:\. Resolution note:.*)?$/s
-    .exec(message);
-  return (m ? m[1]! : message).replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)$/, "").trim();
-}
-
-/**
- * Why a TLS connection failed, when the error says it did; `undefined` for
- * anything else (etcd down, a timeout). With TLS in use, a connection that
- * etcd closes during the handshake is the server refusing the client's
- * certificate (or the lack of one).
- */
-function tlsFailure(error: unknown, usingTls: boolean): string | undefined {
-  const text = lastErrorText(error);
-  if (
-    /BadCertificate|bad certificate|CertificateRequired|certificate required|UnknownCA|unknown ca/i
-      .test(text)
-  ) {
-    return `${text} (etcd refused the client certificate, or its lack: ` +
-      "--etcd-cert and --etcd-key must be given and signed by a CA etcd trusts)";
-  }
-  if (
-    /certificate|self[- ]signed|altname|unable to verify|issuer|handshake|wrong version number|ssl|tls|UnknownIssuer|NotValidForName|BadCertificate|InvalidCertificate/i
-      .test(text)
-  ) {
-    return text;
-  }
-  if (usingTls && /EPIPE|ECONNRESET|socket hang up|disconnected before secure/i.test(text)) {
-    return `${text} (etcd closed the connection during the handshake: ` +
-      "it may want a client certificate, --etcd-cert and --etcd-key, signed by a CA it trusts)";
-  }
-  return undefined;
-}
-
-/** How long a TLS probe may take, and how long it listens after the handshake. */
-const PROBE_MS = 2_000;
-const PROBE_LISTEN_MS = 500;
-
-/**
- * Connect to `endpoint` with TLS as the gRPC client would, to learn why it
- * fails when gRPC does not say (its token exchange opens channels of its
- * own, whose errors are lost). Resolves with the reason, or `undefined`
- * when the handshake succeeds and the server keeps the connection open.
- * A server refusing the client's certificate (or its lack) may only close
- * the connection after the handshake, hence the short listen.
- */
-function probeTls(
-  endpoint: string,
-  material: EtcdTlsOptions | undefined,
-): Promise<string | undefined> {
-  const url = new URL(endpoint);
-  return new Promise((resolve) => {
-    let done = false;
-    let socket: tls.TLSSocket | undefined;
-    const finish = (reason: string | undefined) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket?.destroy();
-      resolve(reason);
-    };
-    const timer = setTimeout(() => finish(undefined), PROBE_MS);
-    try {
-      socket = tls.connect({
-        host: url.hostname.replace(/^\[|\]$/g, ""),
-        port: Number(url.port || 2379),
-        servername: url.hostname.replace(/^\[|\]$/g, ""),
-        ALPNProtocols: ["h2"],
-        ...(material?.ca ? { ca: Buffer.from(material.ca) } : {}),
-        ...(material?.cert ? { cert: Buffer.from(material.cert) } : {}),
-        ...(material?.key ? { key: Buffer.from(material.key) } : {}),
-      }, () => {
-        setTimeout(() => finish(undefined), PROBE_LISTEN_MS);
-        socket?.once("close", () =>
-          finish(
-            "etcd closed the connection after the handshake (it may want a client certificate, " +
-              "--etcd-cert and --etcd-key, signed by a CA it trusts)",
-          ));
-      });
-      socket.on("error", (e: Error) => {
-        const text = tlsFailure(e, true);
-        finish(text ?? (/ECONNREFUSED/.test(e.message) ? undefined : e.message));
-      });
-    } catch (e) {
-      finish((e as Error).message);
-    }
-  });
-}
-
-/** The text etcd (gRPC) sent, without gRPC's status prefix. */
-function etcdText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/^\d+ [A-Z_]+: /, "").replace(/^etcdserver: /, "");
-}
-
-/**
- * A single-address target per endpoint, or one gRPC target holding every
- * address when all endpoints are plain-HTTP IPv4 literals. With one target,
- * gRPC itself fails over between members (pick_first), so a call waiting
- * for a ready connection is not stuck on one dead member.
- */
-function grpcHosts(endpoints: string[]): string[] {
-  const ipv4 = /^http:\/\/(\d{1,3}(?:\.\d{1,3}){3}:\d+)\/?$/;
-  const addresses = endpoints.map((e) => ipv4.exec(e)?.[1]);
-  if (endpoints.length > 1 && addresses.every((a) => a !== undefined)) {
-    return [`ipv4:${addresses.join(",")}`];
-  }
-  return endpoints;
-}
-
-/** The parts of a gRPC duplex stream (a Node stream) that etcd3's types omit. */
-interface GrpcStream {
-  removeAllListeners(event?: string): void;
-  on(event: "error", listener: () => void): void;
-  end(): void;
-  cancel(): void;
-}
-
-/** Detach our listeners from a stream and cancel it, quietly. */
-function discardStream(stream: IDuplexStream<unknown, unknown>): void {
-  const s = stream as unknown as GrpcStream;
-  s.removeAllListeners();
-  // Keep one error listener: a cancelled stream still reports CANCELLED.
-  s.on("error", () => {});
-  // end() first: etcd3 treats an error on a still-writable stream as a host
-  // failure and would reset every other stream on that connection.
-  s.end();
-  s.cancel();
-}
-
-class EtcdWatch implements Watch {
-  readonly #store: EtcdStore;
-  readonly #client: Etcd3;
-  readonly #prefix: string;
-  readonly #onEvents: (events: WatchEvent[]) => void;
-  readonly #onError: ((error: Error) => void) | undefined;
-  /** The next revision to deliver: resuming starts here, older events are dropped. */
-  #next: number;
-  #stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
-  #retryTimer: Timer | undefined;
-  #retryMs = WATCH_RETRY_MIN_MS;
-  #created: PromiseWithResolvers<void> | undefined;
-  #confirmed = false;
-  /** Whether etcd confirmed the current stream. */
-  #streamConfirmed = false;
-  /** The events of a revision etcd split over several responses (`fragment`). */
-  #fragments: IEvent[] = [];
-  /** Breaks in a row of confirmed streams at #breakAt, with nothing delivered. */
-  #breaks = 0;
-  #breakAt = 0;
-  /** Streams in a row that etcd refused with "permission denied" (a stale token?). */
-  #authRetries = 0;
-  #closed = false;
-
-  constructor(
-    store: EtcdStore,
-    client: Etcd3,
-    prefix: string,
-    next: number,
-    onEvents: (events: WatchEvent[]) => void,
-    onError: ((error: Error) => void) | undefined,
-  ) {
-    this.#store = store;
-    this.#client = client;
-    this.#prefix = prefix;
-    this.#next = next;
-    this.#onEvents = onEvents;
-    this.#onError = onError;
-  }
-
-  /** Open the first stream; resolves once etcd confirmed the watch. */
-  async start(timeoutMs: number, unavailable: () => StoreUnavailableError): Promise<void> {
-    this.#created = Promise.withResolvers<void>();
-    this.#connect();
-    let timer: Timer | undefined;
-    try {
-      await Promise.race([
-        this.#created.promise,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(unavailable()), timeoutMs);
-        }),
-      ]);
-    } catch (error) {
-      await this.close();
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      this.#created = undefined;
-    }
-  }
-
-  #connect(): void {
-    if (this.#closed) return;
-    this.#client.watchClient.watch().then(
-      (stream) => {
-        if (this.#closed) {
-          this.#dropStream(stream);
-          return;
-        }
-        this.#stream = stream;
-        this.#streamConfirmed = false;
-        this.#fragments = [];
-        stream.on("data", (res: IWatchResponse) => this.#onResponse(stream, res));
-        stream.on("error", (error: unknown) => this.#onBroken(stream, error));
-        stream.on("end", () => this.#onBroken(stream));
-        stream.write({
-          create_request: {
-            ...prefixRange(this.#prefix),
-            start_revision: this.#next,
-            prev_kv: true,
-            progress_notify: true,
-            // A revision holding more than etcd's request limit (a prefix
-            // delete of big values, with their previous values) comes in
-            // several responses rather than one huge one.
-            fragment: true,
-          },
-        });
-      },
-      () => this.#onBroken(undefined),
-    );
-  }
-
-  #onResponse(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
-    if (this.#closed || stream !== this.#stream) return;
-    if (
-      res.canceled &&
-      /permission denied|invalid auth token|Unauthenticated/.test(res.cancel_reason ?? "") &&
-      this.#authRetries < WATCH_AUTH_RETRIES
-    ) {
-      // etcd checks a watch's permission with the token the stream was
-      // opened with: after the token expired (or etcd restarted) that is
-      // "permission denied" or "invalid auth token". One unary read gets a fresh token (or shows
-      // that the permission is really missing); then open the stream again.
-      this.#authRetries++;
-      this.#dropStream(stream);
-      this.#stream = undefined;
-      this.#store._checkRead(this.#prefix).then(
-        () => this.#connect(),
-        (error: Error) => this.#fail(error, false),
-      );
-      return;
-    }
-    if (res.canceled) {
-      const compacted = Number(res.compact_revision ?? 0);
-      const error = compacted > 0
-        ? new StoreCompactedError(
-          `Cannot watch "${this.#prefix}" from revision ${this.#next}: ` +
-            `etcd compacted its history up to revision ${compacted}`,
-        )
-        : new Error(
-          `etcd cancelled the watch on "${this.#prefix}"` +
-            (res.cancel_reason ? `: ${res.cancel_reason}` : ""),
-        );
-      this.#fail(error, compacted > 0);
-      return;
-    }
-    if (res.created) {
-      this.#authRetries = 0;
-      this.#confirmed = true;
-      this.#streamConfirmed = true;
-      this.#retryMs = WATCH_RETRY_MIN_MS;
-      this.#created?.resolve();
-      return;
-    }
-    if (res.fragment) {
-      // Part of a split response: the rest follows on this stream.
-      this.#fragments.push(...res.events);
-      return;
-    }
-    const received = this.#fragments.length > 0 ? [...this.#fragments, ...res.events] : res.events;
-    this.#fragments = [];
-    if (received.length === 0) {
-      // A progress notification: nothing for us up to the header's revision.
-      this.#next = Math.max(this.#next, Number(res.header.revision) + 1);
-      return;
-    }
-    // One (reassembled) response can hold several revisions; a revision is
-    // never split across them. Events we delivered before a reconnect are
-    // dropped, so none arrives twice.
-    let batch: WatchEvent[] = [];
-    let batchRevision = 0;
-    const flush = () => {
-      if (batch.length === 0) return;
-      const events = batch;
-      batch = [];
-      this.#next = batchRevision + 1;
-      try {
-        this.#onEvents(events);
-      } catch (error) {
-        // A throwing callback is the caller's bug: surface it, keep delivering.
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
-    };
-    for (const event of received) {
-      const kv = toKeyValue(event.kv);
-      if (kv.modRevision < this.#next) continue;
-      if (kv.modRevision !== batchRevision) flush();
-      if (this.#closed) return;
-      batchRevision = kv.modRevision;
-      const type = event.type === "Delete" ? "delete" : "put";
-      if (type === "delete") {
-        kv.createRevision = 0;
-        kv.version = 0;
-        kv.value = "";
-        kv.lease = "0";
-      }
-      const watchEvent: WatchEvent = { type, kv };
-      if (event.prev_kv) watchEvent.prevKv = toKeyValue(event.prev_kv);
-      batch.push(watchEvent);
-    }
-    flush();
-  }
-
-  /** End the watch with `error`: to `onError`, or to `start()` before it was confirmed. */
-  #fail(error: Error, compacted: boolean): void {
-    if (this.#closed) return;
-    void this.close();
-    if (this.#confirmed || compacted) {
-      // Like MemoryStore: a compacted start revision is reported to onError
-      // (watch() itself succeeds), whether etcd says so before or after
-      // confirming the watch.
-      this.#created?.resolve();
-      this.#onError?.(error);
-    } else {
-      this.#created?.reject(error);
-    }
-  }
-
-  #onBroken(
-    stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined,
-    error?: unknown,
-  ): void {
-    if (stream !== this.#stream) return;
-    if (stream) this.#dropStream(stream);
-    this.#stream = undefined;
-    this.#fragments = [];
-    if (this.#closed) return;
-    // A stream etcd accepted that breaks before anything new was delivered,
-    // or one that failed for a reason other than an unreachable etcd, may
-    // fail on what etcd sends at this revision: after a few such breaks in
-    // a row, stop and tell the owner, who can start over from a fresh read.
-    if (this.#streamConfirmed || (error !== undefined && !isUnreachable(error))) {
-      if (this.#breakAt === this.#next) {
-        this.#breaks++;
-      } else {
-        this.#breakAt = this.#next;
-        this.#breaks = 1;
-      }
-      if (this.#breaks >= WATCH_MAX_BREAKS) {
-        const reason = error instanceof Error ? error.message : "the stream ended";
-        const failure = new Error(
-          `Cannot watch "${this.#prefix}" at revision ${this.#next}: the stream broke ` +
-            `${this.#breaks} times in a row there (${reason})`,
-          error === undefined ? undefined : { cause: error },
-        );
-        void this.close();
-        this.#onError?.(failure);
-        return;
-      }
-    }
-    this.#streamConfirmed = false;
-    // Re-open from #next: etcd replays what we missed, and #onResponse drops
-    // anything already delivered.
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      this.#connect();
-    }, this.#retryMs);
-    this.#retryMs = Math.min(this.#retryMs * 2, WATCH_RETRY_MAX_MS);
-  }
-
-  #dropStream(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
-    discardStream(stream);
-  }
-
-  close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    this.#closed = true;
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
-    if (this.#stream) this.#dropStream(this.#stream);
-    this.#stream = undefined;
-    this.#store._forget(this);
-    return Promise.resolve();
-  }
-}
-
-class EtcdLease implements Lease {
-  readonly id: string;
-  readonly ttl: number;
-  readonly lost: Promise<Error>;
-  readonly #store: EtcdStore;
-  readonly #resolveLost: (reason: Error) => void;
-  readonly #everyMs: number;
-  #keepAliveTimer: Timer | undefined;
-  /** Fires when no keep-alive succeeded for a whole TTL. */
-  #watchdog: Timer | undefined;
-  #done = false;
-  /** Lost by our own watchdog: etcd may still hold it (and its keys) until it expires there. */
-  #timedOut = false;
-  #revoking: Promise<void> | undefined;
-
-  constructor(store: EtcdStore, id: string, ttl: number, everyMs: number) {
-    this.#store = store;
-    this.id = id;
-    this.ttl = ttl;
-    this.#everyMs = everyMs;
-    const { promise, resolve } = Promise.withResolvers<Error>();
-    this.lost = promise;
-    this.#resolveLost = resolve;
-    this.#armWatchdog();
-    this.#scheduleKeepAlive();
-  }
-
-  #armWatchdog(): void {
-    clearTimeout(this.#watchdog);
-    this.#watchdog = setTimeout(() => {
-      this.#timedOut = true;
-      this.#lose(new Error(`Lease ${this.id} lost: no keep-alive succeeded for ${this.ttl} s`));
-    }, this.ttl * 1000);
-  }
-
-  #scheduleKeepAlive(afterMs = this.#everyMs): void {
-    if (this.#everyMs <= 0 || this.#done) return;
-    this.#keepAliveTimer = setTimeout(() => {
-      this.#keepAliveTimer = undefined;
-      this.keepAliveOnce().then(
-        () => this.#scheduleKeepAlive(),
-        // A failed keep-alive (a member died, an election) is tried again
-        // soon: waiting the full interval (ttl / refresh, often ttl / 2)
-        // would let the watchdog lose a lease that one retry could keep.
-        () => this.#scheduleKeepAlive(Math.min(this.#everyMs, KEEPALIVE_RETRY_MS)),
-      );
-    }, afterMs);
-  }
-
-  #stop(): void {
-    this.#done = true;
-    clearTimeout(this.#keepAliveTimer);
-    clearTimeout(this.#watchdog);
-    this.#keepAliveTimer = undefined;
-    this.#watchdog = undefined;
-  }
-
-  #lose(reason: Error): void {
-    if (this.#done) return;
-    this.#stop();
-    this.#store._forget(this);
-    this.#resolveLost(reason);
-  }
-
-  async keepAliveOnce(): Promise<void> {
-    if (this.#done) throw new Error(`Cannot keep lease ${this.id} alive: it is gone`);
-    const ttl = await this.#store._keepAlive(this.id);
-    if (this.#done) throw new Error(`Cannot keep lease ${this.id} alive: it is gone`);
-    if (ttl <= 0) {
-      const error = new Error(`Lease ${this.id} lost: etcd no longer knows it`);
-      this.#lose(error);
-      throw error;
-    }
-    this.#armWatchdog();
-  }
-
-  /** Stop keep-alives without revoking (the store is closing). */
-  abandon(): void {
-    this.#lose(new Error(`Lease ${this.id} is no longer kept alive: store closed`));
-  }
-
-  revoke(): Promise<void> {
-    if (this.#revoking) return this.#revoking;
-    // A lease our watchdog gave up on may still live in etcd (after an
-    // outage etcd even renews every lease): revoke it anyway, so that its
-    // `running` key goes now and not a whole ttl after etcd is back.
-    const needed = !this.#done || this.#timedOut;
-    this.#stop();
-    this.#store._forget(this);
-    this.#revoking = needed ? this.#store._revoke(this.id) : Promise.resolve();
-    return this.#revoking;
-  }
-}
 
 /**
  * The `Store` on an etcd 3 cluster. Every operation has a deadline
@@ -842,6 +203,7 @@ export class EtcdStore implements Store {
   #probe: { at: number; reason: string | undefined; done: boolean } | undefined;
   #closed = false;
 
+  /** A client of the etcd cluster at `options.endpoints`; connects on first use. */
   constructor(options: EtcdStoreOptions) {
     if (options.endpoints.length === 0) {
       throw new TypeError("EtcdStore needs at least one endpoint");

@@ -261,6 +261,7 @@ export class MemoryStore implements Store {
   #nextLease = 0x1000;
   #closed = false;
 
+  /** An empty store at revision 1. */
   constructor(options: MemoryStoreOptions = {}) {
     this.#clock = options.clock ?? new SystemClock();
     const historySize = options.historySize ?? 10_000;

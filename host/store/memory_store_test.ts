@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { withTimeout } from "../../tests/_util/wait.ts";
+import { withTimeout } from "../testing/wait.ts";
 import type { Clock } from "../time/clock.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { storeContract } from "./store_contract.ts";
@@ -53,7 +53,7 @@ Deno.test("MemoryStore expires leases on its injected clock, not on real time", 
     for (let i = 0; i < 9; i++) await clock.advance(1_000);
     assert.equal((await store.get("/idle"))?.value, "v", "alive 9 s into a 10 s TTL");
     await clock.advance(1_000);
-    await withTimeout(idle.lost, 1_000, "the idle lease to be lost");
+    await withTimeout(idle.lost, 60_000, "the idle lease to be lost");
     assert.equal(await store.get("/idle"), undefined);
     for (let i = 0; i < 60; i++) await clock.advance(1_000);
     assert.equal((await store.get("/kept"))?.value, "v", "kept alive for a minute");
@@ -74,7 +74,7 @@ Deno.test("MemoryStore extends a lease by one TTL on keepAliveOnce", async () =>
     await clock.advance(4_000);
     assert.equal((await store.get("/k"))?.value, "v");
     await clock.advance(1_000);
-    await withTimeout(lease.lost, 1_000, "the lease to be lost");
+    await withTimeout(lease.lost, 60_000, "the lease to be lost");
     assert.equal(await store.get("/k"), undefined);
   } finally {
     await store.close();
@@ -91,7 +91,7 @@ Deno.test("MemoryStore fails watches older than its bounded history", async () =
       startRevision: first,
       onError: failed.resolve,
     });
-    const error = await withTimeout(failed.promise, 1_000, "the compaction error");
+    const error = await withTimeout(failed.promise, 60_000, "the compaction error");
     assert.ok(error instanceof StoreCompactedError);
     await watch.close();
     const events: string[] = [];

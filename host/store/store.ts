@@ -10,7 +10,9 @@
 
 /** One key with its value and etcd metadata. */
 export interface KeyValue {
+  /** The full key. */
   key: string;
+  /** The value as UTF-8 text. */
   value: string;
   /** Revision at which the key was created (0 never appears for a live key). */
   createRevision: number;
@@ -56,6 +58,7 @@ export interface TxnResult {
   succeeded: boolean;
   /** The store revision after the transaction. */
   revision: number;
+  /** One response per operation of the branch that ran, in order. */
   responses: TxnResponse[];
 }
 
@@ -86,6 +89,7 @@ export interface RangeOptions {
 
 /** One change seen by a watch. */
 export interface WatchEvent {
+  /** Whether the key was written or deleted. */
   type: "put" | "delete";
   /** For "delete", `value` is "" and `modRevision` is the deletion's revision. */
   kv: KeyValue;
@@ -146,7 +150,9 @@ export interface LeaseOptions {
 
 /** Thrown when the backing service cannot be reached in time. */
 export class StoreUnavailableError extends Error {
+  /** Always `StoreUnavailableError`. */
   override name = "StoreUnavailableError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }
@@ -154,7 +160,9 @@ export class StoreUnavailableError extends Error {
 
 /** Thrown by a watch whose start revision has been compacted. */
 export class StoreCompactedError extends Error {
+  /** Always `StoreCompactedError`. */
   override name = "StoreCompactedError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }

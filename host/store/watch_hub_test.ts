@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { startEtcd } from "../../tests/_util/etcd_server.ts";
 import { startTcpProxy } from "../../tests/_util/tcp_proxy.ts";
-import { Collector, withTimeout } from "../../tests/_util/wait.ts";
+import { Collector, withTimeout } from "../testing/wait.ts";
 import { EtcdStore } from "./etcd_store.ts";
 import { MemoryStore } from "./memory_store.ts";
 import type { WatchEvent } from "./store.ts";
 import { type ResyncGap, WatchFailedError, WatchHub } from "./watch_hub.ts";
 
-const EVENT_MS = 10_000;
+/** Bound of a wait for what must happen: generous, it only catches a hang. */
+const EVENT_MS = 60_000;
 
 /** What the tests watch a hub do: its errors, recoveries and subscribers' resyncs. */
 function observed() {

@@ -8,41 +8,50 @@
 
 import type { Store, WatchEvent } from "../store/store.ts";
 import { type ResyncGap, WatchFailedError, WatchHub } from "../store/watch_hub.ts";
-import type { Layout } from "../layout.ts";
-import { SCRIPT_KEYS } from "../layout.ts";
+import { CODE_TAG, Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import { SystemClock } from "../time/clock.ts";
 import type { Logger } from "../log.ts";
 import type { Isolation, ScriptEnd } from "../bridge/sandbox.ts";
-import { hostMethods } from "../bridge/methods.ts";
-import { readLimits, type SandboxLimits } from "../bridge/limits.ts";
-import { type Quotas, readQuotas } from "./quotas.ts";
-import { ErrorRecords } from "./errors.ts";
-import { RpcNames } from "./rpc_names.ts";
+import { readLimits } from "../bridge/limits.ts";
+import { readQuotas } from "../capabilities/quotas.ts";
+import { ErrorRecords } from "../capabilities/error_records.ts";
+import { RpcNames } from "../capabilities/rpc_names.ts";
 import type { Bus, Registration } from "../bus/bus.ts";
 import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
 import { CodeVersions } from "../scripts/versions.ts";
 import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
-import { type RunConfig, runConfig } from "./run_config.ts";
-import { type RunContext, TaskRunner, type Transition } from "./task_runner.ts";
+import { runConfig } from "./run_config.ts";
+import {
+  type RunnerDeps,
+  type RunSettings,
+  type TaskRun,
+  TaskRunner,
+  type Transition,
+} from "./task_runner.ts";
 
 /** Options of a `Host`. */
 export interface HostOptions {
+  /** Where the tasks, scripts and status live. */
   store: Store;
+  /** The keys below the root. */
   layout: Layout;
   /** This host's name: it runs the tasks below `/task/<hostName>/`. */
   hostName: string;
+  /** What runs each script (a `SandboxPool`). */
   isolation: Isolation;
+  /** Where the host and its scripts log. */
   logger: Logger;
   /** Task path prefixes below `/task/<hostName>/`; empty = all. */
   paths?: string[];
-  /** @default new SystemClock() */
+  /** The clock of every timer and timestamp. @default new SystemClock() */
   clock?: Clock;
   /** Run each task once, without restarts. */
   once?: boolean;
   /** The bus for scripts' RPC and alerts, and task state alerts. @default new LocalBus() */
   bus?: Bus;
+  /** Called on every task state change (after it is published); must not throw. */
   onTransition?(t: Transition): void;
 }
 
@@ -54,16 +63,20 @@ export class Host {
   #tasks: TaskDefs;
   #versions: CodeVersions;
   #errors: ErrorRecords;
+  #rpcNames: RpcNames;
   #bus: Bus;
   #ownBus: boolean;
   #debugReg: Registration | undefined;
   #runners = new Map<string, TaskRunner>();
+  /** The revision of the task read that started each runner. */
+  #readAt = new Map<string, number>();
   /** Per-path chain of pending reconciliations, so they never overlap. */
   #pending = new Map<string, Promise<void>>();
   #prefixes: string[];
   #zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   #closed = false;
 
+  /** A host that starts nothing until `start()`. */
   constructor(options: HostOptions) {
     this.#o = options;
     this.#clock = options.clock ?? new SystemClock();
@@ -96,6 +109,7 @@ export class Host {
       log: (level, m) => options.logger.log(level, "host", m),
     });
     this.#errors = new ErrorRecords(store, layout, this.#clock);
+    this.#rpcNames = new RpcNames(store, layout);
     this.#ownBus = options.bus === undefined;
     this.#bus = options.bus ?? new LocalBus();
     const base = `${layout.tasksPrefix}${options.hostName}/`;
@@ -110,7 +124,7 @@ export class Host {
   }
 
   /** The runner of a task, if any (for tests and `moat status`). */
-  runner(path: string): TaskRunner | undefined {
+  runner(path: string): TaskRun | undefined {
     return this.#runners.get(path);
   }
 
@@ -211,33 +225,29 @@ export class Host {
   /** The path of the task a key belongs to, when it is one of ours. */
   #taskPathOf(key: string): string | undefined {
     if (!this.#prefixes.some((p) => key.startsWith(p))) return undefined;
-    const tail = key.slice(this.#o.layout.tasksPrefix.length);
-    const at = tail.indexOf("/:task/");
-    return at > 0 ? tail.slice(0, at) : undefined;
+    return Layout.taskOf(key, this.#o.layout.tasksPrefix)?.path;
   }
 
   #onTaskEvents(events: WatchEvent[]): void {
-    const changed = new Set<string>();
+    const changed = new Map<string, number>();
     for (const e of events) {
       const p = this.#taskPathOf(e.kv.key);
       if (!p) continue;
       // data/ belongs to the running script (moat.data): no restart.
       const rest = e.kv.key.slice(this.#o.layout.taskDir(p).length);
-      if (rest.startsWith("data/") && this.#runners.has(p)) continue;
-      changed.add(p);
+      if (rest.startsWith(TASK_KEYS.data) && this.#runners.has(p)) continue;
+      changed.set(p, Math.max(changed.get(p) ?? 0, e.kv.modRevision));
     }
-    for (const p of changed) this.#schedule(p, "task changed");
+    for (const [p, revision] of changed) this.#schedule(p, "task changed", revision);
   }
 
   #onScriptEvents(events: WatchEvent[]): void {
     const layout = this.#o.layout;
     const touched = new Map<string, Set<string>>();
     for (const e of events) {
-      const tail = e.kv.key.slice(layout.scriptsPrefix.length);
-      const at = tail.indexOf("/:code/");
-      if (at <= 0) continue;
-      const name = tail.slice(0, at);
-      const field = tail.slice(at + 7);
+      const split = Layout.splitTagged(e.kv.key, layout.scriptsPrefix, CODE_TAG);
+      if (!split) continue;
+      const { name, rest: field } = split;
       let s = touched.get(name);
       if (!s) touched.set(name, s = new Set());
       s.add(e.type === "delete" ? `-${field}` : field);
@@ -268,11 +278,14 @@ export class Host {
     }
   }
 
-  /** Queue a reconciliation of one task path behind any pending one. */
-  #schedule(path: string, reason = "new task"): void {
+  /**
+   * Queue a reconciliation of one task path behind any pending one;
+   * `changedAt` is the revision of the change that asks for it, if any.
+   */
+  #schedule(path: string, reason = "new task", changedAt?: number): void {
     if (this.#closed) return;
     const prev = this.#pending.get(path) ?? Promise.resolve();
-    const next = prev.then(() => this.#reconcile(path, reason)).catch((e) =>
+    const next = prev.then(() => this.#reconcile(path, reason, changedAt)).catch((e) =>
       this.#o.logger.log("error", path, `could not start or stop: ${(e as Error).message}`)
     );
     this.#pending.set(path, next);
@@ -281,15 +294,22 @@ export class Host {
     });
   }
 
-  async #reconcile(path: string, reason: string): Promise<void> {
+  async #reconcile(path: string, reason: string, changedAt?: number): Promise<void> {
     if (this.#closed) return;
-    const task = await this.#tasks.get(path);
+    // A change that the read which started the current runner already saw
+    // is no change to it (a task written key by key starts once, not once
+    // per key whose event comes after that read).
+    if (changedAt !== undefined && this.#runners.has(path)) {
+      if (changedAt <= (this.#readAt.get(path) ?? 0)) return;
+    }
+    const { task, revision } = await this.#tasks.read(path);
     const wanted = task !== undefined && task.taskdef === SCRIPT_TASKDEF;
     const current = this.#runners.get(path);
     if (current) {
       if (this.#o.once && wanted && reason !== "task changed") return;
       await current.stop(wanted ? `restarting: ${reason}` : "task deleted");
       this.#runners.delete(path);
+      this.#readAt.delete(path);
       if (!wanted) this.#o.logger.log("info", path, "task deleted: stopped");
     }
     if (!wanted || this.#closed) return;
@@ -297,39 +317,27 @@ export class Host {
     // A runner that finished by itself (once, or no restart) stays
     // registered until its task changes, so it is not started again.
     this.#runners.set(path, runner);
+    this.#readAt.set(path, revision);
   }
 
-  #deps() {
+  #deps(): RunnerDeps {
     const o = this.#o;
     return {
       store: o.store,
       layout: o.layout,
       hub: this.#hub,
-      isolation: o.isolation,
       clock: this.#clock,
+      zone: () => this.#zone,
+      errors: this.#errors,
+      bus: this.#bus,
+      rpcNames: this.#rpcNames,
+      isolation: o.isolation,
       logger: o.logger,
       hostName: o.hostName,
       readTask: (p: string) =>
         this.#tasks.get(p).then((t) => t?.taskdef === SCRIPT_TASKDEF ? t : undefined),
-      runConfig: (t: TaskInfo) => this.#runConfig(t),
-      limits: (t: TaskInfo) => this.#limits(t),
-      quotas: (t: TaskInfo) => this.#quotas(t),
+      settings: (t: TaskInfo) => this.#settings(t),
       loadScript: (name: string) => this.#versions.load(name),
-      errors: this.#errors,
-      methods: (run: RunContext) =>
-        hostMethods({
-          clock: this.#clock,
-          zone: () => this.#zone,
-          task: run.task.path,
-          script: run.script,
-          view: run.view,
-          errors: this.#errors,
-          load: run.load,
-          bus: run.bus,
-          quotas: run.quotas,
-        }),
-      bus: this.#bus,
-      rpcNames: new RpcNames(o.store, o.layout),
       onTransition: (t: Transition) => {
         this.#publish(t);
         o.onTransition?.(t);
@@ -337,29 +345,21 @@ export class Host {
     };
   }
 
-  /** The `/config/run/<key>` values. */
-  async #runKeys(): Promise<Record<string, string>> {
-    const { kvs } = await this.#o.store.range(this.#o.layout.runConfigPrefix);
+  /**
+   * A task's run settings, sandbox limits and quotas (docs/security.md):
+   * `/config/run/<key>`, read once per start, under the task's own keys.
+   */
+  async #settings(task: TaskInfo): Promise<RunSettings> {
+    const prefix = this.#o.layout.runConfigPrefix;
+    const { kvs } = await this.#o.store.range(prefix);
     const global: Record<string, string> = {};
-    for (const kv of kvs) global[kv.key.slice(this.#o.layout.runConfigPrefix.length)] = kv.value;
-    return global;
-  }
-
-  /** Sandbox limits set in `/config/run` or on the task (docs/security.md). */
-  async #limits(task: TaskInfo): Promise<Partial<SandboxLimits>> {
-    const global = await this.#runKeys();
-    return readLimits(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
-  }
-
-  /** Quotas set in `/config/run` or on the task (docs/security.md). */
-  async #quotas(task: TaskInfo): Promise<Quotas> {
-    const global = await this.#runKeys();
-    return readQuotas(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
-  }
-
-  async #runConfig(task: TaskInfo): Promise<RunConfig> {
-    const global = await this.#runKeys();
-    return runConfig(global, task.other, (m) => this.#o.logger.log("warn", task.path, m));
+    for (const kv of kvs) global[kv.key.slice(prefix.length)] = kv.value;
+    const warn = (m: string) => this.#o.logger.log("warn", task.path, m);
+    return {
+      config: runConfig(global, task.other, warn),
+      limits: readLimits(global, task.other, warn),
+      quotas: readQuotas(global, task.other, warn),
+    };
   }
 
   /** Resolves once every start, stop and restart queued so far has been carried out. */

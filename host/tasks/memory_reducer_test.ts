@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../../tests/_util/assert.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 import { fullCollection, type HeapUsage, mallocTrim, MemoryReducer } from "./memory_reducer.ts";
 
 const MiB = 1024 * 1024;

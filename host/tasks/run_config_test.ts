@@ -1,4 +1,4 @@
-import { assertEquals } from "../../tests/_util/assert.ts";
+import { assertEquals } from "../testing/assert.ts";
 import { nextDelay, quickEndDelay, runConfig } from "./run_config.ts";
 
 Deno.test("runConfig takes the defaults, then /config/run, then the task's own values", () => {

@@ -6,21 +6,26 @@
  */
 
 import type { Store } from "../store/store.ts";
-import type { Layout } from "../layout.ts";
+import { Layout, STATUS_KEYS } from "../layout.ts";
 
 /** What `moat status` shows for a task. */
 export type ShownState = "run" | "ok" | "error" | "fail" | "crash" | "new";
 
 /** One row of `moat status`. */
 export interface StatusRow {
+  /** The task path below `/task/`. */
   path: string;
+  /** What the task is doing, or how its last run ended. */
   state: ShownState;
   /** Unix seconds since when the state holds (started or stopped); 0 if never. */
   since: number;
+  /** The last run's message; "" when none. */
   message: string;
   /** Who holds `running` (while state is "run"). */
   runner?: string;
+  /** Unix seconds when the last run started. */
   started?: number;
+  /** Unix seconds when the last run ended. */
   stopped?: number;
   /**
    * `started` of the last run that crashed (its host died): the host that
@@ -32,11 +37,11 @@ export interface StatusRow {
 
 /** Derive the shown state from the keys of one status directory. */
 export function shownState(path: string, keys: Map<string, string>): StatusRow {
-  const started = num(keys.get("started"));
-  const stopped = num(keys.get("stopped"));
-  const message = keys.get("message") ?? "";
-  const running = keys.get("running");
-  const crashed = num(keys.get("crashed"));
+  const started = num(keys.get(STATUS_KEYS.started));
+  const stopped = num(keys.get(STATUS_KEYS.stopped));
+  const message = keys.get(STATUS_KEYS.message) ?? "";
+  const running = keys.get(STATUS_KEYS.running);
+  const crashed = num(keys.get(STATUS_KEYS.crashed));
   const extra = crashed !== undefined ? { crashed } : {};
   if (running !== undefined) {
     let runner = running;
@@ -71,7 +76,7 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
       ...extra,
     };
   }
-  const s = keys.get("state");
+  const s = keys.get(STATUS_KEYS.state);
   const state: ShownState = s === "ok" || s === "error" || s === "fail" ? s : "crash";
   return { path, state, since: stopped, message, ...opt(started, stopped), ...extra };
 }
@@ -105,9 +110,8 @@ export async function readStatus(
   ) => {
     const { kvs } = await store.range(base + prefix);
     for (const kv of kvs) {
-      const tail = kv.key.slice(base.length);
-      const at = tail.indexOf("/:task/");
-      if (at > 0) fn(tail.slice(0, at), tail.slice(at + 7), kv.value);
+      const split = Layout.taskOf(kv.key, base);
+      if (split) fn(split.path, split.rest, kv.value);
     }
   };
   const dir = (path: string) => {

@@ -1,4 +1,4 @@
-import { assertEquals } from "../../tests/_util/assert.ts";
+import { assertEquals } from "../testing/assert.ts";
 import { shownState } from "./status.ts";
 
 const m = (o: Record<string, string>) => new Map(Object.entries(o));

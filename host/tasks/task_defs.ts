@@ -6,11 +6,10 @@
  */
 
 import type { Compare, Store, TxnOp } from "../store/store.ts";
-import type { Layout } from "../layout.ts";
 import { checkVarName, parseName } from "../names.ts";
 import { isValueType, parseCliValue } from "../codec.ts";
 import { DefinitionError, type ScriptDefs } from "../scripts/definitions.ts";
-import { SCRIPT_KEYS } from "../layout.ts";
+import { Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
 
 /** The taskdef of script tasks. */
 export const SCRIPT_TASKDEF = "task/script";
@@ -19,9 +18,13 @@ export const SCRIPT_TASKDEF = "task/script";
 export interface TaskInfo {
   /** The task path below `/task/`, starting with its host. */
   path: string;
+  /** The task's kind; `task/script` for script tasks. */
   taskdef: string;
+  /** The name of the script the task runs. */
   script: string;
+  /** The task's id in the script's `tasks/`. */
   scriptLoc: string;
+  /** Its description; "" when none. */
   descr: string;
   /** `data/<var>` as stored text. */
   data: Record<string, string>;
@@ -46,6 +49,7 @@ export class TaskDefs {
   #layout: Layout;
   #scripts: ScriptDefs;
 
+  /** The task definitions in `store`; `scripts` keeps each script's `tasks/` in step. */
   constructor(store: Store, layout: Layout, scripts: ScriptDefs) {
     this.#store = store;
     this.#layout = layout;
@@ -54,10 +58,16 @@ export class TaskDefs {
 
   /** Read one task, or `undefined`. */
   async get(path: string): Promise<TaskInfo | undefined> {
+    return (await this.read(path)).task;
+  }
+
+  /** Like `get`, with the store revision it was read at. */
+  async read(path: string): Promise<{ task: TaskInfo | undefined; revision: number }> {
     const dir = this.#layout.taskDir(path);
-    const { kvs } = await this.#store.range(dir);
-    if (kvs.length === 0) return undefined;
-    return toTask(path, new Map(kvs.map((kv) => [kv.key.slice(dir.length), kv.value])));
+    const { kvs, revision } = await this.#store.range(dir);
+    if (kvs.length === 0) return { task: undefined, revision };
+    const task = toTask(path, new Map(kvs.map((kv) => [kv.key.slice(dir.length), kv.value])));
+    return { task, revision };
   }
 
   /** Like `get`, but only script tasks, and a missing one is an error. */
@@ -76,13 +86,11 @@ export class TaskDefs {
     const { kvs } = await this.#store.range(base + prefix);
     const byPath = new Map<string, Map<string, string>>();
     for (const kv of kvs) {
-      const tail = kv.key.slice(base.length);
-      const at = tail.indexOf("/:task/");
-      if (at <= 0) continue;
-      const path = tail.slice(0, at);
-      let m = byPath.get(path);
-      if (!m) byPath.set(path, m = new Map());
-      m.set(tail.slice(at + 7), kv.value);
+      const split = Layout.taskOf(kv.key, base);
+      if (!split) continue;
+      let m = byPath.get(split.path);
+      if (!m) byPath.set(split.path, m = new Map());
+      m.set(split.rest, kv.value);
     }
     return [...byPath].map(([p, m]) => toTask(p, m))
       .filter((t) => t.taskdef === SCRIPT_TASKDEF)
@@ -114,14 +122,14 @@ export class TaskDefs {
     const sdir = this.#layout.scriptDir(script);
     const loc = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
     const guards: Compare[] = [
-      { key: dir + "taskdef", target: "createRevision", op: "==", value: 0 },
+      { key: dir + TASK_KEYS.taskdef, target: "createRevision", op: "==", value: 0 },
       { key: sdir + SCRIPT_KEYS.code, target: "createRevision", op: ">", value: 0 },
     ];
     const ops: TxnOp[] = [
-      { type: "put", key: dir + "taskdef", value: SCRIPT_TASKDEF },
-      { type: "put", key: dir + "script", value: script },
-      { type: "put", key: dir + "script_loc", value: loc },
-      { type: "put", key: dir + "descr", value: options.descr ?? "" },
+      { type: "put", key: dir + TASK_KEYS.taskdef, value: SCRIPT_TASKDEF },
+      { type: "put", key: dir + TASK_KEYS.script, value: script },
+      { type: "put", key: dir + TASK_KEYS.scriptLoc, value: loc },
+      { type: "put", key: dir + TASK_KEYS.descr, value: options.descr ?? "" },
       ...data.map(([k, v]): TxnOp => ({ type: "put", key: `${dir}data/${k}`, value: v })),
       { type: "put", key: `${sdir}tasks/${loc}`, value: path },
     ];
@@ -177,26 +185,34 @@ export class TaskDefs {
       }
     }
     await this.#store.txn(
-      [{ key: dir + "taskdef", target: "createRevision", op: ">", value: 0 }],
+      [{ key: dir + TASK_KEYS.taskdef, target: "createRevision", op: ">", value: 0 }],
       ops,
     );
     return (await this.require(path)).data;
   }
 }
 
+/** The keys of a task that `TaskInfo` has fields for; the rest are its settings. */
+const OWN_KEYS: ReadonlySet<string> = new Set([
+  TASK_KEYS.taskdef,
+  TASK_KEYS.script,
+  TASK_KEYS.scriptLoc,
+  TASK_KEYS.descr,
+]);
+
 function toTask(path: string, keys: Map<string, string>): TaskInfo {
   const data: Record<string, string> = {};
   const other: Record<string, string> = {};
   for (const [k, v] of keys) {
-    if (k.startsWith("data/")) data[k.slice(5)] = v;
-    else if (!["taskdef", "script", "script_loc", "descr"].includes(k)) other[k] = v;
+    if (k.startsWith(TASK_KEYS.data)) data[k.slice(TASK_KEYS.data.length)] = v;
+    else if (!OWN_KEYS.has(k)) other[k] = v;
   }
   return {
     path,
-    taskdef: keys.get("taskdef") ?? "",
-    script: keys.get("script") ?? "",
-    scriptLoc: keys.get("script_loc") ?? "",
-    descr: keys.get("descr") ?? "",
+    taskdef: keys.get(TASK_KEYS.taskdef) ?? "",
+    script: keys.get(TASK_KEYS.script) ?? "",
+    scriptLoc: keys.get(TASK_KEYS.scriptLoc) ?? "",
+    descr: keys.get(TASK_KEYS.descr) ?? "",
     data,
     other,
   };

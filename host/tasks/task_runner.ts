@@ -6,84 +6,86 @@
  * @module
  */
 
-import type { Lease, Store } from "../store/store.ts";
-import type { Layout } from "../layout.ts";
-import type { Clock } from "../time/clock.ts";
+import type { Lease } from "../store/store.ts";
 import type { Logger } from "../log.ts";
-import type { WatchHub } from "../store/watch_hub.ts";
-import type {
-  Isolation,
-  MethodTable,
-  SandboxLimits,
-  ScriptEnd,
-  ScriptHandle,
-} from "../bridge/sandbox.ts";
+import { STATUS_KEYS } from "../layout.ts";
+import type { Isolation, SandboxLimits, ScriptEnd, ScriptHandle } from "../bridge/sandbox.ts";
 import type { Json } from "../../sandbox/protocol.ts";
 import { unixText } from "../scripts/definitions.ts";
 import { nextDelay, QUICK_RUN_S, quickEndDelay, type RunConfig } from "./run_config.ts";
 import type { TaskInfo } from "./task_defs.ts";
-import { ScriptView } from "./script_view.ts";
-import { type ErrorRecords, JOB_TAG } from "./errors.ts";
-import { ScriptBus } from "./script_bus.ts";
-import type { Bus } from "../bus/bus.ts";
-import { DEFAULT_QUOTAS, type Quotas } from "./quotas.ts";
+import { JOB_TAG } from "../capabilities/error_records.ts";
+import type { Quotas } from "../capabilities/quotas.ts";
+import {
+  type HostCapabilities,
+  type LoadedScript,
+  RunCapabilities,
+} from "../capabilities/run_capabilities.ts";
 
-/** A script ready to run: its name and the JavaScript to evaluate. */
-export interface LoadedScript {
-  script: string;
-  js: string;
-}
+export type { LoadedScript };
 
 /** A state transition of a task, as published (e.g. as an AMQP alert). */
 export interface Transition {
+  /** The task path. */
   task: string;
+  /** `start`, or how the run ended. */
   state: "start" | "ok" | "error" | "fail";
+  /** Why it ended, when it said. */
   message?: string;
+  /** The host that runs the task. */
   host: string;
+  /** When, in Unix seconds. */
   time: number;
 }
 
-/** What a runner needs from its host. */
-export interface RunnerDeps {
-  store: Store;
-  layout: Layout;
-  hub: WatchHub;
+/**
+ * A task's settings for one start: its run settings, its sandbox limits
+ * (unset ones are the pool's) and its quotas (docs/security.md), from one
+ * read of `/config/run` and the task.
+ */
+export interface RunSettings {
+  /** When to restart and retry, and the lease's ttl and refresh. */
+  config: RunConfig;
+  /** The sandbox limits set for the task; unset ones are the pool's. */
+  limits: Partial<SandboxLimits>;
+  /** What one run may make the installation spend. */
+  quotas: Quotas;
+}
+
+/** What a runner needs from its host: what every run shares, and more. */
+export interface RunnerDeps extends HostCapabilities {
+  /** What runs the scripts. */
   isolation: Isolation;
-  clock: Clock;
+  /** Where the runner and the script log. */
   logger: Logger;
+  /** This host's name, in `running` tokens and transitions. */
   hostName: string;
   /** Read the task now; `undefined` when it is gone. */
   readTask(path: string): Promise<TaskInfo | undefined>;
-  /** The task's effective run settings. */
-  runConfig(task: TaskInfo): Promise<RunConfig>;
+  /** The task's settings, read once per start. */
+  settings(task: TaskInfo): Promise<RunSettings>;
   /** Fetch and check a script by name; throws with a user-facing message. */
   loadScript(name: string): Promise<LoadedScript>;
-  /** The bridge methods for one run of the task. */
-  methods(run: RunContext): MethodTable;
-  errors: ErrorRecords;
-  /** The bus scripts serve, call and alert on. */
-  bus: Bus;
-  /** Where runs claim the RPC names they serve (no squatting across scripts). */
-  rpcNames?: import("./rpc_names.ts").RpcNames;
   /** Called on every transition (best effort; must not throw). */
   onTransition?(t: Transition): void;
-  /** The task's own sandbox limits (docs/security.md); unset ones are the pool's. */
-  limits?(task: TaskInfo): Promise<Partial<SandboxLimits>>;
-  /** The task's quotas (docs/security.md). @default DEFAULT_QUOTAS */
-  quotas?(task: TaskInfo): Promise<Quotas>;
 }
 
-/** What the bridge methods of one run work with. */
-export interface RunContext {
-  task: TaskInfo;
-  script: string;
-  view: ScriptView;
-  bus: ScriptBus;
-  /** What this run may make the installation spend. */
-  quotas: Quotas;
-  signal: AbortSignal;
-  /** `moat.load`: fetch another script and remember that this run uses it. */
-  load(name: string): Promise<LoadedScript>;
+/** What others may see of a task's runner, and the one thing they may do to it: stop it. */
+export interface TaskRun {
+  /** The task's path below `/task/`. */
+  readonly path: string;
+  /** How the last run ended, once the runner has finished for good. */
+  readonly done: Promise<ScriptEnd | undefined>;
+  /** The current run's debug object (`moat.debug_obj`), if it set one. */
+  readonly debug: Json | undefined;
+  /** The script the task named when the runner last read it. */
+  readonly script: string | undefined;
+  /** Scripts the current run loaded with `moat.load`. */
+  readonly loaded: ReadonlySet<string>;
+  /** Number of runs started so far. */
+  readonly runs: number;
+  /** Stop the current run (on_stop runs) and do not run again. */
+  stop(reason: string): Promise<ScriptEnd | undefined>;
 }
 
 /** Options of a runner. */
@@ -96,11 +98,12 @@ export interface RunnerOptions {
 const STORE_RETRY_MIN_S = 0.25;
 const STORE_RETRY_MAX_S = 2;
 
-/** The `running` key taken for one run. */
+/** The `running` key taken for one run, and the settings it was taken with. */
 interface Held {
   lease: Lease;
   token: string;
   started: string;
+  settings: RunSettings;
 }
 
 /** Why a run ended, when the host ended it. */
@@ -109,7 +112,7 @@ interface StopRequest {
 }
 
 /** Runs one task for as long as it exists (or once). */
-export class TaskRunner {
+export class TaskRunner implements TaskRun {
   readonly path: string;
   #deps: RunnerDeps;
   #once: boolean;
@@ -120,7 +123,7 @@ export class TaskRunner {
   #runs = 0;
   #loaded = new Set<string>();
   #script: string | undefined;
-  #bus: ScriptBus | undefined;
+  #caps: RunCapabilities | undefined;
 
   constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
     this.path = path;
@@ -139,7 +142,7 @@ export class TaskRunner {
 
   /** The current run's debug object (`moat.debug_obj`), if it set one. */
   get debug(): Json | undefined {
-    return this.#bus?.debug;
+    return this.#caps?.debug;
   }
 
   /** The script the task named when the runner last read it (before loading its code). */
@@ -177,7 +180,7 @@ export class TaskRunner {
     let unreachable = 0;
     while (!this.#stop) {
       let task: TaskInfo | undefined;
-      let config: RunConfig;
+      let settings: RunSettings;
       let held: Held | undefined;
       try {
         task = await this.#deps.readTask(this.path);
@@ -186,8 +189,8 @@ export class TaskRunner {
           this.#log("info", "task is gone; not running it");
           break;
         }
-        config = await this.#deps.runConfig(task);
-        held = await this.#acquire(config);
+        settings = await this.#deps.settings(task);
+        held = await this.#acquire(settings);
         unreachable = 0;
       } catch (e) {
         // The store is unreachable (etcd down, partitioned, electing): the
@@ -205,6 +208,7 @@ export class TaskRunner {
       failures = last.state === "ok" ? 0 : failures + 1;
       // A run that ends at once, again and again (ok or not), backs off.
       quickEnds = this.#deps.clock.now() - began < QUICK_RUN_S * 1000 ? quickEnds + 1 : 0;
+      const { config } = settings;
       let delay = nextDelay(config, last.state, failures);
       if (delay === undefined) {
         this.#log("info", `ended (${last.state}); not restarting`);
@@ -242,9 +246,10 @@ export class TaskRunner {
    * that fact in `crashed` (the dead run's `started`) and in the task's
    * `job` error record, since our own `started` overwrites the evidence.
    */
-  async #acquire(config: RunConfig): Promise<Held | undefined> {
+  async #acquire(settings: RunSettings): Promise<Held | undefined> {
+    const { config } = settings;
     const dir = this.#deps.layout.statusDir(this.path);
-    const running = dir + "running";
+    const running = dir + STATUS_KEYS.running;
     while (!this.#stop) {
       // Subscribe before trying, so that a release between the try and the
       // wait is not missed.
@@ -254,8 +259,8 @@ export class TaskRunner {
         if (events.some((e) => e.type === "delete" && e.kv.key === running)) release();
       }, { onResync: () => release() }); // a release may have been missed: judge again
       try {
-        const before = await this.#deps.store.get(dir + "started");
-        const ended = await this.#deps.store.get(dir + "stopped");
+        const before = await this.#deps.store.get(dir + STATUS_KEYS.started);
+        const ended = await this.#deps.store.get(dir + STATUS_KEYS.stopped);
         const crashed = before !== undefined &&
           (ended === undefined || Number(ended.value) < Number(before.value));
         const lease = await this.#deps.store.grantLease(config.ttl, {
@@ -274,7 +279,7 @@ export class TaskRunner {
               { key: running, target: "createRevision", op: "==", value: 0 },
               // What we judged above still holds: no run started meanwhile.
               {
-                key: dir + "started",
+                key: dir + STATUS_KEYS.started,
                 target: "modRevision",
                 op: "==",
                 value: before?.modRevision ?? 0,
@@ -282,10 +287,10 @@ export class TaskRunner {
             ],
             [
               { type: "put", key: running, value: token, lease: lease.id },
-              { type: "put", key: dir + "started", value: started },
+              { type: "put", key: dir + STATUS_KEYS.started, value: started },
               // The last crashed run stays on record (`moat status`).
               ...(crashed
-                ? [{ type: "put" as const, key: dir + "crashed", value: before.value }]
+                ? [{ type: "put" as const, key: dir + STATUS_KEYS.crashed, value: before.value }]
                 : []),
             ],
             [{ type: "get", key: running }],
@@ -296,7 +301,7 @@ export class TaskRunner {
         }
         if (res.succeeded) {
           if (crashed) await this.#recordCrash(before.value);
-          return { lease, token, started };
+          return { lease, token, started, settings };
         }
         await lease.revoke().catch(() => {});
         const holder = res.responses[0]?.type === "get"
@@ -333,69 +338,51 @@ export class TaskRunner {
     task: TaskInfo,
     held: Held,
   ): Promise<ScriptEnd> {
-    const { lease, token, started } = held;
+    const { lease, token, started, settings } = held;
     this.#runs++;
     this.#loaded = new Set();
-    const runAbort = new AbortController();
     let end: ScriptEnd;
     let leaseLost = false;
-    let view: ScriptView | undefined;
+    let caps: RunCapabilities | undefined;
     this.#transition("start");
     try {
       let loaded: LoadedScript | undefined;
-      let initial: Awaited<ReturnType<ScriptView["open"]>> | undefined;
-      let quotas: Quotas = DEFAULT_QUOTAS;
       try {
-        quotas = await this.#deps.quotas?.(task) ?? DEFAULT_QUOTAS;
         loaded = await this.#deps.loadScript(task.script);
-        view = new ScriptView(this.#deps, {
+        caps = this.#caps = await RunCapabilities.open(this.#deps, {
           task: this.path,
-          script: task.script,
+          script: loaded.script,
           token,
-          quotas,
+          lease: lease.id,
+          quotas: settings.quotas,
+          load: async (name) => {
+            const lib = await this.#deps.loadScript(name);
+            this.#loaded.add(name);
+            return lib;
+          },
         });
-        initial = await view.open();
       } catch (e) {
-        loaded = undefined;
         end = { state: "error", message: (e as Error).message, debug: "" };
       }
-      if (loaded && view && initial) {
-        const v = view;
-        const sbus = this.#bus = new ScriptBus(this.#deps.bus, (e, d) => v.emit(e, d), {
-          quotas,
-          claims: this.#deps.rpcNames &&
-            { names: this.#deps.rpcNames, script: loaded.script, task: this.path, lease: lease.id },
-        });
+      if (loaded && caps) {
+        const c = caps;
         let handle: ScriptHandle | undefined;
         try {
-          const limits = await this.#deps.limits?.(task);
           handle = await this.#deps.isolation.start({
-            ...(limits ? { limits } : {}),
+            limits: settings.limits,
             task: this.path,
             script: loaded.script,
             code: loaded.js,
-            initial: { data: initial as unknown as Json },
-            methods: this.#deps.methods({
-              task,
-              script: loaded.script,
-              view: v,
-              bus: sbus,
-              quotas,
-              signal: runAbort.signal,
-              load: async (name) => {
-                const lib = await this.#deps.loadScript(name);
-                this.#loaded.add(name);
-                return lib;
-              },
-            }),
+            initial: [{ event: "data", data: c.initial }],
+            methods: c.methods,
             onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
           });
         } catch (e) {
-          // The store or the sandbox failed us before the script ran: an error, retried.
+          // The sandbox failed us before the script ran: an error, retried.
           end = { state: "error", message: (e as Error).message, debug: "" };
         }
         if (handle) {
-          v.attach((event, data) => handle.sendEvent({ event, data }));
+          c.attach((event) => handle.sendEvent(event));
           this.#handle = handle;
           this.#log("info", `started script ${loaded.script} (sandbox pid ${handle.pid})`);
           const lost = lease.lost.then((e) => ({ lost: e }));
@@ -418,10 +405,8 @@ export class TaskRunner {
         }
       }
     } finally {
-      runAbort.abort();
-      view?.close();
-      await this.#bus?.close();
-      this.#bus = undefined;
+      await caps?.close();
+      this.#caps = undefined;
     }
     end = end!;
     const recorded = await this.#record(end, token, started, leaseLost);
@@ -455,21 +440,25 @@ export class TaskRunner {
   ): Promise<boolean> {
     const dir = this.#deps.layout.statusDir(this.path);
     const ops = [
-      { type: "put" as const, key: dir + "state", value: end.state },
-      { type: "put" as const, key: dir + "message", value: end.message },
-      { type: "put" as const, key: dir + "debug", value: end.debug },
-      { type: "put" as const, key: dir + "stopped", value: unixText(this.#deps.clock.now()) },
+      { type: "put" as const, key: dir + STATUS_KEYS.state, value: end.state },
+      { type: "put" as const, key: dir + STATUS_KEYS.message, value: end.message },
+      { type: "put" as const, key: dir + STATUS_KEYS.debug, value: end.debug },
+      {
+        type: "put" as const,
+        key: dir + STATUS_KEYS.stopped,
+        value: unixText(this.#deps.clock.now()),
+      },
     ];
     try {
       const mine = await this.#deps.store.txn(
-        [{ key: dir + "running", target: "value", op: "==", value: token }],
-        [...ops, { type: "delete", key: dir + "running" }],
+        [{ key: dir + STATUS_KEYS.running, target: "value", op: "==", value: token }],
+        [...ops, { type: "delete", key: dir + STATUS_KEYS.running }],
       );
       if (mine.succeeded) return true;
       const orphan = await this.#deps.store.txn(
         [
-          { key: dir + "running", target: "createRevision", op: "==", value: 0 },
-          { key: dir + "started", target: "value", op: "==", value: started },
+          { key: dir + STATUS_KEYS.running, target: "createRevision", op: "==", value: 0 },
+          { key: dir + STATUS_KEYS.started, target: "value", op: "==", value: started },
         ],
         ops,
       );

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { localIso, localToUnix, timeAt, zoneOffset } from "./time_at.ts";
+import { timeAt } from "./time_at.ts";
+import { localIso, localToUnix, zoneOffset } from "./zone.ts";
 import { TimeSpecError } from "./time_spec.ts";
 
 /** Saturday 2003-04-05 06:07:08 UTC, the `now` of the worked examples. */
@@ -229,9 +230,8 @@ Deno.test("time_at matches the year, month and days from the end of the month", 
 
 Deno.test("time_at reports a spec that never matches instead of hanging", () => {
   for (const spec of ["31 dy 2 mo", "30 dy 2 mo", "2001 yr", "5 fri 2 mo 2027 yr", "53 wk 2 mo"]) {
-    const t0 = performance.now();
+    // How fast it gives up: time_at.never_matches in deno task bench.
     const message = errorOf(spec, { now: NOW, zone: BERLIN });
-    assert.ok(performance.now() - t0 < 250, `${spec} took ${performance.now() - t0} ms`);
     assert.equal(
       message,
       `Cannot evaluate time spec "${spec}": the spec never matches ` +

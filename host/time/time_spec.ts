@@ -45,7 +45,9 @@ export type TimeSpecInput = string | readonly (string | number)[];
  * ```
  */
 export class TimeSpecError extends Error {
+  /** Always `TimeSpecError`. */
   override name = "TimeSpecError";
+  /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
   }

@@ -59,7 +59,11 @@ export class VirtualClock implements Clock {
   #seq = 0;
   #sleepers: Sleeper[] = [];
 
-  /** @param startMs the initial time, ms since the Unix epoch. */
+  /**
+   * A clock standing still at `startMs` until advanced.
+   *
+   * @param startMs the initial time, ms since the Unix epoch.
+   */
   constructor(startMs: number) {
     if (!Number.isFinite(startMs)) {
       throw new RangeError(`Cannot start a VirtualClock at "${startMs}": not a finite number`);

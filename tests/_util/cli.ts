@@ -31,11 +31,26 @@ export const MOAT_RUN_ARGS = [
   CLI,
 ];
 
+/**
+ * A temporary folder of its own for one `moat` process (its `TMPDIR`, where
+ * its sandboxes' folders go), unless `env` names one; `remove` deletes it.
+ * Other moat hosts on the machine, and other tests, use the shared one.
+ */
+function ownTmp(env: Record<string, string> | undefined): { env: object; remove(): Promise<void> } {
+  if (env?.TMPDIR !== undefined) return { env: {}, remove: () => Promise.resolve() };
+  const dir = Deno.makeTempDirSync({ prefix: "moat-cli-" });
+  return {
+    env: { TMPDIR: dir },
+    remove: () => Deno.remove(dir, { recursive: true }).catch(() => {}),
+  };
+}
+
 /** Run `moat ARGS…` in a child process and collect its output. */
 export async function runMoat(args: string[], options: RunMoatOptions = {}): Promise<CliResult> {
+  const tmp = ownTmp(options.env);
   const child = new Deno.Command(Deno.execPath(), {
     args: [...MOAT_RUN_ARGS, ...args],
-    env: { NO_COLOR: "1", ...(options.env ?? {}) },
+    env: { NO_COLOR: "1", ...tmp.env, ...(options.env ?? {}) },
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -46,7 +61,7 @@ export async function runMoat(args: string[], options: RunMoatOptions = {}): Pro
     await w.write(new TextEncoder().encode(options.stdin));
     await w.close();
   }
-  const out = await child.output();
+  const out = await child.output().finally(() => tmp.remove());
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -68,9 +83,10 @@ export interface MoatProcess {
 
 /** Start `moat ARGS…` in the background. The caller must await `status` (kill it first). */
 export function spawnMoat(args: string[], options: RunMoatOptions = {}): MoatProcess {
+  const tmp = ownTmp(options.env);
   const child = new Deno.Command(Deno.execPath(), {
     args: [...MOAT_RUN_ARGS, ...args],
-    env: { NO_COLOR: "1", ...(options.env ?? {}) },
+    env: { NO_COLOR: "1", ...tmp.env, ...(options.env ?? {}) },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -93,7 +109,7 @@ export function spawnMoat(args: string[], options: RunMoatOptions = {}): MoatPro
     for (const w of [...waiters]) w();
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const status = pumps.then(() => child.status);
+  const status = pumps.then(() => child.status).finally(() => tmp.remove());
   return {
     pid: child.pid,
     lines,

@@ -9,7 +9,8 @@
 import { etcdctl, freePorts, isHealthy, logTail, signalAndWait } from "./etcd_server.ts";
 
 const ETCD = "/usr/bin/etcd";
-const START_TIMEOUT_MS = 20_000;
+/** Generous: a busy machine starts etcd slowly; this only catches one that never starts. */
+const START_TIMEOUT_MS = 60_000;
 
 /** One member of an `EtcdCluster`. */
 export interface EtcdMember {

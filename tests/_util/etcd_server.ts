@@ -7,7 +7,8 @@
 
 const ETCD = "/usr/bin/etcd";
 const ETCDCTL = "/usr/bin/etcdctl";
-const START_TIMEOUT_MS = 10_000;
+/** Generous: a busy machine starts it slowly; this only catches one that never starts. */
+const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
 
 /** A running private etcd server. */

@@ -12,7 +12,8 @@ import { type CertFiles, makeCerts, type TestCerts } from "./tls_certs.ts";
 
 const ETCD = "/usr/bin/etcd";
 const ETCDCTL = "/usr/bin/etcdctl";
-const START_TIMEOUT_MS = 15_000;
+/** Generous: a busy machine starts etcd slowly; this only catches one that never starts. */
+const START_TIMEOUT_MS = 60_000;
 
 /** Options of `startSecureEtcd`. */
 export interface SecureEtcdOptions {

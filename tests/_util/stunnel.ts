@@ -11,7 +11,8 @@ import { freePorts, logTail } from "./etcd_server.ts";
 import type { CertFiles } from "./tls_certs.ts";
 
 const STUNNEL = "/usr/bin/stunnel4";
-const START_TIMEOUT_MS = 10_000;
+/** Generous: a busy machine starts it slowly; this only catches one that never starts. */
+const START_TIMEOUT_MS = 60_000;
 
 /** A running stunnel in front of 127.0.0.1:5672. */
 export interface Stunnel {

@@ -18,7 +18,7 @@ const STAYS = 'moat.setup();\nmoat.on_start(() => moat.logger.info("up"));\n';
 const HOST = "bighost";
 /** 1 MB: below etcd's default request limit (1.5 MiB), five of them above gRPC's 4 MiB. */
 const VALUE_BYTES = 1_000_000;
-const UP_MS = 30_000;
+const UP_MS = 60_000;
 
 const taskDir = (task: string) => `/moat/task/${HOST}/${task}/:task/`;
 
@@ -81,7 +81,7 @@ Deno.test("moat commands and hosts work with a task holding 5 MB of data written
           );
         } finally {
           host.kill("SIGTERM");
-          const status = await withTimeout(host.status, 15_000, "the host to stop");
+          const status = await withTimeout(host.status, 60_000, "the host to stop");
           assertEquals(status.code, 0, host.lines.join("\n"));
         }
       },
@@ -150,7 +150,7 @@ Deno.test("a host whose watch resumes at a compacted revision re-reads the tree 
     await host.waitForLine((l) => l.includes(`[${HOST}/later] up`), UP_MS, "a later task up");
   } finally {
     host.kill("SIGTERM");
-    await withTimeout(host.status, 15_000, "the host to stop");
+    await withTimeout(host.status, 60_000, "the host to stop");
     await store.close();
     await proxy.close();
     await Deno.remove(dir, { recursive: true });

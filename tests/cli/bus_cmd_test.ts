@@ -4,7 +4,8 @@ import { MOAT_RUN_ARGS, runMoat } from "../_util/cli.ts";
 import { deleteExchanges, RABBIT_URL, uniqueExchanges } from "../_util/rabbit.ts";
 import { Collector, withTimeout } from "../_util/wait.ts";
 
-const EVENT_MS = 10_000;
+/** Bound of a wait for what must happen: generous, it only catches a hang. */
+const EVENT_MS = 60_000;
 
 /** Run `fn` with a bus on exchanges of its own and the env that points `moat` at them. */
 async function withBus(

@@ -25,7 +25,8 @@ const EVIL = `boom\ntesthost/fake  ok  -  all good\rhidden${OSC52}${CLEAR}${RLO}
 const EVIL_SHOWN =
   "boom\\ntesthost/fake  ok  -  all good\\rhidden\\x1b]52;c;aGk=\\x07\\x1b[2J\\u202etxt.exe";
 
-const EVENT_MS = 10_000;
+/** Bound of a wait for what must happen: generous, it only catches a hang. */
+const EVENT_MS = 60_000;
 
 /** No raw control character but the newline that ends each line, and no ESC at all. */
 function assertClean(text: string, what: string): void {

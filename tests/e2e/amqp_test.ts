@@ -35,9 +35,9 @@ Deno.test("a host serves a script's RPC over RabbitMQ, answers moat debug, and l
   try {
     await Deno.writeTextFile(`${dir}/server.js`, SERVER);
     assertEquals((await moat("script", "def", "add", "server", `${dir}/server.js`)).code, 0);
-    await listen.waitForLine((l) => l.includes("listening to"), 20_000, "the listener");
+    await listen.waitForLine((l) => l.includes("listening to"), 60_000, "the listener");
     assertEquals((await moat("script", "add", "server", "amqp-e2e/server")).code, 0);
-    await host.waitForLine((l) => l.includes("[amqp-e2e/server] serving"), 20_000, "serving");
+    await host.waitForLine((l) => l.includes("[amqp-e2e/server] serving"), 60_000, "serving");
     const r = await moat("call", "e2e.add", '{"x": 2, "y": 40}');
     assertEquals(r.code, 0, r.stderr);
     assertEquals(JSON.parse(r.stdout), 42);

@@ -72,7 +72,7 @@ moat.run(async () => {
     assert(l.some((m) => m.startsWith("error no.such")), l.join("\n"));
     assert(l.some((m) => m.startsWith("error bad name!")), l.join("\n"));
     // The host's debug RPC returns every debug object.
-    const dbg = await t.bus.call(debugRpcName("h"), "", { timeoutMs: 5000 });
+    const dbg = await t.bus.call(debugRpcName("h"), "", { timeoutMs: 30_000 });
     assertEquals(dbg, { task: { script: { "h/server": { served: ["calc.double"] } } } });
     // Registrations die with the script.
     await t.s.tasks.delete("h/server");

@@ -51,7 +51,7 @@ Deno.test("a script task runs once and its status records how it ended", async (
     await t.s.tasks.add("hello", "h1/greet");
     const host = t.makeHost("h1", true);
     await host.start();
-    const ends = await withTimeout(host.settled(), 20_000, "the task to end");
+    const ends = await withTimeout(host.settled(), 60_000, "the task to end");
     assertEquals(ends.get("h1/greet")?.state, "ok");
     assertEquals((await t.store.get(status("h1/greet", "state")))?.value, "ok");
     assert((await t.store.get(status("h1/greet", "started"))) !== undefined);
@@ -73,7 +73,7 @@ Deno.test("a script that throws records error with its message and stack", async
     await t.s.tasks.add("boom", "h1/boom");
     const host = t.makeHost("h1", true);
     await host.start();
-    await withTimeout(host.settled(), 20_000, "the task to end");
+    await withTimeout(host.settled(), 60_000, "the task to end");
     assertEquals((await t.store.get(status("h1/boom", "state")))?.value, "error");
     assertIncludes((await t.store.get(status("h1/boom", "message")))?.value ?? "", "owie");
     await host.close();
@@ -89,7 +89,7 @@ Deno.test("a task whose script is missing ends with an error naming the script",
     await t.store.put("/moat/task/h1/lost/:task/script", "nowhere");
     const host = t.makeHost("h1", true);
     await host.start();
-    await withTimeout(host.settled(), 20_000, "the task to end");
+    await withTimeout(host.settled(), 60_000, "the task to end");
     assertEquals((await t.store.get(status("h1/lost", "state")))?.value, "error");
     assertEquals(
       (await t.store.get(status("h1/lost", "message")))?.value,
@@ -108,17 +108,17 @@ Deno.test("the host follows the tree: new tasks start, deleted ones stop, change
     const host = t.makeHost("h1");
     await host.start();
     await t.s.tasks.add("waiter", "h1/a");
-    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 20_000);
+    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 60_000);
     const started1 = (await t.store.get(status("h1/a", "started")))?.value;
     // A change outside data/ restarts the task.
     await t.store.put("/moat/task/h1/a/:task/descr", "changed");
-    await waitForKey(t.store, status("h1/a", "started"), (v) => v !== started1, 20_000);
-    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 20_000);
+    await waitForKey(t.store, status("h1/a", "started"), (v) => v !== started1, 60_000);
+    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 60_000);
     // Deleting stops it, on_stop runs, and it is not restarted.
     await t.s.tasks.delete("h1/a");
-    await waitForKey(t.store, status("h1/a", "running"), (v) => v === undefined, 20_000);
+    await waitForKey(t.store, status("h1/a", "running"), (v) => v === undefined, 60_000);
     await t.logger.waitFor((l) => l.source === "h1/a" && l.message === "bye");
-    await withTimeout(host.reconciled(), 20_000, "the stop to be carried out");
+    await withTimeout(host.reconciled(), 60_000, "the stop to be carried out");
     assertEquals(host.running, []);
     await host.close();
   } finally {
@@ -133,20 +133,20 @@ Deno.test("a promoted script restarts its tasks; bad new_code is rejected and re
     await t.s.tasks.add("waiter", "h1/a");
     const host = t.makeHost("h1");
     await host.start();
-    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 20_000);
+    await waitForKey(t.store, status("h1/a", "running"), (v) => v !== undefined, 60_000);
     const dir = "/moat/meta/script/waiter/:code/";
     await t.store.put(dir + "new_code", "moat.setup();\nlet x = ;\n");
-    const err = await waitForKey(t.store, dir + "error/new_code", (v) => v !== undefined, 20_000);
+    const err = await waitForKey(t.store, dir + "error/new_code", (v) => v !== undefined, 60_000);
     assertIncludes(err ?? "", "waiter:2:9");
     assertEquals((await t.store.get(dir + "code"))?.value, WAITS);
     const started1 = (await t.store.get(status("h1/a", "started")))?.value;
     const v2 = 'moat.setup();\nmoat.logger.info("v2");\n';
     await t.store.put(dir + "new_code", v2);
-    await waitForKey(t.store, dir + "code", (v) => v === v2, 20_000);
+    await waitForKey(t.store, dir + "code", (v) => v === v2, 60_000);
     assertEquals((await t.store.get(dir + "old_code"))?.value, WAITS);
     assertEquals(await t.store.get(dir + "new_code"), undefined);
     assertEquals(await t.store.get(dir + "error/new_code"), undefined);
-    await waitForKey(t.store, status("h1/a", "started"), (v) => v !== started1, 20_000);
+    await waitForKey(t.store, status("h1/a", "started"), (v) => v !== started1, 60_000);
     await t.logger.waitFor((l) => l.source === "h1/a" && l.message === "v2");
     await host.close();
   } finally {
@@ -164,10 +164,10 @@ Deno.test("two hosts sharing a task tree never run one task twice", async () => 
     await a.start();
     await b.start();
     for (const n of ["x", "y", "z"]) {
-      await waitForKey(t.store, status(`h1/${n}`, "running"), (v) => v !== undefined, 20_000);
+      await waitForKey(t.store, status(`h1/${n}`, "running"), (v) => v !== undefined, 60_000);
     }
     const ups = () => t.logger.lines.filter((l) => l.message === "up").length;
-    await withTimeout(t.logger.waitFor(() => ups() >= 3), 20_000, "three scripts up");
+    await withTimeout(t.logger.waitFor(() => ups() >= 3), 60_000, "three scripts up");
     for (const n of ["x", "y", "z"]) {
       // Both hosts have a runner for the task; only one of them has run it.
       assertEquals((a.runner(`h1/${n}`)?.runs ?? 0) + (b.runner(`h1/${n}`)?.runs ?? 0), 1);
@@ -175,10 +175,10 @@ Deno.test("two hosts sharing a task tree never run one task twice", async () => 
     assertEquals(ups(), 3);
     // The first host goes away: the second takes its tasks over.
     await a.close();
-    await withTimeout(t.logger.waitFor(() => ups() >= 6), 20_000, "three scripts up again");
+    await withTimeout(t.logger.waitFor(() => ups() >= 6), 60_000, "three scripts up again");
     for (const n of ["x", "y", "z"]) assertEquals(b.runner(`h1/${n}`)?.runs, 1);
     for (const n of ["x", "y", "z"]) {
-      await waitForKey(t.store, status(`h1/${n}`, "running"), (v) => v !== undefined, 20_000);
+      await waitForKey(t.store, status(`h1/${n}`, "running"), (v) => v !== undefined, 60_000);
     }
     await b.close();
   } finally {
@@ -193,7 +193,7 @@ Deno.test("a task of another host is not run", async () => {
     await t.s.tasks.add("hello", "other/greet");
     const host = t.makeHost("h1", true);
     await host.start();
-    const ends = await withTimeout(host.settled(), 5_000, "nothing to run");
+    const ends = await withTimeout(host.settled(), 60_000, "nothing to run");
     assertEquals(ends.size, 0);
     await host.close();
   } finally {
@@ -218,12 +218,12 @@ Deno.test("a failing task is retried with growing delays and a quick end again a
       t.logger.lines.filter((l) => l.source === p && /; (retry|restart) in /.test(l.message));
     await withTimeout(
       t.logger.waitFor(() => retries("h1/boom").length >= 3),
-      20_000,
+      60_000,
       "three retries",
     );
     await withTimeout(
       t.logger.waitFor(() => retries("h1/hello").length >= 2),
-      20_000,
+      60_000,
       "two restarts",
     );
     // Both end at once every time: after the first, the quick-end back-off

@@ -9,7 +9,7 @@ import { waitForKey } from "../_util/store_wait.ts";
 import { withTimeout } from "../_util/wait.ts";
 import { Layout } from "../../host/layout.ts";
 import { hostHarness } from "../_util/host_harness.ts";
-import { ErrorRecords } from "../../host/tasks/errors.ts";
+import { ErrorRecords } from "../../host/capabilities/error_records.ts";
 import { SystemClock } from "../../host/time/clock.ts";
 
 const layout = new Layout("/moat");
@@ -184,7 +184,7 @@ throw new Error("job failed");
       t.store,
       "/moat/status/run/h/err/:task/error/job",
       (v) => v !== undefined,
-      20_000,
+      60_000,
     );
     const records = await new ErrorRecords(t.store, layout, new SystemClock()).list("h/err");
     const owch = records.find((r) => r.tag === "owch")!;
@@ -200,7 +200,7 @@ throw new Error("job failed");
       t.store,
       "/moat/status/run/h/err/:task/error/job",
       (v) => v === undefined,
-      20_000,
+      60_000,
     );
   } finally {
     await t.close();
@@ -255,7 +255,7 @@ moat.logger.info("loaded");
     await t.s.scripts.update("lib/math", "moat.setup();\nmoat.exports.double = (x) => x + x;\n");
     await withTimeout(
       t.logger.waitFor(() => t.lines("h/user").filter((m) => m.startsWith("double")).length >= 2),
-      20_000,
+      60_000,
       "a restart after the library changed",
     );
     assert(t.host.runner("h/user") !== before, "the task was restarted with a new run");

@@ -152,7 +152,7 @@ export async function counterHistory(
     if (seen < now) {
       // The last revision under the prefix may be older than `now`.
       const last = Math.max(0, ...(await store.range(prefix)).kvs.map((kv) => kv.modRevision));
-      if (seen < last) await withTimeout(promise, 20_000, "the history of data/n");
+      if (seen < last) await withTimeout(promise, 60_000, "the history of data/n");
     }
   } finally {
     await watch.close();

@@ -29,6 +29,8 @@ const DURATION_MS = SOAK ? 120_000 : 30_000;
  */
 const WARMUP_OPS = 300;
 const WARMUP_MS = 15_000;
+/** `/config/run/queue_ttl` of the run, s: unused RPC queues expire after it. */
+const QUEUE_TTL_S = 10;
 /** Longer than two of the host's 5 s memory checks: one whole quiet interval is needed. */
 const MEMORY_QUIET_MS = 12_000;
 
@@ -83,8 +85,8 @@ async function treeSize(path: string): Promise<{ files: number; bytes: number }>
 }
 
 /** The sandbox temp folders of the host with `pid`, and their size. */
-async function sandboxDirs(pid: number): Promise<{ count: number; bytes: number }> {
-  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+/** The sandbox folders of host process `pid` in `tmp`, and their bytes. */
+async function sandboxDirs(tmp: string, pid: number): Promise<{ count: number; bytes: number }> {
   let count = 0, bytes = 0;
   for await (const e of Deno.readDir(tmp)) {
     if (!e.name.startsWith(`moat-sandbox-${pid}.`)) continue;
@@ -103,18 +105,25 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
   const store = new EtcdStore({ endpoints: [etcd.endpoint] });
   const ex = uniqueExchanges();
   const exchanges = { alert: ex.alert, rpc: ex.rpc, reply: ex.reply, dead: ex.dead };
+  // The host's own temporary folder: its sandboxes' folders are counted there.
+  const tmp = await Deno.makeTempDir({ prefix: "moat-churn-" });
   let hosts: MoatProcess[] = [];
   try {
-    await setRunConfig(store, { ttl: 10 });
+    // queue_ttl: an RPC queue declared by a registration that closed before
+    // it consumed (a task deleted while its script was starting: more often
+    // on a busy machine) is left to expire after queue_ttl; settling waits
+    // longer than that.
+    await setRunConfig(store, { ttl: 10, queue_ttl: QUEUE_TTL_S });
     const s = servicesOn(store, "/moat");
     await s.scripts.add("churn", SCRIPT, { language: "javascript" });
     hosts = startHosts(1, {
       MOAT_ETCD: etcd.endpoint,
       MOAT_AMQP: RABBIT_URL,
       MOAT_AMQP_EXCHANGES: JSON.stringify(exchanges),
+      TMPDIR: tmp,
     });
     const host = hosts[0]!;
-    await waitForLineIn([host], (l) => l.includes("running tasks of host"), 30_000, "host up");
+    await waitForLineIn([host], (l) => l.includes("running tasks of host"), 60_000, "host up");
     let serial = 0;
     const live = new Set<string>();
     const create = async () => {
@@ -126,7 +135,7 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
 
     /** Wait until exactly the live tasks run: leases, RPC consumers and sandboxes agree. */
     const settled = async (what: string) => {
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + QUEUE_TTL_S * 1000 + 60_000;
       let last = "";
       while (Date.now() < deadline) {
         const leases = (await etcdctl(etcd.endpoint, "lease", "list")).trim().split("\n").length -
@@ -200,7 +209,7 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
           /^etcd_debugging_mvcc_watch_stream_total (\S+)$/m,
         )?.[1],
       ),
-      dirs: await sandboxDirs(host.pid),
+      dirs: await sandboxDirs(tmp, host.pid),
       cache: await treeSize(denoDir()),
     };
     assert(Number.isFinite(baseline.watchers) && Number.isFinite(baseline.streams), "metrics");
@@ -222,7 +231,7 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
       after = {
         children: (await children(host.pid)).length,
         rss: await rssKiB(host.pid),
-        dirs: await sandboxDirs(host.pid),
+        dirs: await sandboxDirs(tmp, host.pid),
       };
       const ok = after.children === baseline.children &&
         after.dirs.count === baseline.dirs.count &&
@@ -250,11 +259,10 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
       after.rss <= baseline.rss * 1.2,
       `host RSS ${after.rss} KiB, over 120% of ${baseline.rss} KiB before the churn`,
     );
-    // Other programs may use the shared Deno cache; the churn itself adds nothing to it.
-    assert(
-      cache.bytes <= baseline.cache.bytes + 2 * 1024 * 1024,
-      `the Deno cache grew from ${baseline.cache.bytes} to ${cache.bytes} bytes`,
-    );
+    // The shared Deno cache is reported, not asserted: other programs on the
+    // machine (a test run beside this one) write to it. The sandboxes each
+    // have a cache of their own (DENO_DIR in their folder, counted above).
+    report("shared Deno cache", `${baseline.cache.bytes} -> ${cache.bytes} bytes`);
     // AMQP: one consumer per live task on the RPC queues, no other queue of the test grew.
     const consumers = (await queuesWith(ex.prefix)).map((q) => Number(q.split(" ")[1]))
       .reduce((a, b) => a + b, 0);
@@ -271,5 +279,6 @@ Deno.test(`churn: ${OPS} random task operations in ${DURATION_MS / 1000} s leave
     await deleteExchanges(ex).catch(() => {});
     await store.close();
     await etcd.stop();
+    await Deno.remove(tmp, { recursive: true });
   }
 });

@@ -17,14 +17,31 @@ import { type SandboxLimits, SandboxPool } from "../../host/bridge/sandbox.ts";
 import { Host } from "../../host/tasks/host.ts";
 import { servicesOn } from "../../host/cli/services.ts";
 
-/** Short budgets so that runaways are caught fast in tests. */
+/**
+ * The pool's limits: every one far out of reach, so that the neighbour and
+ * each attempt meet only the limit the attempt sets on its task (see
+ * {@linkcode CPU_BUDGET}, {@linkcode HEARTBEAT}). The heartbeat above all
+ * is a wall-clock bound: on a busy machine a spinning script reaches it
+ * long before it has used a CPU budget. Memory stays the pool's bound
+ * (V8's heap limit and the RSS watch both count bytes, not time).
+ */
 export const TEST_LIMITS: Partial<SandboxLimits> = {
-  cpu: 1,
-  cpuWindow: 2,
-  heartbeat: 2,
+  cpu: 10_000,
+  cpuWindow: 60,
+  heartbeat: 3_600,
   memory: 160,
   callRate: 100,
 };
+
+/**
+ * Task keys of an attempt that is to meet the CPU budget: one second of
+ * CPU in a window so long that the second counts however slowly the
+ * machine hands it out.
+ */
+export const CPU_BUDGET: Record<string, string> = { cpu: "1", cpu_window: "3600" };
+
+/** Task keys of an attempt that is to meet the heartbeat (and no CPU budget). */
+export const HEARTBEAT: Record<string, string> = { heartbeat: "2" };
 
 /** The neighbour: a round trip to the host, logged, five times a second. */
 const NEIGHBOUR = `
@@ -55,10 +72,13 @@ export class SecurityHost {
   readonly pool: SandboxPool;
   readonly host: Host;
   readonly services = servicesOn(this.store, "/moat");
+  /** The pool's own temporary folder (its sandboxes' folders). */
+  readonly tmpDir = Deno.makeTempDirSync({ prefix: "moat-security-" });
   #n = 0;
 
   private constructor(limits: Partial<SandboxLimits>) {
-    this.pool = new SandboxPool({ warm: 2, limits });
+    // A slow sandbox start on a busy machine is no failure here.
+    this.pool = new SandboxPool({ warm: 2, limits, tmpDir: this.tmpDir, readyTimeoutMs: 120_000 });
     this.host = new Host({
       store: this.store,
       layout: new Layout("/moat"),
@@ -74,7 +94,7 @@ export class SecurityHost {
     await h.services.scripts.add("neighbour", NEIGHBOUR, { language: "javascript" });
     await h.services.tasks.add("neighbour", NEIGHBOUR_PATH);
     await h.host.start();
-    await withTimeout(h.#roundTrips(1), 20_000, "the neighbour's first round trip");
+    await withTimeout(h.#roundTrips(1), 60_000, "the neighbour's first round trip");
     return h;
   }
 
@@ -95,7 +115,7 @@ export class SecurityHost {
    * then delete the task. `keys` are set on the task first (failures are not
    * retried unless `keys` says otherwise).
    */
-  async run(code: string, keys: Record<string, string> = {}, ms = 20_000): Promise<Outcome> {
+  async run(code: string, keys: Record<string, string> = {}, ms = 120_000): Promise<Outcome> {
     const name = `attempt${++this.#n}`;
     const path = `sec/${name}`;
     const dir = `/moat/task/${path}/:task/`;
@@ -114,20 +134,17 @@ export class SecurityHost {
     };
     const runner = this.host.runner(path);
     await this.services.tasks.delete(path);
-    if (runner) await withTimeout(runner.done, 10_000, `the runner of ${path} to finish`);
+    if (runner) await withTimeout(runner.done, 60_000, `the runner of ${path} to finish`);
     return out;
   }
 
   /**
    * The host and the neighbour are fine: the neighbour still runs its first
-   * run, answers fresh round trips, and they are quick (generously: timing
-   * belongs in the benchmarks).
+   * run and answers fresh round trips. How quickly is a figure of
+   * `deno task bench` (security.round_trip_beside_2_runaways), not a test.
    */
   async assertHealthy(): Promise<void> {
-    await withTimeout(this.#roundTrips(2), 10_000, "two fresh neighbour round trips");
-    const trips = this.neighbourTrips;
-    const last = trips[trips.length - 1]!;
-    assert(last < 1000, `neighbour round trip took ${last} ms`);
+    await withTimeout(this.#roundTrips(2), 60_000, "two fresh neighbour round trips");
     assert(this.host.running.includes(NEIGHBOUR_PATH), "the neighbour's runner is gone");
     assert(this.host.runner(NEIGHBOUR_PATH)?.runs === 1, "the neighbour was restarted");
     // deno-lint-ignore no-explicit-any
@@ -140,6 +157,7 @@ export class SecurityHost {
     } finally {
       await this.pool.close();
       await this.store.close();
+      await Deno.remove(this.tmpDir, { recursive: true }).catch(() => {});
     }
   }
 }

@@ -8,7 +8,7 @@
 
 import { assert, assertEquals } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { SandboxPool } from "../../host/bridge/sandbox.ts";
+import { type SandboxLimits, SandboxPool } from "../../host/bridge/sandbox.ts";
 import { stubMethods } from "../../host/bridge/method_stubs.ts";
 import { closeShared, SHARED, sharedHost, TEST_LIMITS } from "./_harness.ts";
 
@@ -23,9 +23,10 @@ interface Reply {
 
 /** Run a hostile plan; the end, the replies it saw, and the host's warnings. */
 async function abuse(
-  plan: { lines: string[]; times?: number; end?: boolean },
+  plan: Plan,
 ): Promise<{ state: string; message: string; replies: Reply[]; warnings: string[] }> {
-  const pool = new SandboxPool({ warm: 0, processModule: hostile, limits: TEST_LIMITS });
+  const limits = { ...TEST_LIMITS, ...plan.limits };
+  const pool = new SandboxPool({ warm: 0, processModule: hostile, limits });
   const warnings: string[] = [];
   let replies: Reply[] = [];
   let answered = 0;
@@ -33,7 +34,7 @@ async function abuse(
     const script = await pool.start({
       task: "sec/hostile",
       script: "hostile",
-      code: JSON.stringify({ end: true, ...plan }),
+      code: JSON.stringify({ end: true, ...plan, limits: undefined }),
       methods: stubMethods({
         time_at: () => Promise.resolve((answered++, 1_700_000_000)),
         wait: () => new Promise(() => {}),
@@ -44,7 +45,7 @@ async function abuse(
       },
       maxWarnings: 20,
     });
-    const end = await withTimeout(script.ended, 15_000, "the hostile sandbox to end");
+    const end = await withTimeout(script.ended, 90_000, "the hostile sandbox to end");
     return { state: end.state, message: end.message, replies, warnings };
   } finally {
     await pool.close();
@@ -54,9 +55,22 @@ async function abuse(
 const call = (id: number, method: string, args: unknown = ["12 hr", {}]) =>
   JSON.stringify({ kind: "call", id, method, args });
 
+/**
+ * What the hostile sandbox does (see testdata/hostile_process.ts): write
+ * `lines` `times` times, wait for `replies` replies, then report and end.
+ * `limits` are the pool's, over TEST_LIMITS.
+ */
+interface Plan {
+  lines: string[];
+  times?: number;
+  end?: boolean;
+  replies?: number;
+  limits?: Partial<SandboxLimits>;
+}
+
 const CASES: [
   string,
-  { lines: string[]; times?: number; end?: boolean },
+  Plan,
   (r: {
     state: string;
     message: string;
@@ -70,6 +84,7 @@ const CASES: [
       lines: ["__proto__", "constructor", "prototype", "hasOwnProperty", "__defineGetter__"].map(
         (m, i) => call(i + 1, m),
       ),
+      replies: 5,
     },
     (r) => {
       assertEquals(r.replies.length, 5);
@@ -90,6 +105,7 @@ const CASES: [
         '{"kind":"__proto__"}',
         '{"kind":"call","id":8,"method":"time_at","args":["12 hr",{"__proto__":{"x":1}}]}',
       ],
+      replies: 2,
     },
     (r) => {
       assertEquals(r.replies.map((x) => x.id).sort(), [7, 8]);
@@ -104,7 +120,10 @@ const CASES: [
   ],
   [
     "a line larger than the message limit is dropped",
-    { lines: [call(1, "time_at", ["x".repeat(2 * 1024 * 1024), {}]), call(2, "time_at")] },
+    {
+      lines: [call(1, "time_at", ["x".repeat(2 * 1024 * 1024), {}]), call(2, "time_at")],
+      replies: 1,
+    },
     (r) => {
       assertEquals(r.replies.map((x) => [x.id, x.ok]), [[2, true]]);
       assert(r.warnings.some((w) => /dropped/.test(w)), JSON.stringify(r.warnings));
@@ -112,7 +131,7 @@ const CASES: [
   ],
   [
     "calls after the end and a second end are ignored",
-    { lines: [call(1, "time_at")] },
+    { lines: [call(1, "time_at")], replies: 1 },
     (r) => {
       assertEquals(r.state, "ok");
       assertEquals(r.message, "done");
@@ -120,7 +139,13 @@ const CASES: [
   ],
   [
     "a flood of messages gets the sandbox killed",
-    { lines: ['{"kind":"log","level":"info","message":"x"}'], times: 200_000, end: false },
+    // A flood limit that a host reading lines at any sane speed reaches.
+    {
+      lines: ['{"kind":"log","level":"info","message":"x"}'],
+      times: 200_000,
+      end: false,
+      limits: { flood: 1000 },
+    },
     (r) => {
       assertEquals(r.state, "fail");
       assert(/bridge flood/.test(r.message), r.message);
@@ -129,7 +154,7 @@ const CASES: [
   [
     "a flood of calls beyond call_rate is refused with code limit",
     // TEST_LIMITS: 100 calls per second, 5 s of burst.
-    { lines: Array.from({ length: 800 }, (_, i) => call(i + 1, "time_at")) },
+    { lines: Array.from({ length: 800 }, (_, i) => call(i + 1, "time_at")), replies: 800 },
     (r) => {
       assert(r.replies.some((x) => x.code === "limit"), "no call was limited");
       assert(r.replies.filter((x) => x.ok).length <= 650, "too many calls answered");

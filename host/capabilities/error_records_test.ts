@@ -1,8 +1,8 @@
-import { assertEquals } from "../../tests/_util/assert.ts";
+import { assertEquals } from "../testing/assert.ts";
 import { MemoryStore } from "../store/memory_store.ts";
 import { Layout } from "../layout.ts";
 import { SystemClock } from "../time/clock.ts";
-import { ErrorRecords, JOB_TAG } from "./errors.ts";
+import { ErrorRecords, JOB_TAG } from "./error_records.ts";
 
 Deno.test("error records beyond maxPerTask replace the task's oldest, never the host's job record", async () => {
   const store = new MemoryStore();

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { LocalBus } from "../bus/local_bus.ts";
 import { MemoryStore } from "../store/memory_store.ts";
 import { Layout } from "../layout.ts";
-import { BridgeError } from "../bridge/validate.ts";
-import type { Json } from "../../sandbox/protocol.ts";
+import { CapabilityError } from "./capability_error.ts";
+import type { Json, ScriptEvent } from "../../sandbox/protocol.ts";
 import { RpcRemoteError } from "../bus/bus.ts";
 import { DEFAULT_QUOTAS, type Quotas } from "./quotas.ts";
 import { RpcNames } from "./rpc_names.ts";
@@ -30,9 +30,9 @@ async function world(fn: (w: World) => Promise<void>): Promise<void> {
       async run(script, task, quotas = {}) {
         const lease = await store.grantLease(30);
         const box: { sb?: ScriptBus } = {};
-        const send = (event: string, data: Json) => {
-          if (event !== "rpc") return;
-          const d = data as { call: number; args: Json };
+        const send = (e: ScriptEvent) => {
+          if (e.event !== "rpc") return;
+          const d = e.data;
           queueMicrotask(() => box.sb!.reply(d.call, true, { by: task, args: d.args }));
         };
         const sb = box.sb = new ScriptBus(bus, send, {
@@ -50,9 +50,9 @@ async function world(fn: (w: World) => Promise<void>): Promise<void> {
   }
 }
 
-async function refusal(p: Promise<unknown>): Promise<BridgeError> {
+async function refusal(p: Promise<unknown>): Promise<CapabilityError> {
   const e = await p.then(() => undefined, (e) => e);
-  assert.ok(e instanceof BridgeError, `expected a BridgeError, got ${String(e)}`);
+  assert.ok(e instanceof CapabilityError, `expected a CapabilityError, got ${String(e)}`);
   return e;
 }
 
@@ -69,7 +69,7 @@ Deno.test("ScriptBus holds the registration quota under 200 concurrent registrat
     assert.equal(ok.length, 100);
     assert.equal(sb.registrations, 100);
     for (const r of refused) {
-      assert.ok(r.reason instanceof BridgeError);
+      assert.ok(r.reason instanceof CapabilityError);
       assert.equal(r.reason.code, "quota");
       assert.match(r.reason.message, /quota registrations = 100/);
     }
@@ -173,10 +173,10 @@ Deno.test("ScriptBus answers the caller once, bounding a hostile error reply", a
       [false, { message: 42, class: "RangeError" }],
     ];
     let n = 0;
-    const sb = box.sb = new ScriptBus(w.bus, (event, data) => {
-      if (event !== "rpc") return;
+    const sb = box.sb = new ScriptBus(w.bus, (e) => {
+      if (e.event !== "rpc") return;
       const [ok, value] = replies[n++]!;
-      box.sb!.reply((data as { call: number }).call, ok, value);
+      box.sb!.reply(e.data.call, ok, value);
     }, { quotas: DEFAULT_QUOTAS });
     try {
       await sb.serve("hostile");

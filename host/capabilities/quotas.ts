@@ -11,7 +11,7 @@
  * @module
  */
 
-import { BridgeError } from "../bridge/validate.ts";
+import { CapabilityError } from "./capability_error.ts";
 import { readSettings, TokenBucket } from "../bridge/limits.ts";
 
 /** The quotas of one script run. */
@@ -147,8 +147,8 @@ export function readQuotas(
  * The error a script gets for going over quota `name`: code `quota`, and a
  * message that says what was refused and names the key and its value.
  */
-export function quotaError(quotas: Quotas, name: keyof Quotas, what: string): BridgeError {
-  return new BridgeError(
+export function quotaError(quotas: Quotas, name: keyof Quotas, what: string): CapabilityError {
+  return new CapabilityError(
     "quota",
     `${what} (quota ${QUOTA_KEYS[name]} = ${quotas[name]}; see docs/security.md)`,
   );

@@ -9,7 +9,7 @@
  */
 
 import type { Store } from "../store/store.ts";
-import type { Layout } from "../layout.ts";
+import { ERROR_RECORD_KEYS, type Layout, STATUS_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import { unixText } from "../scripts/definitions.ts";
 
@@ -31,13 +31,19 @@ export interface SetErrorOptions {
 
 /** One error record, as `moat errors` shows it. */
 export interface ErrorRecord {
+  /** What the error is about (one word: `job`, a script's own tag). */
   tag: string;
+  /** The record's id below its tag. */
   id: string;
   /** Where the error was seen: a task path. */
   loc: string;
+  /** The message. */
   msg: string;
+  /** How often it was recorded. */
   counter: number;
+  /** Unix seconds of the first time. */
   created: number;
+  /** Unix seconds of the last time. */
   timestamp: number;
 }
 
@@ -58,6 +64,7 @@ export class ErrorRecords {
   #layout: Layout;
   #clock: Clock;
 
+  /** The error records in `store`, dated by `clock`. */
   constructor(store: Store, layout: Layout, clock: Clock) {
     this.#store = store;
     this.#layout = layout;
@@ -65,7 +72,7 @@ export class ErrorRecords {
   }
 
   #pointer(task: string, tag: string): string {
-    return `${this.#layout.statusDir(task)}error/${tag}`;
+    return this.#layout.errorPointer(task, tag);
   }
 
   #record(tag: string, id: string): string {
@@ -88,15 +95,20 @@ export class ErrorRecords {
       }
       if (ptr) {
         const dir = this.#record(tag, ptr.value);
-        const counter = await this.#store.get(dir + "counter");
+        const counter = await this.#store.get(dir + ERROR_RECORD_KEYS.counter);
         if (counter) {
           const n = (Number(counter.value) || 0) + 1;
           const res = await this.#store.txn(
-            [{ key: dir + "counter", target: "modRevision", op: "==", value: counter.modRevision }],
+            [{
+              key: dir + ERROR_RECORD_KEYS.counter,
+              target: "modRevision",
+              op: "==",
+              value: counter.modRevision,
+            }],
             [
-              { type: "put", key: dir + "counter", value: String(n) },
-              { type: "put", key: dir + "msg", value: msg },
-              { type: "put", key: dir + "timestamp", value: now },
+              { type: "put", key: dir + ERROR_RECORD_KEYS.counter, value: String(n) },
+              { type: "put", key: dir + ERROR_RECORD_KEYS.msg, value: msg },
+              { type: "put", key: dir + ERROR_RECORD_KEYS.timestamp, value: now },
             ],
           );
           if (res.succeeded) return;
@@ -112,11 +124,11 @@ export class ErrorRecords {
             : { key: pointer, target: "createRevision", op: "==", value: 0 },
         ],
         [
-          { type: "put", key: dir + "loc", value: task },
-          { type: "put", key: dir + "msg", value: msg },
-          { type: "put", key: dir + "counter", value: "1" },
-          { type: "put", key: dir + "created", value: now },
-          { type: "put", key: dir + "timestamp", value: now },
+          { type: "put", key: dir + ERROR_RECORD_KEYS.loc, value: task },
+          { type: "put", key: dir + ERROR_RECORD_KEYS.msg, value: msg },
+          { type: "put", key: dir + ERROR_RECORD_KEYS.counter, value: "1" },
+          { type: "put", key: dir + ERROR_RECORD_KEYS.created, value: now },
+          { type: "put", key: dir + ERROR_RECORD_KEYS.timestamp, value: now },
           { type: "put", key: pointer, value: id },
         ],
       );
@@ -130,7 +142,7 @@ export class ErrorRecords {
    * remain; reserved tags are kept and do not count.
    */
   async #makeRoom(task: string, keep: number): Promise<void> {
-    const dir = `${this.#layout.statusDir(task)}error/`;
+    const dir = this.#layout.statusDir(task) + STATUS_KEYS.errors;
     const { kvs } = await this.#store.range(dir);
     const own = kvs
       .filter((kv) => !RESERVED_TAGS.has(kv.key.slice(dir.length)))
@@ -171,16 +183,16 @@ export class ErrorRecords {
     const out: ErrorRecord[] = [];
     for (const [k, m] of byId) {
       const [tag, id] = k.split("/") as [string, string];
-      const loc = m.get("loc") ?? "";
+      const loc = m.get(ERROR_RECORD_KEYS.loc) ?? "";
       if (!loc.startsWith(prefix)) continue;
       out.push({
         tag,
         id,
         loc,
-        msg: m.get("msg") ?? "",
-        counter: Number(m.get("counter") ?? 0) || 0,
-        created: Number(m.get("created") ?? 0) || 0,
-        timestamp: Number(m.get("timestamp") ?? 0) || 0,
+        msg: m.get(ERROR_RECORD_KEYS.msg) ?? "",
+        counter: Number(m.get(ERROR_RECORD_KEYS.counter) ?? 0) || 0,
+        created: Number(m.get(ERROR_RECORD_KEYS.created) ?? 0) || 0,
+        timestamp: Number(m.get(ERROR_RECORD_KEYS.timestamp) ?? 0) || 0,
       });
     }
     return out.sort((a, b) => a.loc < b.loc ? -1 : a.loc > b.loc ? 1 : a.tag < b.tag ? -1 : 1);

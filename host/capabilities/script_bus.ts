@@ -30,8 +30,8 @@ import {
   RpcTimeoutError,
   truncateUtf8,
 } from "../bus/bus.ts";
-import { BridgeError } from "../bridge/validate.ts";
-import type { Json } from "../../sandbox/protocol.ts";
+import { CapabilityError } from "./capability_error.ts";
+import type { Json, ScriptEvent } from "../../sandbox/protocol.ts";
 import { DEFAULT_QUOTAS, quotaError, type Quotas } from "./quotas.ts";
 import { type RpcNames, RpcNameTakenError } from "./rpc_names.ts";
 
@@ -84,11 +84,11 @@ export function mayListen(pattern: string): boolean {
 }
 
 function badName(e: unknown): never {
-  throw new BridgeError("bad_name", (e as Error).message);
+  throw new CapabilityError("bad_name", (e as Error).message);
 }
 
 function reserved(kind: string, name: string): never {
-  throw new BridgeError(
+  throw new CapabilityError(
     "reserved",
     `${kind} "${name}" is reserved: names starting with "${RESERVED_WORD}." belong to ` +
       "the MoaT hosts and the moat command",
@@ -98,7 +98,7 @@ function reserved(kind: string, name: string): never {
 /** The bus as one run of a script uses it. */
 export class ScriptBus {
   #bus: Bus;
-  #send: (event: string, data: Json) => void;
+  #send: (event: ScriptEvent) => void;
   #quotas: Quotas;
   #claims: RpcClaims | undefined;
   #group: BusGroup;
@@ -116,7 +116,7 @@ export class ScriptBus {
 
   constructor(
     bus: Bus,
-    send: (event: string, data: Json) => void,
+    send: (event: ScriptEvent) => void,
     options: ScriptBusOptions = { quotas: DEFAULT_QUOTAS },
   ) {
     this.#bus = bus;
@@ -137,7 +137,7 @@ export class ScriptBus {
    * concurrent registrations cannot pass the limit together.
    */
   #take(what: string): void {
-    if (this.#closed) throw new BridgeError("ended", "the script has ended");
+    if (this.#closed) throw new CapabilityError("ended", "the script has ended");
     const max = this.#quotas.registrations;
     if (this.#taken >= max) {
       throw quotaError(
@@ -152,7 +152,7 @@ export class ScriptBus {
   async #keep(reg: Registration, id: number): Promise<number> {
     if (this.#closed) {
       await reg.close();
-      throw new BridgeError("ended", "the script has ended");
+      throw new CapabilityError("ended", "the script has ended");
     }
     this.#regs.push(reg);
     return id;
@@ -172,8 +172,8 @@ export class ScriptBus {
       });
     }
     return p.catch((e) => {
-      if (e instanceof RpcNameTakenError) throw new BridgeError("taken", e.message);
-      throw new BridgeError(
+      if (e instanceof RpcNameTakenError) throw new CapabilityError("taken", e.message);
+      throw new CapabilityError(
         "unavailable",
         `cannot serve "${name}": the claim of the name failed: ${(e as Error).message}`,
       );
@@ -181,10 +181,10 @@ export class ScriptBus {
   }
 
   #busError(what: string, e: unknown): never {
-    if (e instanceof BridgeError) throw e;
+    if (e instanceof CapabilityError) throw e;
     if (e instanceof RangeError) badName(e);
-    if (e instanceof BusLimitError) throw new BridgeError("limit", e.message);
-    throw new BridgeError("unavailable", `cannot ${what}: ${(e as Error).message}`);
+    if (e instanceof BusLimitError) throw new CapabilityError("limit", e.message);
+    throw new CapabilityError("unavailable", `cannot ${what}: ${(e as Error).message}`);
   }
 
   /** Serve RPC `name`: requests become `rpc` events; returns the registration id. */
@@ -202,7 +202,7 @@ export class ScriptBus {
     let reg: Registration;
     try {
       await this.#claim(name);
-      if (this.#closed) throw new BridgeError("ended", "the script has ended");
+      if (this.#closed) throw new CapabilityError("ended", "the script has ended");
       reg = await this.#group.serve(name, (args, info) => {
         if (this.#closed) {
           return Promise.reject(new ScriptRpcError("the script has ended", "Ended"));
@@ -211,7 +211,7 @@ export class ScriptBus {
         return new Promise((resolve, reject) => {
           this.#pending.set(call, { resolve, reject });
           info.signal.addEventListener("abort", () => this.#pending.delete(call), { once: true });
-          this.#send("rpc", { id, call, name, args: (args ?? null) as Json });
+          this.#send({ event: "rpc", data: { id, call, name, args: (args ?? null) as Json } });
         });
       });
     } catch (e) {
@@ -264,7 +264,7 @@ export class ScriptBus {
     let reg: Registration;
     try {
       reg = await this.#group.onAlert(pattern, (topic, data) => {
-        this.#send("alert", { id, topic, data: (data ?? null) as Json });
+        this.#send({ event: "alert", data: { id, topic, data: (data ?? null) as Json } });
       });
     } catch (e) {
       this.#taken--;
@@ -273,7 +273,7 @@ export class ScriptBus {
     return await this.#keep(reg, id);
   }
 
-  /** Call RPC `name`; errors become BridgeErrors with clear messages. */
+  /** Call RPC `name`; errors become CapabilityErrors with clear messages. */
   async call(name: string, args: Json, timeoutSec: number): Promise<Json> {
     try {
       checkRpcName(name);
@@ -284,13 +284,13 @@ export class ScriptBus {
     try {
       return (await this.#bus.call(name, args, { timeoutMs: timeoutSec * 1000 })) as Json;
     } catch (e) {
-      if (e instanceof RpcRemoteError) throw new BridgeError("rpc_error", e.message);
-      if (e instanceof RpcTimeoutError) throw new BridgeError("timeout", e.message);
-      if (e instanceof BusUnavailableError) throw new BridgeError("unavailable", e.message);
+      if (e instanceof RpcRemoteError) throw new CapabilityError("rpc_error", e.message);
+      if (e instanceof RpcTimeoutError) throw new CapabilityError("timeout", e.message);
+      if (e instanceof BusUnavailableError) throw new CapabilityError("unavailable", e.message);
       if (e instanceof RangeError || e instanceof TypeError) {
-        throw new BridgeError("bad_args", e.message);
+        throw new CapabilityError("bad_args", e.message);
       }
-      throw new BridgeError("unavailable", `call of "${name}" failed`);
+      throw new CapabilityError("unavailable", `call of "${name}" failed`);
     }
   }
 
@@ -305,8 +305,11 @@ export class ScriptBus {
     try {
       await this.#bus.alert(topic, data);
     } catch (e) {
-      if (e instanceof RangeError) throw new BridgeError("bad_args", e.message);
-      throw new BridgeError("unavailable", `cannot send alert "${topic}": ${(e as Error).message}`);
+      if (e instanceof RangeError) throw new CapabilityError("bad_args", e.message);
+      throw new CapabilityError(
+        "unavailable",
+        `cannot send alert "${topic}": ${(e as Error).message}`,
+      );
     }
   }
 

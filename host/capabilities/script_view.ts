@@ -13,7 +13,7 @@
 
 import type { Store, WatchEvent } from "../store/store.ts";
 import type { Subscription, WatchHub } from "../store/watch_hub.ts";
-import type { Layout } from "../layout.ts";
+import { type Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
 import {
   decodeTyped,
   decodeUntyped,
@@ -23,9 +23,16 @@ import {
   type Value,
 } from "../codec.ts";
 import { checkVarName } from "../names.ts";
-import { BridgeError } from "../bridge/validate.ts";
-import type { DataEvent, Json, NodeSnapshot, TreeEvent } from "../../sandbox/protocol.ts";
+import { CapabilityError } from "./capability_error.ts";
+import type {
+  DataEvent,
+  Json,
+  NodeSnapshot,
+  ScriptEvent,
+  TreeEvent,
+} from "../../sandbox/protocol.ts";
 import { RangeTooLargeError } from "../store/store.ts";
+import { DataMirror, type Layer } from "./_data_mirror.ts";
 import { DEFAULT_QUOTAS, quotaError, type Quotas, utf8Length } from "./quotas.ts";
 
 /** Most keys one looked-up node may hold. */
@@ -41,18 +48,20 @@ export const MAX_NODE_BYTES = 768 * 1024;
 /** Prefixes always hidden from scripts, root-relative. */
 export const ALWAYS_HIDDEN = ["config/amqp"];
 
-/** Normalise a root-relative tree path; throws BridgeError naming the problem. */
+/** Normalise a root-relative tree path; throws CapabilityError naming the problem. */
 export function treePath(path: string): string {
   const p = path.replace(/^\/+/, "").replace(/\/+$/, "");
-  if (p === "") throw new BridgeError("bad_path", "a tree path must not be empty");
+  if (p === "") throw new CapabilityError("bad_path", "a tree path must not be empty");
   for (const seg of p.split("/")) {
-    if (seg === "") throw new BridgeError("bad_path", `tree path "${path}" has an empty segment`);
+    if (seg === "") {
+      throw new CapabilityError("bad_path", `tree path "${path}" has an empty segment`);
+    }
     if (seg === "." || seg === "..") {
-      throw new BridgeError("bad_path", `tree path "${path}" must not contain "${seg}"`);
+      throw new CapabilityError("bad_path", `tree path "${path}" must not contain "${seg}"`);
     }
     // deno-lint-ignore no-control-regex
     if (/[\u0000-\u001f\u007f]/.test(seg)) {
-      throw new BridgeError("bad_path", `tree path "${path}" contains control characters`);
+      throw new CapabilityError("bad_path", `tree path "${path}" contains control characters`);
     }
   }
   return p;
@@ -67,19 +76,23 @@ export class ScriptView {
   #store: Store;
   #layout: Layout;
   #hub: WatchHub;
+  #task: string;
   #taskDir: string;
   #scriptDir: string;
   #token: string;
   #watched = new Set<string>();
   #hidden: string[] = [...ALWAYS_HIDDEN];
   #subs: Subscription[] = [];
-  #send: ((event: string, data: Json) => void) | undefined;
-  #queue: [string, Json][] = [];
+  #send: ((event: ScriptEvent) => void) | undefined;
+  #queue: ScriptEvent[] = [];
   #closed = false;
   #dataRefresh: Promise<void> = Promise.resolve();
   /** `dataSet`s run one after the other, so that the data quotas hold. */
   #writing: Promise<unknown> = Promise.resolve();
   #quotas: Quotas;
+  /** The four layers of `moat.data`: script values, script types, task values, task data. */
+  #dirs: readonly [string, string, string, string];
+  #mirror: DataMirror;
 
   /**
    * @param task the task path
@@ -94,10 +107,19 @@ export class ScriptView {
     this.#store = deps.store;
     this.#layout = deps.layout;
     this.#hub = deps.hub;
+    this.#task = run.task;
     this.#taskDir = deps.layout.taskDir(run.task);
     this.#scriptDir = deps.layout.scriptDir(run.script);
     this.#token = run.token;
     this.#quotas = run.quotas ?? DEFAULT_QUOTAS;
+    const dataDir = this.#taskDir + TASK_KEYS.data;
+    this.#dirs = [
+      this.#scriptDir + SCRIPT_KEYS.values,
+      this.#scriptDir + SCRIPT_KEYS.types,
+      this.#taskDir + TASK_KEYS.values,
+      dataDir,
+    ];
+    this.#mirror = new DataMirror(this.#dirs, dataDir);
   }
 
   get #rootSlash(): string {
@@ -107,16 +129,21 @@ export class ScriptView {
   /** Subscribe to changes and return the first `data` view. */
   async open(): Promise<DataEvent> {
     await this.#loadHidden();
-    const onData = () => this.#refreshData();
+    // The mirror follows the four layers from the watch; every change sends
+    // a fresh view (the script's own writes too: it sees what was stored).
+    const onData = (events: WatchEvent[]) => {
+      this.#mirror.apply(events);
+      this.#refreshData();
+    };
     // After the host's watch failed and was re-opened (WatchHub), changes
     // in the gap were not seen: read the data and hidden prefixes afresh.
-    const again = { onResync: onData };
-    for (const p of ["data/", "values/"]) {
-      this.#subs.push(this.#hub.subscribe(this.#taskDir + p, onData, again));
-    }
-    for (const p of ["values/", "types/"]) {
-      this.#subs.push(this.#hub.subscribe(this.#scriptDir + p, onData, again));
-    }
+    const again = {
+      onResync: () => {
+        this.#dataRefresh = this.#dataRefresh.then(() => this.#reload()).catch(() => {});
+        this.#refreshData();
+      },
+    };
+    for (const dir of this.#dirs) this.#subs.push(this.#hub.subscribe(dir, onData, again));
     const hidden = () => void this.#loadHidden().catch(() => {});
     this.#subs.push(
       this.#hub.subscribe(`${this.#layout.configPrefix}script/hidden`, hidden, {
@@ -124,20 +151,29 @@ export class ScriptView {
       }),
     );
     this.#subs.push(this.#hub.subscribe(this.#rootSlash, (events) => this.#onTree(events)));
+    await this.#reload();
     return await this.#data();
   }
 
+  /** Read the four layers of `moat.data` into the mirror. */
+  async #reload(): Promise<void> {
+    await Promise.all(this.#dirs.map(async (dir) => {
+      const { kvs, revision } = await this.#store.range(dir);
+      this.#mirror.load(dir, kvs, revision);
+    }));
+  }
+
   /** Start delivering events through `send` (queued ones first). */
-  attach(send: (event: string, data: Json) => void): void {
+  attach(send: (event: ScriptEvent) => void): void {
     this.#send = send;
-    for (const [e, d] of this.#queue.splice(0)) send(e, d);
+    for (const e of this.#queue.splice(0)) send(e);
   }
 
   /** Send an event into the script (queued until `attach`). */
-  emit(event: string, data: Json): void {
+  emit(event: ScriptEvent): void {
     if (this.#closed) return;
-    if (this.#send) this.#send(event, data);
-    else this.#queue.push([event, data]);
+    if (this.#send) this.#send(event);
+    else this.#queue.push(event);
   }
 
   async #loadHidden(): Promise<void> {
@@ -167,33 +203,28 @@ export class ScriptView {
     this.#dataRefresh = this.#dataRefresh.then(async () => {
       if (this.#closed) return;
       try {
-        this.emit("data", await this.#data() as unknown as Json);
+        this.emit({ event: "data", data: await this.#data() });
       } catch {
         // The next change sends a fresh view.
       }
     });
   }
 
-  async #layers(): Promise<
-    { text: Map<string, string>; types: Map<string, string>; data: Map<string, string> }
-  > {
-    const read = async (dir: string) => {
-      const { kvs } = await this.#store.range(dir);
-      return kvs.map((kv) => [kv.key.slice(dir.length), kv.value] as const);
-    };
-    const [sv, st, tv, td] = await Promise.all([
-      read(this.#scriptDir + "values/"),
-      read(this.#scriptDir + "types/"),
-      read(this.#taskDir + "values/"),
-      read(this.#taskDir + "data/"),
-    ]);
-    const flat = (kvs: (readonly [string, string])[]) => kvs.filter(([k]) => !k.includes("/"));
+  /** The layers of `moat.data` as the mirror holds them: the task's data over its values over the script's. */
+  #layers(): { text: Map<string, string>; types: Map<string, string>; data: Layer } {
+    const [sv, st, tv, td] = this.#dirs.map((d) => this.#mirror.layer(d)) as [
+      Layer,
+      Layer,
+      Layer,
+      Layer,
+    ];
+    const flat = (layer: Layer) => [...layer].filter(([k]) => !k.includes("/"));
     const text = new Map<string, string>([...flat(sv), ...flat(tv), ...flat(td)]);
-    return { text, types: new Map(flat(st)), data: new Map(td) };
+    return { text, types: new Map(flat(st)), data: td };
   }
 
   async #data(): Promise<DataEvent> {
-    const { text, types } = await this.#layers();
+    const { text, types } = this.#layers();
     const values: DataEvent["values"] = {};
     const refs: DataEvent["refs"] = {};
     const keys = new Set([...text.keys(), ...types.keys()]);
@@ -247,7 +278,7 @@ export class ScriptView {
     } catch (e) {
       if (!(e instanceof RangeTooLargeError)) throw e;
       const what = e.limit === "keys" ? `${MAX_NODE_KEYS} keys` : `${MAX_NODE_BYTES} bytes`;
-      throw new BridgeError(
+      throw new CapabilityError(
         "too_large",
         `node "${p}" holds more than ${what}; look up a deeper node`,
       );
@@ -279,7 +310,7 @@ export class ScriptView {
     // revision's state in order (a watch batch may span several).
     let current: TreeEvent | undefined;
     const flush = () => {
-      if (current && current.changes.length > 0) this.emit("tree", current as unknown as Json);
+      if (current && current.changes.length > 0) this.emit({ event: "tree", data: current });
     };
     for (const e of events) {
       const key = e.kv.key.slice(this.#rootSlash.length);
@@ -320,11 +351,11 @@ export class ScriptView {
     try {
       checkVarName(key);
     } catch (e) {
-      throw new BridgeError("bad_key", (e as Error).message);
+      throw new CapabilityError("bad_key", (e as Error).message);
     }
-    const { text, types, data } = await this.#layers();
+    const { text, types, data } = this.#layers();
     if (!text.has(key) && !types.has(key)) {
-      throw new BridgeError(
+      throw new CapabilityError(
         "no_such_key",
         `cannot set "${key}": the task has no such value (you cannot add new values)`,
       );
@@ -336,32 +367,36 @@ export class ScriptView {
         ? encodeTyped(value as Value, t, `"${key}"`)
         : encodeUntyped(value as Value);
     } catch (e) {
-      throw new BridgeError("bad_type", `cannot set "${key}": ${(e as Error).message}`);
+      throw new CapabilityError("bad_type", `cannot set "${key}": ${(e as Error).message}`);
     }
     this.#checkDataQuotas(data, key, encoded);
-    const running = this.#layout.statusDir(this.#taskPath()) + "running";
+    const running = this.#layout.statusKey(this.#task, "running");
+    const dataKey = this.#taskDir + TASK_KEYS.data + key;
     let ok: boolean;
     try {
       const res = await this.#store.txn(
         [{ key: running, target: "value", op: "==", value: this.#token }],
-        [{ type: "put", key: `${this.#taskDir}data/${key}`, value: encoded }],
+        [{ type: "put", key: dataKey, value: encoded }],
       );
       ok = res.succeeded;
+      // The next write's quotas count this one, before its watch event comes.
+      if (ok) this.#mirror.put(dataKey, encoded, res.revision);
     } catch {
-      throw new BridgeError("unavailable", `cannot set "${key}": the store is not reachable`);
+      throw new CapabilityError("unavailable", `cannot set "${key}": the store is not reachable`);
     }
     if (!ok) {
-      throw new BridgeError(
+      throw new CapabilityError(
         "not_running",
         `cannot set "${key}": this run no longer owns the task (its lease was lost)`,
       );
     }
   }
 
-  /** Refuse a write that would take the task's `data/` over its quotas. */
-  #checkDataQuotas(data: Map<string, string>, key: string, encoded: string): void {
+  /** Refuse a write that would take the task's `data/` over its quotas (from the mirror's tally). */
+  #checkDataQuotas(data: Layer, key: string, encoded: string): void {
     const q = this.#quotas;
-    const keys = data.size + (data.has(key) ? 0 : 1);
+    const old = data.get(key);
+    const keys = this.#mirror.dataKeys + (old === undefined ? 1 : 0);
     if (keys > q.dataKeys) {
       throw quotaError(
         q,
@@ -369,9 +404,9 @@ export class ScriptView {
         `cannot set "${key}": the task's data would hold ${keys} keys`,
       );
     }
-    let bytes = 0;
-    for (const [k, v] of data) if (k !== key) bytes += utf8Length(k) + utf8Length(v);
-    bytes += utf8Length(key) + utf8Length(encoded);
+    const bytes = this.#mirror.dataBytes -
+      (old === undefined ? 0 : utf8Length(key) + utf8Length(old)) +
+      utf8Length(key) + utf8Length(encoded);
     if (bytes > q.dataSize) {
       throw quotaError(
         q,
@@ -379,11 +414,6 @@ export class ScriptView {
         `cannot set "${key}": the task's data would hold ${bytes} bytes`,
       );
     }
-  }
-
-  #taskPath(): string {
-    const base = this.#layout.tasksPrefix;
-    return this.#taskDir.slice(base.length, -"/:task/".length);
   }
 
   /** Stop all deliveries. Safe to call twice. */

@@ -1,7 +1,9 @@
 /**
  * The host's bridge method table: what each `moat` call that crosses the
- * bridge does on the host. Arguments arrive validated (validate.ts); user
- * errors are thrown as `BridgeError` so the script sees a code and a
+ * bridge does on the host, with the capabilities of one run (its view of the
+ * tree, its bus, its error records, its quotas). Arguments arrive validated
+ * (host/bridge/validate.ts); refusals are thrown as `CapabilityError` and
+ * handed to the bridge as `BridgeError`, so the script sees a code and a
  * message, never a host stack.
  *
  * @module
@@ -11,14 +13,15 @@ import type { Clock } from "../time/clock.ts";
 import { timeAt } from "../time/time_at.ts";
 import { TimeSpecError } from "../time/time_spec.ts";
 import { waitUntilSpec } from "../time/wait.ts";
-import type { ScriptView } from "../tasks/script_view.ts";
-import { checkTag, type ErrorRecords, RESERVED_TAGS } from "../tasks/errors.ts";
-import type { ScriptBus } from "../tasks/script_bus.ts";
-import { jsonBytes, type Quotas, StoreQuotas, utf8Length } from "../tasks/quotas.ts";
+import type { ScriptView } from "./script_view.ts";
+import { checkTag, type ErrorRecords, RESERVED_TAGS } from "./error_records.ts";
+import type { ScriptBus } from "./script_bus.ts";
+import { jsonBytes, type Quotas, StoreQuotas, utf8Length } from "./quotas.ts";
 import { checkName } from "../names.ts";
 import { DefinitionError } from "../scripts/definitions.ts";
 import { ScriptCheckError } from "../scripts/check.ts";
-import { BridgeError, type MethodTable } from "./sandbox.ts";
+import { BridgeError, mapMethods, type MethodTable } from "../bridge/sandbox.ts";
+import { CapabilityError } from "./capability_error.ts";
 
 /** What the methods of one run need from the host. */
 export interface MethodContext {
@@ -42,7 +45,7 @@ export interface MethodContext {
 
 function timeError(e: unknown): never {
   if (e instanceof TimeSpecError || e instanceof RangeError) {
-    throw new BridgeError("time_spec", e.message);
+    throw new CapabilityError("time_spec", e.message);
   }
   throw e;
 }
@@ -52,8 +55,8 @@ function guardedTag(tag: string): string {
   try {
     return scriptTag(tag);
   } catch (e) {
-    if (e instanceof BridgeError) throw e;
-    throw new BridgeError("bad_args", (e as Error).message);
+    if (e instanceof CapabilityError) throw e;
+    throw new CapabilityError("bad_args", (e as Error).message);
   }
 }
 
@@ -62,9 +65,9 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof BridgeError) throw e;
-    if (e instanceof RangeError) throw new BridgeError("bad_args", e.message);
-    throw new BridgeError("unavailable", `cannot ${what}: the store is not reachable`);
+    if (e instanceof CapabilityError) throw e;
+    if (e instanceof RangeError) throw new CapabilityError("bad_args", e.message);
+    throw new CapabilityError("unavailable", `cannot ${what}: the store is not reachable`);
   }
 }
 
@@ -72,13 +75,30 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
 function scriptTag(tag: string): string {
   const t = checkTag(tag);
   if (RESERVED_TAGS.has(t)) {
-    throw new BridgeError("reserved", `error tag "${t}" belongs to the host; use another tag`);
+    throw new CapabilityError("reserved", `error tag "${t}" belongs to the host; use another tag`);
   }
   return t;
 }
 
+/** What the script is told of a refusal: the bridge's error with the same code and message. */
+function toBridge(e: unknown): unknown {
+  return e instanceof CapabilityError ? new BridgeError(e.code, e.message, { cause: e }) : e;
+}
+
 /** Build the method table of one script run. */
 export function hostMethods(ctx: MethodContext): MethodTable {
+  const table = capabilityMethods(ctx);
+  return mapMethods(table, (_name, handler) => async (args, call) => {
+    try {
+      return await handler(args, call);
+    } catch (e) {
+      throw toBridge(e);
+    }
+  });
+}
+
+/** The handlers, refusing with `CapabilityError`. */
+function capabilityMethods(ctx: MethodContext): MethodTable {
   const quota = new StoreQuotas(ctx.quotas);
   return {
     // deno-lint-ignore require-await
@@ -103,7 +123,7 @@ export function hostMethods(ctx: MethodContext): MethodTable {
           signal: call.signal,
         });
       } catch (e) {
-        if (call.signal.aborted) throw new BridgeError("cancelled", "the wait was cancelled");
+        if (call.signal.aborted) throw new CapabilityError("cancelled", "the wait was cancelled");
         return timeError(e);
       }
     },
@@ -143,10 +163,10 @@ export function hostMethods(ctx: MethodContext): MethodTable {
       try {
         checkName(name, "script");
       } catch (e) {
-        throw new BridgeError("bad_name", (e as Error).message);
+        throw new CapabilityError("bad_name", (e as Error).message);
       }
       if (name === ctx.script) {
-        throw new BridgeError("load_cycle", `script "${name}" cannot load itself`);
+        throw new CapabilityError("load_cycle", `script "${name}" cannot load itself`);
       }
       const loaded = await quota.read(() =>
         guarded(`load script "${name}"`, async () => {
@@ -155,7 +175,7 @@ export function hostMethods(ctx: MethodContext): MethodTable {
           } catch (e) {
             // Missing scripts and failed checks are the script author's to see.
             if (e instanceof DefinitionError || e instanceof ScriptCheckError) {
-              throw new BridgeError("load_failed", e.message);
+              throw new CapabilityError("load_failed", e.message);
             }
             throw e;
           }

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertIncludes } from "../../tests/_util/assert.ts";
+import { assert, assertEquals, assertIncludes } from "../testing/assert.ts";
 import {
   DEFAULT_QUOTAS,
   jsonBytes,

@@ -1,0 +1,347 @@
+/**
+ * One script in one sandbox process: the host's end of the line protocol
+ * (validating and answering calls, relaying events and logs), the script's
+ * limits (docs/security.md) and how it ends.
+ *
+ * @module
+ */
+
+import type {
+  ErrorCode,
+  LogLevel,
+  MethodName,
+  Methods,
+  ReplyMessage,
+} from "../../sandbox/protocol.ts";
+import { type ChildExit, describe, limitData, type SandboxChild } from "./_child.ts";
+import { type SandboxLimits, TokenBucket } from "./limits.ts";
+import { readProc, readVmData, ScriptGuard, type Watchdog } from "./_watchdog.ts";
+import { argValidators, BridgeError, checkMessage } from "./validate.ts";
+import type { CallContext } from "./method_table.ts";
+import type { ScriptEnd, ScriptHandle, StartOptions } from "./isolation.ts";
+import type { ScriptEvent } from "../../sandbox/protocol.ts";
+
+/** What the pool watches each script with. */
+export interface Guarding {
+  watchdog: Watchdog;
+  limits: SandboxLimits;
+  prlimit: string | undefined;
+}
+
+/** One script in one sandbox process. */
+export class SandboxScript implements ScriptHandle {
+  readonly ended: Promise<ScriptEnd>;
+  readonly pid: number;
+  #child: SandboxChild;
+  #options: StartOptions;
+  #inflight = new Map<number, AbortController>();
+  #end: ScriptEnd | undefined;
+  #stopTimer: ReturnType<typeof setTimeout> | undefined;
+  #warnings = 0;
+  #maxInFlight: number;
+  // ---- limits (docs/security.md) ----
+  #limits: SandboxLimits;
+  #guard: ScriptGuard;
+  #unwatch: () => void;
+  #callBucket: TokenBucket;
+  #logLines: TokenBucket;
+  #logChars: TokenBucket;
+  #logsDropped = 0;
+  #floodCount = 0;
+  #floodSecond = 0;
+
+  constructor(child: SandboxChild, options: StartOptions, guarding: Guarding) {
+    this.#child = child;
+    this.#options = options;
+    this.pid = child.pid;
+    const limits = { ...guarding.limits, ...options.limits };
+    this.#limits = limits;
+    this.#maxInFlight = options.maxCallsInFlight ?? limits.callsInFlight;
+    this.#callBucket = new TokenBucket(limits.callRate, { burst: 5 });
+    this.#logLines = new TokenBucket(limits.logRate);
+    this.#logChars = new TokenBucket(limits.logVolume * 1024);
+    this.#guard = new ScriptGuard(limits, {
+      kill: (reason) => this.#finish({ state: "fail", message: reason, debug: "" }),
+      ping: (id) => this.#child.send({ kind: "ping", id }),
+    }, readProc(child.pid));
+    this.#unwatch = guarding.watchdog.watch(child.pid, this.#guard);
+    if (guarding.prlimit !== undefined) {
+      // A hard cap on memory the process may map beyond what it has now,
+      // so that a burst of ArrayBuffers fails at once; the RSS watch is
+      // the finer limit.
+      const now = readVmData(child.pid);
+      if (now !== undefined) {
+        void limitData(guarding.prlimit, child.pid, now + limits.memory * 2 ** 20);
+      }
+    }
+    child.onMessage = (v) => this.#onMessage(v);
+    child.onNoise = (stream, line) => this.#warn(`sandbox ${stream}: ${line.slice(0, 1000)}`);
+    this.ended = child.gone.then((exit) => {
+      clearTimeout(this.#stopTimer);
+      this.#unwatch();
+      this.#finish({ state: "fail", message: exitMessage(exit, options), debug: "" });
+      return this.#end!;
+    });
+    child.send({
+      kind: "start",
+      task: options.task,
+      script: options.script,
+      code: options.code,
+      ...(options.initial ? { initial: options.initial } : {}),
+      options: {
+        onStopBudgetMs: options.onStopBudgetMs ?? 3000,
+        // The Worker refuses extra calls itself; the host refuses them too.
+        maxCallsInFlight: this.#maxInFlight,
+      },
+    });
+  }
+
+  stop(reason: string): Promise<ScriptEnd> {
+    if (this.#end === undefined && this.#stopTimer === undefined) {
+      const grace = this.#options.stopGraceMs ?? 4000;
+      this.#child.send({ kind: "stop", reason });
+      this.#stopTimer = setTimeout(() => {
+        this.#finish({
+          state: "fail",
+          message: `script did not end within ${grace} ms of being stopped (${reason})`,
+          debug: "",
+        });
+      }, grace);
+    }
+    return this.ended;
+  }
+
+  kill(reason: string): Promise<ScriptEnd> {
+    this.#finish({ state: "fail", message: reason, debug: "" });
+    return this.ended;
+  }
+
+  sendEvent(event: ScriptEvent): void {
+    if (this.#end !== undefined) return;
+    this.#child.send({ kind: "event", ...event });
+  }
+
+  /** Record the first end, drop every call in flight, kill the process. */
+  #finish(end: ScriptEnd): void {
+    if (this.#end !== undefined) return;
+    this.#end = end;
+    this.#unwatch();
+    this.#noteDroppedLogs();
+    for (const ac of this.#inflight.values()) ac.abort(new BridgeError("ended", "script ended"));
+    this.#inflight.clear();
+    this.#child.kill();
+  }
+
+  // The sandbox is untrusted: validate before dispatch; never throw.
+  #onMessage(value: unknown): void {
+    if (this.#end !== undefined) return;
+    if (this.#flooding()) return;
+    const checked = checkMessage(value);
+    if (!checked.ok) {
+      this.#warn(`refused a message from the sandbox: ${checked.why}`);
+      if (checked.id !== undefined && !this.#inflight.has(checked.id)) {
+        this.#reply({
+          kind: "reply",
+          id: checked.id,
+          ok: false,
+          error: { code: "bad_message", message: checked.why },
+        });
+      }
+      return;
+    }
+    const msg = checked.message;
+    switch (msg.kind) {
+      case "call":
+        this.#call(msg.id, msg.method, msg.args as unknown[]);
+        return;
+      case "cancel": {
+        const ac = this.#inflight.get(msg.id);
+        if (ac === undefined) return; // answered already, or never asked
+        this.#inflight.delete(msg.id);
+        ac.abort(new BridgeError("cancelled", "call cancelled"));
+        this.#reply({
+          kind: "reply",
+          id: msg.id,
+          ok: false,
+          error: { code: "cancelled", message: "call cancelled" },
+        });
+        return;
+      }
+      case "log":
+        this.#scriptLog(msg.level, msg.message);
+        return;
+      case "pong":
+        this.#guard.pong();
+        return;
+      case "ended":
+        clearTimeout(this.#stopTimer);
+        this.#finish({ state: msg.state, message: msg.message, debug: msg.debug });
+        return;
+      case "ready":
+        this.#warn("refused a message from the sandbox: second ready");
+        return;
+    }
+  }
+
+  #call(id: number, method: string, args: unknown[]): void {
+    const refuse = (code: ErrorCode, message: string) =>
+      this.#reply({ kind: "reply", id, ok: false, error: { code, message } });
+    if (this.#inflight.has(id)) {
+      // Answering would confuse the call already in flight under this id.
+      this.#warn(`refused a message from the sandbox: call id ${id} is already in flight`);
+      return;
+    }
+    if (this.#inflight.size >= this.#maxInFlight) {
+      return refuse("limit", `too many calls in flight (limit ${this.#maxInFlight})`);
+    }
+    if (!this.#callBucket.take()) {
+      return refuse(
+        "limit",
+        `too many calls: more than ${this.#limits.callRate} per second (limit: call_rate)`,
+      );
+    }
+    // A closed table: own properties only, so "__proto__", "constructor",
+    // "toString" and friends are unknown methods.
+    const methods = this.#options.methods;
+    if (!Object.hasOwn(argValidators, method) || !Object.hasOwn(methods, method)) {
+      return refuse("unknown_method", `unknown method ${JSON.stringify(method.slice(0, 100))}`);
+    }
+    const name = method as MethodName;
+    let valid: Methods[MethodName]["args"];
+    try {
+      valid = argValidators[name](args);
+    } catch (err) {
+      return this.#replyError(id, name, err);
+    }
+    const ac = new AbortController();
+    this.#inflight.set(id, ac);
+    const handler = methods[name] as (
+      a: typeof valid,
+      c: CallContext,
+    ) => Promise<Methods[MethodName]["result"]>;
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(handler(valid, { signal: ac.signal, task: this.#options.task }));
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (value) => {
+        if (this.#inflight.get(id) !== ac) return; // cancelled or ended meanwhile
+        this.#inflight.delete(id);
+        this.#reply({ kind: "reply", id, ok: true, value: (value ?? null) as never });
+      },
+      (err) => {
+        if (this.#inflight.get(id) !== ac) return;
+        this.#inflight.delete(id);
+        this.#replyError(id, name, err);
+      },
+    );
+  }
+
+  #replyError(id: number, method: string, err: unknown): void {
+    if (err instanceof BridgeError) {
+      this.#reply({
+        kind: "reply",
+        id,
+        ok: false,
+        error: { code: err.code, message: String(err.message) },
+      });
+      return;
+    }
+    // Never the host's stack or message: they may name files, hosts, keys.
+    try {
+      (this.#options.onInternalError ?? defaultInternalError)(err, method);
+    } catch { /* the report must not break the reply */ }
+    this.#reply({
+      kind: "reply",
+      id,
+      ok: false,
+      error: { code: "internal", message: "internal error" },
+    });
+  }
+
+  #reply(reply: ReplyMessage): void {
+    if (this.#end !== undefined) return;
+    try {
+      this.#child.send(reply);
+    } catch (err) {
+      // A handler result that is not JSON (a BigInt, a cycle): still one reply.
+      this.#child.send({
+        kind: "reply",
+        id: reply.id,
+        ok: false,
+        error: { code: "internal", message: "internal error" },
+      });
+      try {
+        (this.#options.onInternalError ?? defaultInternalError)(err, "reply");
+      } catch { /* ignore */ }
+    }
+  }
+
+  /**
+   * Count a message from the sandbox; past `flood` in one second, kill the
+   * script: even refusing costs the host, and a flood delays other scripts.
+   */
+  #flooding(): boolean {
+    const second = Math.floor(performance.now() / 1000);
+    if (second !== this.#floodSecond) {
+      this.#floodSecond = second;
+      this.#floodCount = 0;
+    }
+    if (++this.#floodCount <= this.#limits.flood) return false;
+    this.#finish({
+      state: "fail",
+      message: `bridge flood: more than ${this.#limits.flood} messages in one second ` +
+        `(limit: flood = ${this.#limits.flood})`,
+      debug: "",
+    });
+    return true;
+  }
+
+  /** Script output, within `log_rate` and `log_volume`; the rest is counted and dropped. */
+  #scriptLog(level: LogLevel, message: string): void {
+    if (!this.#logLines.take() || !this.#logChars.take(Math.min(message.length, 1024 * 1024))) {
+      this.#logsDropped++;
+      return;
+    }
+    this.#noteDroppedLogs();
+    this.#log(level, message);
+  }
+
+  #noteDroppedLogs(): void {
+    if (this.#logsDropped === 0) return;
+    const n = this.#logsDropped;
+    this.#logsDropped = 0;
+    this.#log(
+      "warn",
+      `${n} log line${n === 1 ? "" : "s"} of the script dropped (limits: log_rate = ` +
+        `${this.#limits.logRate} lines and log_volume = ${this.#limits.logVolume} KiB per second)`,
+    );
+  }
+
+  #log(level: LogLevel, message: string): void {
+    try {
+      this.#options.onLog(level, message);
+    } catch { /* onLog must not throw; if it does, the sandbox is not to blame */ }
+  }
+
+  #warn(message: string): void {
+    const max = this.#options.maxWarnings ?? 100;
+    if (this.#warnings > max) return;
+    this.#warnings++;
+    this.#log("warn", this.#warnings > max ? "further sandbox warnings suppressed" : message);
+  }
+}
+
+function defaultInternalError(error: unknown, method: string): void {
+  console.error(`moat: bridge method ${method} failed:`, error);
+}
+
+function exitMessage(exit: ChildExit, options: StartOptions): string {
+  const how = describe(exit);
+  if (/out of memory|heap limit/i.test(exit.stderrTail)) {
+    return `sandbox process of script "${options.script}" ran out of memory (${how})`;
+  }
+  return `sandbox process of script "${options.script}" exited unexpectedly (${how})`;
+}
