@@ -6,6 +6,8 @@
  *   two connections) against a raw request/reply round trip with the same
  *   topology (topic exchange → queue → server → direct exchange → reply
  *   queue), median µs;
+ * - no_server: how long a call nobody serves takes to fail (through the
+ *   `dead` alternate exchange; the issue wants it under 1 s), median ms;
  * - alerts: `AmqpBus.alert` → handler delivery rate against raw publish →
  *   consume on a topic exchange, msgs/s, and how many alerts were lost.
  *
@@ -20,12 +22,13 @@ import { Buffer } from "node:buffer";
 import amqp from "amqplib";
 import { type Figure, median, printFigures } from "./figure.ts";
 import { AmqpBus } from "../host/bus/amqp_bus.ts";
-import { topicMatches } from "../host/bus/bus.ts";
+import { RpcNoServerError, topicMatches } from "../host/bus/bus.ts";
 
 const URL = Deno.env.get("MOAT_AMQP") ?? "amqp://guest:guest@127.0.0.1:5672";
 const ROUND_TRIPS = 1_000;
 const WARM_UP = 100;
 const ALERTS = 20_000;
+const NO_SERVER_CALLS = 50;
 /** The longest any one phase may take before the benchmark fails. */
 const PHASE_MS = 60_000;
 
@@ -176,6 +179,7 @@ export async function benchBus(): Promise<Figure[]> {
   let rawPerS = 0;
   let busPerS = 0;
   let received = 0;
+  const noServerMs: number[] = [];
   try {
     await server.serve("bench.echo", (args) => Promise.resolve(args));
     let i = 0;
@@ -185,6 +189,14 @@ export async function benchBus(): Promise<Figure[]> {
       }),
       "round trips",
     );
+
+    // A call nobody serves fails through the `dead` alternate exchange, not by its timeout.
+    for (let k = 0; k < NO_SERVER_CALLS; k++) {
+      const t0 = performance.now();
+      const e = await client.call("bench.nobody", k, { timeoutMs: PHASE_MS }).catch((e) => e);
+      if (!(e instanceof RpcNoServerError)) throw new Error(`bench: no no_server but ${e}`);
+      noServerMs.push(performance.now() - t0);
+    }
 
     let all = Promise.withResolvers<void>();
     await server.onAlert("bench.#", () => {
@@ -235,6 +247,14 @@ export async function benchBus(): Promise<Figure[]> {
       rawName: "amqplib request/reply",
       raw: rawUs,
       target: "ratio <= 2",
+    },
+    {
+      name: "bus.call.no_server",
+      value: median(noServerMs),
+      unit: "ms",
+      rawName: "",
+      raw: NaN,
+      target: "< 1000 ms",
     },
     {
       name: "bus.alert.rate",

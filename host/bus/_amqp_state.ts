@@ -18,6 +18,8 @@ export interface PendingCall {
   resolve(value: unknown): void;
   reject(e: Error): void;
   timer: ReturnType<typeof setTimeout>;
+  /** When the caller gives up (Unix ms): the request's own expiration. */
+  deadline: number;
 }
 
 export interface Job {

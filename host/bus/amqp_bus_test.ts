@@ -14,10 +14,10 @@ import { Collector, quietPeriod, withTimeout } from "../testing/wait.ts";
 import { AmqpBus, type AmqpBusOptions, redactUrl } from "./amqp_bus.ts";
 import { busContract } from "./bus_contract.ts";
 import {
-  BusError,
   BusLimitError,
   type BusState,
   BusUnavailableError,
+  RpcNoServerError,
   RpcRemoteError,
   RpcTimeoutError,
 } from "./bus.ts";
@@ -145,6 +145,7 @@ Deno.test("AmqpBus declares MoaT's exchanges and leaves no queue or binding behi
     ]);
     assert.deepEqual(await bindingsWith(ex.prefix), [
       `${ex.alert} -> ${ex.alert}_${bus.id}.2 lamp.#`,
+      `${ex.dead} -> ${ex.reply}_${bus.id} #`,
       `${ex.reply} -> ${ex.reply}_${bus.id} ${bus.id}`,
       `${ex.rpc} -> ${ex.rpc}_lamp.on lamp.on`,
     ]);
@@ -204,10 +205,19 @@ Deno.test("AmqpBus speaks the documented wire protocol with a raw AMQP peer", as
       assert.equal(byId.get("m-1")!.body, "5");
       assert.equal(byId.get("m-1")!.props.contentType, "application/json");
       assert.equal((byId.get("m-1")!.props.headers as Record<string, unknown>)?.error, undefined);
+      // qbroker's m_err shape, with an exc member its raise_if_error raises.
       assert.deepEqual((byId.get("m-2")!.props.headers as Record<string, unknown>).error, {
+        _o: "m_err",
         s: "error",
         m: "too big",
         c: "RangeError",
+        e: {
+          _o: "exc",
+          e: "builtins.ValueError",
+          a0: "too big",
+          s: "too big",
+          r: 'ValueError("too big")',
+        },
       });
 
       // A raw server answers the bus's call, once with a result, once with an error header.
@@ -332,14 +342,16 @@ Deno.test("AmqpBus survives malformed messages and answers the next good call", 
           contentType: "application/json",
         });
       }, { noAck: true });
+      // The reason is in the caller's error: a script's moat.call sees it too.
       const e1 = await bus.call("liar.json", 1, { timeoutMs: EVENT_MS }).catch((e) => e);
-      assert.ok(e1 instanceof BusError && !(e1 instanceof RpcRemoteError), String(e1));
-      assert.match(e1.message, /^the reply from "liar.json" is not valid JSON/);
+      assert.ok(e1 instanceof RpcRemoteError, String(e1));
+      assert.equal(e1.remote.c, "SyntaxError");
+      assert.match(e1.message, /^liar.json failed: the reply from "liar.json" is not valid JSON/);
       const e2 = await bus.call("liar.big", 1, { timeoutMs: EVENT_MS }).catch((e) => e);
-      assert.ok(e2 instanceof BusError, String(e2));
+      assert.ok(e2 instanceof RpcRemoteError, String(e2));
       assert.equal(
         e2.message,
-        'the reply from "liar.big" is 5002 bytes, over the limit of 1000 bytes',
+        'liar.big failed: the reply from "liar.big" is 5002 bytes, over the limit of 1000 bytes (RangeError)',
       );
       assert.deepEqual(await bus.call("svc", 2, { timeoutMs: EVENT_MS }), { handled: 2, args: 2 });
     } finally {
@@ -473,6 +485,62 @@ Deno.test("AmqpBus declares every queue with a message TTL, length and byte limi
     // A shared RPC queue nobody consumes from goes (auto-delete alone keeps
     // one that never had a consumer).
     assert.equal(info.get(`${ex.rpc}_bounded`)!.args["x-expires"], 10_000);
+  });
+});
+
+Deno.test("AmqpBus declares RPC queues with qbroker's arguments by default, so a qbroker peer may declare after it", async () => {
+  const logged: string[] = [];
+  await withExchanges(async (open, ex) => {
+    const bus = await open({ log: (_l, m) => logged.push(m) });
+    await bus.serve("shared.name", () => Promise.resolve("ours"));
+    const info = await queueInfo(`${ex.rpc}_shared.name`);
+    assert.deepEqual(info.get(`${ex.rpc}_shared.name`)!.args, {
+      "x-dead-letter-exchange": ex.dead,
+      "x-message-ttl": 10_000,
+    });
+    const peer = await rawPeer();
+    try {
+      // What qbroker's register() declares: no 406, the queue is shared.
+      await peer.channel.assertQueue(`${ex.rpc}_shared.name`, {
+        durable: false,
+        autoDelete: true,
+        arguments: { "x-dead-letter-exchange": ex.dead, "x-message-ttl": 10_000 },
+      });
+      await peer.channel.assertExchange(ex.rpc, "topic", {
+        durable: true,
+        alternateExchange: ex.dead,
+      });
+    } finally {
+      await peer.close();
+    }
+    assert.equal(await bus.call("shared.name", null, { timeoutMs: EVENT_MS }), "ours");
+    assert.ok(!logged.some((m) => m.includes("other")), logged.join("\n"));
+  });
+});
+
+Deno.test("AmqpBus fails a call with no_server when its request expires in a queue nobody consumes", async () => {
+  await withExchanges(async (open, ex) => {
+    const bus = await open();
+    const peer = await rawPeer();
+    try {
+      // A qbroker server's queue, left without a consumer: the request waits
+      // for its TTL (10 s), is dead-lettered to `dead`, and comes back.
+      await peer.channel.assertQueue(`${ex.rpc}_idle`, {
+        durable: false,
+        autoDelete: true,
+        arguments: { "x-dead-letter-exchange": ex.dead, "x-message-ttl": 10_000 },
+      });
+      await peer.channel.bindQueue(`${ex.rpc}_idle`, ex.rpc, "idle");
+      const e = await bus.call("idle", 1, { timeoutMs: 6 * EVENT_MS }).catch((e) => e);
+      assert.ok(e instanceof RpcNoServerError, String(e));
+      assert.equal(
+        e.message,
+        'idle failed: no server of "idle" took the request before it expired in its queue (no_server)',
+      );
+      await peer.channel.deleteQueue(`${ex.rpc}_idle`);
+    } finally {
+      await peer.close();
+    }
   });
 });
 

@@ -185,19 +185,41 @@ export interface RemoteErrorInfo {
   c: string;
 }
 
-/** The RPC handler failed; `remote` says how, as the server reported it. */
+/**
+ * The RPC handler failed, or its reply could not be read; `remote` says
+ * how (for a bad reply: `c` is `SyntaxError`, `RangeError` or `TypeError`
+ * and `m` the reason).
+ */
 export class RpcRemoteError extends BusError {
-  /** Always `RpcRemoteError`. */
+  /** `RpcRemoteError` (or a subclass's name). */
   override name = "RpcRemoteError";
   /** The RPC name called. */
   readonly rpc: string;
   /** The error as the server reported it. */
   readonly remote: RemoteErrorInfo;
+  /** The machine-readable code a script sees: `rpc_error`, or `no_server` for `RpcNoServerError`. */
+  readonly code: "rpc_error" | "no_server" = "rpc_error";
   /** `rpc`'s handler failed as `remote` says. */
-  constructor(rpc: string, remote: RemoteErrorInfo) {
-    super(`${rpc} failed: ${remote.m} (${remote.c})`);
+  constructor(rpc: string, remote: RemoteErrorInfo, options?: ErrorOptions) {
+    super(`${rpc} failed: ${remote.m} (${remote.c})`, options);
     this.rpc = rpc;
     this.remote = remote;
+  }
+}
+
+/**
+ * Nobody took the request: no queue was bound to its name (the `rpc`
+ * exchange sent it to its alternate exchange `dead`), or it waited in its
+ * queue until the queue's TTL dead-lettered it, or a qbroker peer's
+ * dead-letter handler reported it (`DeadLettered`). `remote.c` is `no_server`.
+ */
+export class RpcNoServerError extends RpcRemoteError {
+  /** Always `RpcNoServerError`. */
+  override name = "RpcNoServerError";
+  override readonly code = "no_server";
+  /** Nobody took the request to `rpc`; `why` says how that was found. */
+  constructor(rpc: string, why: string) {
+    super(rpc, { s: "error", m: why, c: "no_server" });
   }
 }
 
@@ -294,6 +316,24 @@ export function checkSize(size: number, limit: number, what: string): void {
   if (size > limit) {
     throw new RangeError(`${what} is ${size} bytes, over the limit of ${limit} bytes`);
   }
+}
+
+/**
+ * Check a call before it is sent: its RPC name, its timeout and its
+ * arguments (JSON of at most `maxBytes`). Returns the request body and the
+ * timeout; throws what `Bus.call` rejects with.
+ */
+export function prepareCall(
+  name: string,
+  args: unknown,
+  options: CallOptions,
+  maxBytes: number,
+): { body: Uint8Array; timeoutMs: number } {
+  checkRpcName(name);
+  const timeoutMs = checkPositive(options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, "timeoutMs");
+  const body = encodeBody(args, `the arguments of "${name}"`);
+  checkSize(body.length, maxBytes, `the request to "${name}"`);
+  return { body, timeoutMs };
 }
 
 /** Parse a JSON body; throws `SyntaxError` naming `what`. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { withQbrokerTaskFields } from "./task_state.ts";
 import type { LogLevel } from "../log.ts";
 import {
   type AlertHandler,
@@ -23,17 +24,18 @@ import {
   checkSize,
   checkTopic,
   decodeBody,
-  DEFAULT_CALL_TIMEOUT_MS,
   DEFAULT_GROUP_CHANNELS,
   DEFAULT_HANDLER_TIMEOUT_MS,
   DEFAULT_MAX_IN_FLIGHT,
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeBody,
   type GroupOptions,
+  prepareCall,
   type Registration,
   type RemoteErrorInfo,
   remoteErrorOf,
   type RpcHandler,
+  RpcNoServerError,
   RpcRemoteError,
   RpcTimeoutError,
   type ServeOptions,
@@ -185,10 +187,7 @@ export class LocalBus implements Bus {
     let body: Uint8Array;
     let timeoutMs: number;
     try {
-      checkRpcName(name);
-      timeoutMs = checkPositive(options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, "timeoutMs");
-      body = encodeBody(args, `the arguments of "${name}"`);
-      checkSize(body.length, this.#maxBytes, `the request to "${name}"`);
+      ({ body, timeoutMs } = prepareCall(name, args, options, this.#maxBytes));
       this.#checkOpen(`call "${name}"`);
     } catch (e) {
       return Promise.reject(e);
@@ -229,8 +228,11 @@ export class LocalBus implements Bus {
       call.fail(new RpcTimeoutError(name, timeoutMs));
     }, timeoutMs);
     this.#calls.add(call);
-    // Like an unroutable message: with no server at all, the request is dropped.
-    if (this.#servers.has(name)) {
+    // Like an unroutable request on AMQP (the `dead` alternate exchange):
+    // with no server at all, the caller learns so at once.
+    if (!this.#servers.has(name)) {
+      queueMicrotask(() => call.fail(new RpcNoServerError(name, `nobody serves "${name}"`)));
+    } else {
       const queue = this.#waiting.get(name) ?? [];
       if (queue.length >= this.#queueLength) {
         queue.shift();
@@ -332,7 +334,7 @@ export class LocalBus implements Bus {
   alert(topic: string, data: unknown): Promise<void> {
     try {
       checkTopic(topic);
-      const body = encodeBody(data, `the data of alert "${topic}"`);
+      const body = encodeBody(withQbrokerTaskFields(topic, data), `the data of alert "${topic}"`);
       checkSize(body.length, this.#maxBytes, `the alert "${topic}"`);
       this.#checkOpen(`send alert "${topic}"`);
       for (const sub of this.#subs) {

@@ -111,8 +111,6 @@ export class ScriptBus {
   #pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   #nextCall = 1;
   #closed = false;
-  /** The value of `moat.debug_obj`, if any. */
-  debug: Json | undefined;
 
   constructor(
     bus: Bus,
@@ -284,7 +282,8 @@ export class ScriptBus {
     try {
       return (await this.#bus.call(name, args, { timeoutMs: timeoutSec * 1000 })) as Json;
     } catch (e) {
-      if (e instanceof RpcRemoteError) throw new CapabilityError("rpc_error", e.message);
+      // rpc_error, or no_server when nobody took the request (RpcNoServerError).
+      if (e instanceof RpcRemoteError) throw new CapabilityError(e.code, e.message);
       if (e instanceof RpcTimeoutError) throw new CapabilityError("timeout", e.message);
       if (e instanceof BusUnavailableError) throw new CapabilityError("unavailable", e.message);
       if (e instanceof RangeError || e instanceof TypeError) {

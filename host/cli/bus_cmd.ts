@@ -115,10 +115,12 @@ export const callCommand: Command = {
   args: "NAME [JSON]",
   help: "Sends JSON (default: null) as the arguments of the RPC NAME and prints the reply\n" +
     "as one line of JSON. A failure of the remote handler prints\n" +
-    '"error: NAME failed: MESSAGE (CLASS)"; no reply in time prints a timeout error.\n' +
-    "Both exit with 1.\n\n" + EXCHANGES_HELP,
+    '"error: NAME failed: MESSAGE (CLASS)"; a name nobody serves fails at once with\n' +
+    '"error: NAME failed: nobody serves "NAME" (no_server)"; no reply in time prints a\n' +
+    "timeout error. All exit with 1.\n\n" + EXCHANGES_HELP,
   options: {
     timeout: { type: "string", arg: "S", help: "seconds to wait for the reply (default 15)" },
+    json: { type: "boolean", help: "print JSON for machines (the reply is JSON either way)" },
   },
   minArgs: 1,
   maxArgs: 2,
@@ -132,7 +134,8 @@ export const callCommand: Command = {
         return await bus.call(name, args, { timeoutMs });
       } catch (e) {
         if (e instanceof RpcRemoteError || e instanceof RpcTimeoutError) {
-          // The remote message is the handler's (a script's) text.
+          // The remote message is the handler's (a script's) text; RpcNoServerError
+          // (no_server) and a bad reply's reason are RpcRemoteErrors too.
           throw new CommandError(e.message, { cause: e });
         }
         throw e;
@@ -169,10 +172,12 @@ export const listenCommand: Command = {
   summary: "print alerts that match a topic pattern as they arrive",
   args: "PATTERN",
   help: 'Prints one line "TOPIC JSON" per alert whose topic matches PATTERN ("*" matches\n' +
-    'one word, "#" zero or more), until interrupted (Ctrl-C) or --count alerts arrived.\n' +
+    'one word, "#" zero or more), until interrupted (Ctrl-C) or --count alerts arrived;\n' +
+    'with --json one JSON object per line instead, {"topic": TOPIC, "data": JSON}.\n' +
     'Prints "listening to PATTERN" on standard error once subscribed.\n\n' + EXCHANGES_HELP,
   options: {
     count: { type: "string", arg: "N", help: "stop after N alerts" },
+    json: { type: "boolean", help: 'print {"topic": …, "data": …} per line, for machines' },
   },
   minArgs: 1,
   maxArgs: 1,
@@ -193,7 +198,11 @@ export const listenCommand: Command = {
         if (seen >= count) return;
         seen++;
         // Any peer may send any routing key and payload: both shown escaped.
-        ctx.io.out(`${escapeControl(topic)} ${terminalJson(data)}`);
+        ctx.io.out(
+          ctx.values.json === true
+            ? terminalJson({ topic, data })
+            : `${escapeControl(topic)} ${terminalJson(data)}`,
+        );
         if (seen >= count) done.resolve();
       });
       const onSignal = () => done.resolve();

@@ -107,12 +107,30 @@ Deno.test("moat call prints a remote error as NAME failed: message (class) and e
 });
 
 Deno.test("moat call gives up after --timeout with a clear message and exits with 1", async () => {
-  await withBus(async (_bus, env) => {
-    const r = await runMoat(["call", "nobody.home", "--timeout", "0.3"], { env });
+  await withBus(async (bus, env) => {
+    // A server that takes the request and never answers.
+    await bus.serve(
+      "slow.home",
+      (_args, info) =>
+        new Promise((_, reject) => info.signal.addEventListener("abort", () => reject())),
+    );
+    const r = await runMoat(["call", "slow.home", "--timeout", "0.3"], { env });
     assert.deepEqual(r, {
       code: 1,
       stdout: "",
-      stderr: 'error: no reply from "nobody.home" within 300 ms\n',
+      stderr: 'error: no reply from "slow.home" within 300 ms\n',
+    });
+  });
+});
+
+Deno.test("moat call of a name nobody serves fails with no_server and exits with 1", async () => {
+  await withBus(async (_bus, env) => {
+    // The timeout is far out of reach: the outcome is no_server, not a timeout.
+    const r = await runMoat(["call", "nobody.home", "--timeout", "600"], { env });
+    assert.deepEqual(r, {
+      code: 1,
+      stdout: "",
+      stderr: 'error: nobody.home failed: nobody serves "nobody.home" (no_server)\n',
     });
   });
 });

@@ -5,9 +5,9 @@
  */
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
-import { startEtcd } from "../_util/etcd_server.ts";
-import { runMoat, spawnMoat } from "../_util/cli.ts";
-import { bindingsWith, deleteExchanges, queuesWith, uniqueExchanges } from "../_util/rabbit.ts";
+import { runMoat } from "../_util/cli.ts";
+import { startMoatServices } from "../_util/moat_services.ts";
+import { bindingsWith, queuesWith } from "../_util/rabbit.ts";
 
 const SERVER = `moat.setup();
 moat.rpc("e2e.add")((a) => a.x + a.y);
@@ -16,22 +16,12 @@ moat.on_start(() => moat.logger.info("serving"));
 `;
 
 Deno.test("a host serves a script's RPC over RabbitMQ, answers moat debug, and leaves nothing behind", async () => {
-  const etcd = await startEtcd();
-  const ex = uniqueExchanges();
-  const dir = await Deno.makeTempDir({ prefix: "moat-amqp-" });
-  const env = {
-    MOAT_ETCD: etcd.endpoint,
-    MOAT_HOST: "amqp-e2e",
-    MOAT_AMQP_EXCHANGES: JSON.stringify({
-      alert: ex.alert,
-      rpc: ex.rpc,
-      reply: ex.reply,
-      dead: ex.dead,
-    }),
-  };
+  const services = await startMoatServices("moat-amqp-");
+  const { dir, ex, spawn } = services;
+  const env = services.env("amqp-e2e");
   const moat = (...a: string[]) => runMoat(a, { env });
-  const host = spawnMoat(["run"], { env });
-  const listen = spawnMoat(["listen", "moat.task.#", "--count", "1"], { env });
+  const host = spawn("amqp-e2e", "run");
+  const listen = spawn("amqp-e2e", "listen", "moat.task.#", "--count", "1");
   try {
     await Deno.writeTextFile(`${dir}/server.js`, SERVER);
     assertEquals((await moat("script", "def", "add", "server", `${dir}/server.js`)).code, 0);
@@ -60,12 +50,6 @@ Deno.test("a host serves a script's RPC over RabbitMQ, answers moat debug, and l
     const gone = await moat("call", "e2e.add", '{"x": 1, "y": 1}', "--timeout", "0.5");
     assertEquals(gone.code, 1);
   } finally {
-    host.kill("SIGKILL");
-    listen.kill("SIGKILL");
-    await host.status;
-    await listen.status;
-    await deleteExchanges(ex);
-    await Deno.remove(dir, { recursive: true });
-    await etcd.stop();
+    await services.stop();
   }
 });
