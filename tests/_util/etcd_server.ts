@@ -5,9 +5,11 @@
  * @module
  */
 
-const ETCD = "/usr/bin/etcd";
-const ETCDCTL = "/usr/bin/etcdctl";
-/** Generous: a busy machine starts it slowly; this only catches one that never starts. */
+/** The etcd binary (Debian's etcd-server). */
+export const ETCD = "/usr/bin/etcd";
+/** The etcdctl binary (Debian's etcd-client). */
+export const ETCDCTL = "/usr/bin/etcdctl";
+/** Generous: a busy machine starts a server slowly; this only catches one that never starts. */
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -73,6 +75,100 @@ export async function isHealthy(endpoint: string): Promise<boolean> {
   }
 }
 
+/**
+ * The arguments of a single-member etcd `name` with its data and its log
+ * (`etcd.log`) in `dir`, serving clients at `clientUrl` and its peer port at
+ * `peerUrl`. Add flags (TLS, auth) after them.
+ */
+export function memberArgs(
+  name: string,
+  dir: string,
+  clientUrl: string,
+  peerUrl: string,
+): string[] {
+  return [
+    "--name",
+    name,
+    "--data-dir",
+    `${dir}/data`,
+    "--listen-client-urls",
+    clientUrl,
+    "--advertise-client-urls",
+    clientUrl,
+    "--listen-peer-urls",
+    peerUrl,
+    "--initial-advertise-peer-urls",
+    peerUrl,
+    "--initial-cluster",
+    `${name}=${peerUrl}`,
+    "--initial-cluster-state",
+    "new",
+    // A single member: fast elections make start-up and restart quick.
+    "--heartbeat-interval",
+    "10",
+    "--election-timeout",
+    "100",
+    "--logger",
+    "zap",
+    "--log-outputs",
+    `${dir}/etcd.log`,
+  ];
+}
+
+/** Options of `spawnReady`. */
+export interface SpawnReadyOptions {
+  /** Whether the process is ready: asked until it says so, the process exits, or 60 s pass. */
+  ready(): Promise<boolean>;
+  /** The process in an error message: `etcd at https://…`. */
+  what: string;
+  /** The process's log file, whose tail an error shows. */
+  logPath: string;
+  /**
+   * Milliseconds between two readiness checks.
+   * @default 20
+   */
+  intervalMs?: number;
+}
+
+/**
+ * Spawn `command args` (a server: etcd, stunnel) and wait until
+ * `options.ready()` says it serves; returns the running process. When it
+ * exits first, or is not ready within 60 s (then it is killed), throws why,
+ * with the tail of its log.
+ */
+export async function spawnReady(
+  command: string,
+  args: string[],
+  options: SpawnReadyOptions,
+): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const interval = options.intervalMs ?? 20;
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline && !exited) {
+    if (await options.ready()) return child;
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+  const why = exited ? `exited with code ${(await status).code}` : "never became ready";
+  if (!exited) {
+    child.kill("SIGKILL");
+    await status;
+  }
+  throw new Error(
+    `${options.what} ${why} within ${START_TIMEOUT_MS} ms; log tail:\n` +
+      (await logTail(options.logPath)),
+  );
+}
+
 class LocalEtcd implements EtcdServer {
   readonly endpoint: string;
   readonly dataDir: string;
@@ -86,65 +182,15 @@ class LocalEtcd implements EtcdServer {
     this.endpoint = `http://127.0.0.1:${clientPort}`;
     this.dataDir = dir;
     this.#logPath = `${dir}/etcd.log`;
-    const peer = `http://127.0.0.1:${peerPort}`;
-    this.#args = [
-      "--name",
-      name,
-      "--data-dir",
-      `${dir}/data`,
-      "--listen-client-urls",
-      this.endpoint,
-      "--advertise-client-urls",
-      this.endpoint,
-      "--listen-peer-urls",
-      peer,
-      "--initial-advertise-peer-urls",
-      peer,
-      "--initial-cluster",
-      `${name}=${peer}`,
-      "--initial-cluster-state",
-      "new",
-      // A single member: fast elections make start-up and restart quick.
-      "--heartbeat-interval",
-      "10",
-      "--election-timeout",
-      "100",
-      "--logger",
-      "zap",
-      "--log-outputs",
-      this.#logPath,
-    ];
+    this.#args = memberArgs(name, dir, this.endpoint, `http://127.0.0.1:${peerPort}`);
   }
 
   async start(): Promise<void> {
-    const child = new Deno.Command(ETCD, {
-      args: this.#args,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.#child = child;
-    let exited = false;
-    const status = child.status.then((s) => {
-      exited = true;
-      return s;
+    this.#child = await spawnReady(ETCD, this.#args, {
+      ready: () => isHealthy(this.endpoint),
+      what: `etcd at ${this.endpoint}`,
+      logPath: this.#logPath,
     });
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    for (let attempt = 0; attempt < 1_000 && Date.now() < deadline; attempt++) {
-      if (exited) break;
-      if (await isHealthy(this.endpoint)) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const why = exited ? `exited with code ${(await status).code}` : "never became healthy";
-    if (!exited) {
-      child.kill("SIGKILL");
-      await status;
-    }
-    this.#child = undefined;
-    throw new Error(
-      `etcd at ${this.endpoint} ${why} within ${START_TIMEOUT_MS} ms; log tail:\n` +
-        (await logTail(this.#logPath)),
-    );
   }
 
   async #signalAndWait(signal: Deno.Signal): Promise<void> {
@@ -181,7 +227,7 @@ class LocalEtcd implements EtcdServer {
 
 /**
  * Start a private single-member etcd on free loopback ports with a
- * temporary data dir, and wait (at most 10 s) until `/health` says healthy.
+ * temporary data dir, and wait (at most 60 s) until `/health` says healthy.
  * Throws with the tail of the etcd log when it does not come up.
  */
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdServer> {

@@ -7,13 +7,8 @@
  * @module
  */
 
-import { freePorts, logTail, signalAndWait } from "./etcd_server.ts";
+import { ETCD, ETCDCTL, freePorts, memberArgs, signalAndWait, spawnReady } from "./etcd_server.ts";
 import { type CertFiles, makeCerts, type TestCerts } from "./tls_certs.ts";
-
-const ETCD = "/usr/bin/etcd";
-const ETCDCTL = "/usr/bin/etcdctl";
-/** Generous: a busy machine starts etcd slowly; this only catches one that never starts. */
-const START_TIMEOUT_MS = 60_000;
 
 /** Options of `startSecureEtcd`. */
 export interface SecureEtcdOptions {
@@ -63,24 +58,8 @@ class LocalSecureEtcd implements SecureEtcd {
     this.rootCert = rootCert;
     const [client, peer] = freePorts(2) as [number, number];
     this.endpoint = `https://127.0.0.1:${client}`;
-    const peerUrl = `http://127.0.0.1:${peer}`;
     this.#args = [
-      "--name",
-      "secure",
-      "--data-dir",
-      `${dir}/data`,
-      "--listen-client-urls",
-      this.endpoint,
-      "--advertise-client-urls",
-      this.endpoint,
-      "--listen-peer-urls",
-      peerUrl,
-      "--initial-advertise-peer-urls",
-      peerUrl,
-      "--initial-cluster",
-      `secure=${peerUrl}`,
-      "--initial-cluster-state",
-      "new",
+      ...memberArgs("secure", dir, this.endpoint, `http://127.0.0.1:${peer}`),
       "--cert-file",
       certs.server.cert,
       "--key-file",
@@ -92,25 +71,24 @@ class LocalSecureEtcd implements SecureEtcd {
       "simple",
       "--auth-token-ttl",
       String(ttl),
-      "--heartbeat-interval",
-      "10",
-      "--election-timeout",
-      "100",
-      "--logger",
-      "zap",
-      "--log-outputs",
-      `${dir}/etcd.log`,
+    ];
+  }
+
+  /** The etcdctl flags that reach this server as `root`'s certificate. */
+  #tlsArgs(timeout: string): string[] {
+    return [
+      `--endpoints=${this.endpoint}`,
+      `--command-timeout=${timeout}`,
+      `--cacert=${this.certs.ca}`,
+      `--cert=${this.rootCert.cert}`,
+      `--key=${this.rootCert.key}`,
     ];
   }
 
   async etcdctl(args: string[], as?: { user: string; password: string }): Promise<string> {
     const output = await new Deno.Command(ETCDCTL, {
       args: [
-        `--endpoints=${this.endpoint}`,
-        "--command-timeout=5s",
-        `--cacert=${this.certs.ca}`,
-        `--cert=${this.rootCert.cert}`,
-        `--key=${this.rootCert.key}`,
+        ...this.#tlsArgs("5s"),
         `--user=${as?.user ?? "root"}:${as?.password ?? this.rootPassword}`,
         ...args,
       ],
@@ -131,15 +109,7 @@ class LocalSecureEtcd implements SecureEtcd {
 
   async #healthy(): Promise<boolean> {
     const output = await new Deno.Command(ETCDCTL, {
-      args: [
-        `--endpoints=${this.endpoint}`,
-        "--command-timeout=1s",
-        `--cacert=${this.certs.ca}`,
-        `--cert=${this.rootCert.cert}`,
-        `--key=${this.rootCert.key}`,
-        "endpoint",
-        "health",
-      ],
+      args: [...this.#tlsArgs("1s"), "endpoint", "health"],
       env: { ETCDCTL_API: "3" },
       stdin: "null",
       stdout: "null",
@@ -149,33 +119,12 @@ class LocalSecureEtcd implements SecureEtcd {
   }
 
   async start(): Promise<void> {
-    const child = new Deno.Command(ETCD, {
-      args: this.#args,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.#child = child;
-    let exited = false;
-    const status = child.status.then((s) => {
-      exited = true;
-      return s;
+    this.#child = await spawnReady(ETCD, this.#args, {
+      ready: () => this.#healthy(),
+      what: `secure etcd at ${this.endpoint}`,
+      logPath: `${this.#dir}/etcd.log`,
+      intervalMs: 50,
     });
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    while (Date.now() < deadline && !exited) {
-      if (await this.#healthy()) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const why = exited ? `exited with code ${(await status).code}` : "never became healthy";
-    if (!exited) {
-      child.kill("SIGKILL");
-      await status;
-    }
-    this.#child = undefined;
-    throw new Error(
-      `secure etcd at ${this.endpoint} ${why} within ${START_TIMEOUT_MS} ms; log tail:\n` +
-        (await logTail(`${this.#dir}/etcd.log`)),
-    );
   }
 
   /** Create the root user and turn authentication on. */
@@ -185,17 +134,19 @@ class LocalSecureEtcd implements SecureEtcd {
     await this.etcdctl(["auth", "enable"]);
   }
 
-  async restart(): Promise<void> {
+  async #terminate(): Promise<void> {
     const child = this.#child;
     this.#child = undefined;
     if (child) await signalAndWait(child, "SIGTERM", `etcd at ${this.endpoint}`);
+  }
+
+  async restart(): Promise<void> {
+    await this.#terminate();
     await this.start();
   }
 
   async stop(): Promise<void> {
-    const child = this.#child;
-    this.#child = undefined;
-    if (child) await signalAndWait(child, "SIGTERM", `etcd at ${this.endpoint}`);
+    await this.#terminate();
     if (this.#removed) return;
     this.#removed = true;
     await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
@@ -205,7 +156,7 @@ class LocalSecureEtcd implements SecureEtcd {
 /**
  * Start a private etcd with TLS (server certificate for 127.0.0.1),
  * `--client-cert-auth`, and authentication enabled (user `root`). Throws
- * with the tail of the etcd log when it does not come up within 15 s.
+ * with the tail of the etcd log when it does not come up within 60 s.
  */
 export async function startSecureEtcd(options: SecureEtcdOptions = {}): Promise<SecureEtcd> {
   const dir = await Deno.makeTempDir({ prefix: "moat-secure-etcd-" });

@@ -7,12 +7,10 @@
  * @module
  */
 
-import { freePorts, logTail } from "./etcd_server.ts";
+import { freePorts, spawnReady } from "./etcd_server.ts";
 import type { CertFiles } from "./tls_certs.ts";
 
 const STUNNEL = "/usr/bin/stunnel4";
-/** Generous: a busy machine starts it slowly; this only catches one that never starts. */
-const START_TIMEOUT_MS = 60_000;
 
 /** A running stunnel in front of 127.0.0.1:5672. */
 export interface Stunnel {
@@ -68,16 +66,11 @@ export async function startStunnel(
       "",
     ].join("\n"),
   );
-  const child = new Deno.Command(STUNNEL, {
-    args: [conf],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+  const child = await spawnReady(STUNNEL, [conf], {
+    ready: async () => await accepts(port) && await accepts(mutualPort),
+    what: `stunnel on ${port} and ${mutualPort}`,
+    logPath: log,
+    intervalMs: 50,
   });
   let stopped = false;
   const stop = async () => {
@@ -93,17 +86,8 @@ export async function startStunnel(
         child.kill("SIGKILL");
       } catch { /* gone */ }
     }, 5_000);
-    await status;
+    await child.status;
     clearTimeout(timer);
   };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && !exited) {
-    if (await accepts(port) && await accepts(mutualPort)) return { port, mutualPort, stop };
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  await stop();
-  throw new Error(
-    `stunnel did not listen on ${port} and ${mutualPort} within ${START_TIMEOUT_MS} ms; log:\n` +
-      await logTail(log),
-  );
+  return { port, mutualPort, stop };
 }

@@ -13,7 +13,7 @@ import amqp from "amqplib";
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { startEtcd } from "../_util/etcd_server.ts";
 import { rabbitmqctl } from "../_util/rabbit.ts";
-import { runMoat, spawnMoat } from "../_util/cli.ts";
+import { errorLines, runMoat, spawnMoat } from "../_util/cli.ts";
 import { makeCerts, type TestCerts } from "../_util/tls_certs.ts";
 import { startStunnel, type Stunnel } from "../_util/stunnel.ts";
 
@@ -187,7 +187,7 @@ Deno.test("wrong TLS inputs to the broker fail with their own error, without a p
       const ms = Date.now() - t0;
       assertEquals(r.code, c.code, `${c.what}: ${r.stderr}`);
       assertIncludes(r.stderr, c.error, c.what);
-      assertEquals(r.stderr.trim().split("\n").length, 1, `${c.what}: one line: ${r.stderr}`);
+      assertEquals(errorLines(r).length, 1, `${c.what}: one line: ${r.stderr}`);
       assert(ms < FAIL_WITHIN_MS, `${c.what}: took ${ms} ms`);
       assert(!r.stderr.includes(s.password), `${c.what}: the password was printed`);
       assert(!r.stderr.includes("wrong-password"), `${c.what}: the password was printed`);

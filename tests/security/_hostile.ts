@@ -194,6 +194,11 @@ export class HostileHost {
     });
   }
 
+  /** Wait until a task of a {@linkcode registeringScript} logged "registered". */
+  registered(path: string): Promise<void> {
+    return this.waitLine(path, (m) => m === "registered", 30_000);
+  }
+
   /**
    * Store `code` (JavaScript) as a new script and start a task of it, with
    * `keys` on the task (failures are not retried soon unless `keys` says
@@ -223,24 +228,22 @@ export class HostileHost {
     ms = 60_000,
     data: [string, string][] = [],
   ): Promise<Outcome> {
-    const name = `attack${++this.#n}`;
-    const path = `${HOST_NAME}/${name}`;
-    const dir = `/moat/task/${path}/:task/`;
-    for (const [k, v] of Object.entries({ retry: "600", ...keys })) {
-      await this.store.put(dir + k, v);
-    }
-    await this.services.scripts.add(name, code, { language: "javascript" });
-    await this.services.tasks.add(name, path, { data });
+    const path = await this.start(code, keys, data);
+    const out = await this.outcome(path, ms);
+    await this.stop(path);
+    return out;
+  }
+
+  /** Wait until the task at `path` has a state (its first run ended), and read it. */
+  async outcome(path: string, ms = 60_000): Promise<Outcome> {
     const status = `/moat/status/run/${path}/:task/`;
     await waitForKey(this.store, status + "state", (v) => v !== undefined, ms);
-    const out: Outcome = {
+    return {
       state: (await this.store.get(status + "state"))?.value ?? "",
       message: (await this.store.get(status + "message"))?.value ?? "",
       debug: (await this.store.get(status + "debug"))?.value ?? "",
       logs: this.lines(path),
     };
-    await this.stop(path);
-    return out;
   }
 
   /** Delete a task and wait for its runner to finish. */
@@ -336,6 +339,39 @@ export function closeHostile(get: () => Promise<HostileHost>): void {
       assertEquals(h.host.running, []);
     },
   });
+}
+
+/**
+ * A script that sets up, runs `body` (statements of an async function) and
+ * ends: `moat.setup(); moat.run(async () => { BODY; moat.end(); });`.
+ */
+export function runScript(body: string): string {
+  return `moat.setup();\nmoat.run(async () => {\n${body}\nmoat.end();\n});\n`;
+}
+
+/**
+ * A script that sets up, makes `registrations` (statements run at set-up,
+ * such as `moat.rpc(…)(…)`), logs "registered" a second later and stays up
+ * (see {@linkcode HostileHost.registered}).
+ */
+export function registeringScript(registrations: string): string {
+  return `moat.setup();\n${registrations}\nmoat.run(async () => {
+  await moat.time_at("1 sec");
+  moat.logger.info("registered");
+  await new Promise(() => {});
+});\n`;
+}
+
+/** The lines of `lines` that start with `prefix`. */
+export function linesStarting(lines: string[], prefix: string): string[] {
+  return lines.filter((l) => l.startsWith(prefix));
+}
+
+/** The first line of `lines` that starts with `prefix`; fails, showing them all, if none does. */
+export function lineStarting(lines: string[], prefix: string): string {
+  const line = lines.find((l) => l.startsWith(prefix));
+  assert(line !== undefined, `no line starts with "${prefix}":\n${lines.join("\n")}`);
+  return line;
 }
 
 /** Test options for tests sharing a host: its timers and processes outlive a single test. */

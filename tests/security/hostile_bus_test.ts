@@ -14,7 +14,15 @@ import { withTimeout } from "../_util/wait.ts";
 import { queuesWith, rabbitmqctl } from "../_util/rabbit.ts";
 import { type BusState, RpcRemoteError, RpcTimeoutError } from "../../host/bus/bus.ts";
 import { waitForKey } from "../_util/store_wait.ts";
-import { closeHostile, HOST_NAME, SHARED, sharedHostile } from "./_hostile.ts";
+import {
+  closeHostile,
+  HOST_NAME,
+  linesStarting,
+  registeringScript,
+  runScript,
+  SHARED,
+  sharedHostile,
+} from "./_hostile.ts";
 
 // A queue bound below the default, so that the queue-growth attack meets it.
 const get = sharedHostile({ config: { queue_length: "1000" } });
@@ -78,26 +86,19 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const u = unique();
-    const greedy = (tag: string) => `
-      moat.setup();
+    const greedy = (tag: string) =>
+      registeringScript(`
       for (let i = 0; i < 95; i++) moat.rpc("${u}.${tag}" + i)(() => i);
       for (let i = 0; i < 5; i++) moat.on_alert("${u}.${tag}.a" + i + ".#")(() => {});
-      moat.run(async () => { await moat.time_at("1 sec"); moat.logger.info("registered");
-        await new Promise(() => {});
-      });
-    `;
+    `);
     const before = await channelsOf(`moat-hostile-${h.exchanges.prefix}`);
     const a = await h.start(greedy("a"));
     const b = await h.start(greedy("b"));
-    const friend = await h.start(`
-      moat.setup();
+    const friend = await h.start(registeringScript(`
       moat.rpc("${u}.friend")((x) => ({ pong: x }));
-      moat.run(async () => { await moat.time_at("1 sec"); moat.logger.info("registered");
-        await new Promise(() => {});
-      });
-    `);
+    `));
     try {
-      for (const p of [a, b, friend]) await h.waitLine(p, (m) => m === "registered", 30_000);
+      for (const p of [a, b, friend]) await h.registered(p);
       // moat.rpc does not wait for the broker: wait until every queue has its consumer.
       const until = performance.now() + 60_000;
       for (;;) {
@@ -126,16 +127,12 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const u = unique();
-    const path = await h.start(`
-      moat.setup();
+    const path = await h.start(registeringScript(`
       moat.rpc("${u}.sink")(() => new Promise(() => {}));
-      moat.run(async () => { await moat.time_at("1 sec"); moat.logger.info("registered");
-        await new Promise(() => {});
-      });
-    `);
+    `));
     const queue = `${h.exchanges.rpc}_${u}.sink`;
     try {
-      await h.waitLine(path, (m) => m === "registered", 30_000);
+      await h.registered(path);
       await served(h, `${u}.sink`);
       const states: BusState[] = [];
       const off = h.bus.onState((s) => states.push(s));
@@ -173,24 +170,20 @@ Deno.test({
     `);
     assertEquals(served.state, "error");
     assertMatch(served.message, /RPC name "moat\.debug\.hostile" is reserved/);
-    const other = await h.run(`
-      moat.setup();
-      moat.run(async () => {
-        for (const f of [
-          () => moat.call("${debug}", ""),
-          () => moat.alert("moat.task.hostile.neighbour", { state: "fail" }),
-          () => moat.call("moat.task.x", 1),
-        ]) {
-          try { await f(); moat.logger.info("allowed"); }
-          catch (e) { moat.logger.info("refused " + e.code + ": " + e.message); }
-        }
-        moat.on_alert("moat.task.#")(() => {});
-        await moat.time_at("1 sec");
-        moat.end();
-      });
-    `);
+    const other = await h.run(runScript(`
+      for (const f of [
+        () => moat.call("${debug}", ""),
+        () => moat.alert("moat.task.hostile.neighbour", { state: "fail" }),
+        () => moat.call("moat.task.x", 1),
+      ]) {
+        try { await f(); moat.logger.info("allowed"); }
+        catch (e) { moat.logger.info("refused " + e.code + ": " + e.message); }
+      }
+      moat.on_alert("moat.task.#")(() => {});
+      await moat.time_at("1 sec");
+      `));
     assertEquals(other.state, "ok", other.message);
-    const refused = other.logs.filter((l) => l.startsWith("refused reserved: "));
+    const refused = linesStarting(other.logs, "refused reserved: ");
     assertEquals(refused.length, 3, other.logs.join("\n"));
     assert(!other.logs.includes("allowed"));
     // The host's own debug RPC still answers, unforged.
@@ -205,18 +198,14 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const u = unique();
-    const code = `
-      moat.setup();
+    const code = registeringScript(`
       moat.rpc("${u}.lamp")(() => "${u}");
-      moat.run(async () => { await moat.time_at("1 sec"); moat.logger.info("registered");
-        await new Promise(() => {});
-      });
-    `;
+    `);
     const owner = await h.start(code);
     const script = owner.split("/")[1]!;
     const twin = `${HOST_NAME}/${script}-twin`;
     try {
-      await h.waitLine(owner, (m) => m === "registered", 30_000);
+      await h.registered(owner);
       // moat.rpc does not wait for its claim: wait for the holder key.
       const holder = (task: string) => `/moat/status/rpc/${u}.lamp/task/${task}`;
       await waitForKey(h.store, holder(owner), (v) => v === script, 60_000);
@@ -225,7 +214,7 @@ Deno.test({
       assertMatch(squat.message, new RegExp(`"${u}\\.lamp" is served by script "${script}"`));
       // A second task of the owner's script shares the name.
       await h.services.tasks.add(script, twin);
-      await h.waitLine(twin, (m) => m === "registered", 30_000);
+      await h.registered(twin);
       await waitForKey(h.store, holder(twin), (v) => v === script, 60_000);
       const holders = await h.store.range(`/moat/status/rpc/${u}.lamp/task/`);
       assertEquals(holders.kvs.map((kv) => kv.value), [script, script]);
@@ -243,8 +232,7 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const u = unique();
-    const path = await h.start(`
-      moat.setup();
+    const path = await h.start(registeringScript(`
       moat.rpc("${u}.evil")((kind) => {
         if (kind === "message") throw new Error("é".repeat(100000));
         if (kind === "bridge") throw new Error("é".repeat(600000));
@@ -253,12 +241,9 @@ Deno.test({
         if (kind === "deep") { let v = []; for (let i = 0; i < 100000; i++) v = [v]; return v; }
         return kind;
       });
-      moat.run(async () => { await moat.time_at("1 sec"); moat.logger.info("registered");
-        await new Promise(() => {});
-      });
-    `);
+    `));
     try {
-      await h.waitLine(path, (m) => m === "registered", 30_000);
+      await h.registered(path);
       await served(h, `${u}.evil`);
       const states: BusState[] = [];
       const off = h.bus.onState((s) => states.push(s));

@@ -10,7 +10,7 @@
  */
 
 import { assert, assertEquals } from "../_util/assert.ts";
-import { closeHostile, SHARED, sharedHostile } from "./_hostile.ts";
+import { closeHostile, lineStarting, runScript, SHARED, sharedHostile } from "./_hostile.ts";
 
 const get = sharedHostile();
 
@@ -25,7 +25,9 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const evil = "ok\\n\\r\\u001b]52;c;aGk=\\u0007\\u001b[2J\\u202eforged\\nrow 2";
-    const out = await h.run(
+    // The task stays until its status and error records are shown: deleting
+    // a task removes them.
+    const path = await h.start(
       `moat.setup();
       moat.run(async () => {
         moat.logger.info("${evil}");
@@ -33,6 +35,7 @@ Deno.test({
         throw new Error("${evil}");
       });`,
     );
+    const out = await h.outcome(path);
     assertEquals(out.state, "error");
     // The raw text is stored as the script wrote it ...
     assert(out.message.includes("\u001b]52;"), "the message was changed in etcd");
@@ -44,6 +47,7 @@ Deno.test({
       assert(!r.stdout.includes("\nrow 2"), `moat ${args[0]} printed a forged row`);
       assert(r.stdout.includes("forged"), `moat ${args[0]} lost the text: ${r.stdout}`);
     }
+    await h.stop(path);
     await h.assertHealthy();
   },
 });
@@ -53,27 +57,23 @@ Deno.test({
   ...SHARED,
   fn: async () => {
     const h = await get();
-    const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        const found = [];
-        if (navigator.gpu !== undefined) found.push("navigator.gpu");
-        if ("gpu" in navigator) found.push("'gpu' in navigator");
-        if (typeof GPU !== "undefined") found.push("GPU");
-        for (let o = navigator; o; o = Object.getPrototypeOf(o)) {
-          if (Object.getOwnPropertyDescriptor(o, "gpu")) found.push("a gpu descriptor");
-        }
-        if (typeof OffscreenCanvas !== "undefined") found.push("OffscreenCanvas");
-        try {
-          await navigator.gpu.requestAdapter();
-          found.push("an adapter");
-        } catch {}
-        moat.logger.info("found [" + found.join(", ") + "]");
-        moat.end();
-      });`,
-    );
+    const out = await h.run(runScript(`
+      const found = [];
+      if (navigator.gpu !== undefined) found.push("navigator.gpu");
+      if ("gpu" in navigator) found.push("'gpu' in navigator");
+      if (typeof GPU !== "undefined") found.push("GPU");
+      for (let o = navigator; o; o = Object.getPrototypeOf(o)) {
+        if (Object.getOwnPropertyDescriptor(o, "gpu")) found.push("a gpu descriptor");
+      }
+      if (typeof OffscreenCanvas !== "undefined") found.push("OffscreenCanvas");
+      try {
+        await navigator.gpu.requestAdapter();
+        found.push("an adapter");
+      } catch {}
+      moat.logger.info("found [" + found.join(", ") + "]");
+    `));
     assertEquals(out.state, "ok", out.message);
-    assertEquals(out.logs.find((l) => l.startsWith("found")), "found []");
+    assertEquals(lineStarting(out.logs, "found"), "found []");
     await h.assertHealthy();
   },
 });

@@ -10,14 +10,16 @@
  */
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
-import { closeHostile, SHARED, sharedHostile } from "./_hostile.ts";
+import {
+  closeHostile,
+  linesStarting,
+  lineStarting,
+  runScript,
+  SHARED,
+  sharedHostile,
+} from "./_hostile.ts";
 
 const get = sharedHostile();
-
-/** Count log lines of a task that start with `prefix`. */
-function count(lines: string[], prefix: string): number {
-  return lines.filter((l) => l.startsWith(prefix)).length;
-}
 
 Deno.test({
   name: "a value larger than value_size is refused with code quota and nothing is written",
@@ -25,23 +27,20 @@ Deno.test({
   fn: async () => {
     const h = await get();
     const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        try {
-          await moat.data.set("big", "x".repeat(70000));
-          moat.logger.info("stored");
-        } catch (e) {
-          moat.logger.info("refused " + e.code + ": " + e.message);
-        }
-        moat.end();
-      });`,
+      runScript(`
+      try {
+        await moat.data.set("big", "x".repeat(70000));
+        moat.logger.info("stored");
+      } catch (e) {
+        moat.logger.info("refused " + e.code + ": " + e.message);
+      }
+      `),
       {},
       60_000,
       [["big", "small"]],
     );
     assertEquals(out.state, "ok", out.message);
-    const line = out.logs.find((l) => l.startsWith("refused"));
-    assert(line, `not refused: ${out.logs.join("\n")}`);
+    const line = lineStarting(out.logs, "refused");
     assertIncludes(line, "refused quota:");
     assertIncludes(line, "value_size = 65536");
     await h.assertHealthy();
@@ -56,25 +55,23 @@ Deno.test({
     const keys: [string, string][] = Array.from({ length: 30 }, (_, i) => [`k${i}`, "0"]);
     // The write rate quotas are lifted for this task: data_size alone must stop it.
     const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        const v = "y".repeat(60000);
-        const all = await Promise.allSettled(
-          moat.data.keys().filter((k) => k.startsWith("k")).map((k) => moat.data.set(k, v)),
-        );
-        const refused = all.filter((r) => r.status === "rejected");
-        moat.logger.info("stored " + (all.length - refused.length));
-        moat.logger.info("refused " + refused.length + " " + (refused[0]?.reason?.message ?? ""));
-        moat.end();
-      });`,
+      runScript(`
+      const v = "y".repeat(60000);
+      const all = await Promise.allSettled(
+        moat.data.keys().filter((k) => k.startsWith("k")).map((k) => moat.data.set(k, v)),
+      );
+      const refused = all.filter((r) => r.status === "rejected");
+      moat.logger.info("stored " + (all.length - refused.length));
+      moat.logger.info("refused " + refused.length + " " + (refused[0]?.reason?.message ?? ""));
+      `),
       { write_rate: "10000", write_volume: "100000000" },
       60_000,
       keys,
     );
     assertEquals(out.state, "ok", out.message);
-    const refused = out.logs.find((l) => l.startsWith("refused"))!;
+    const refused = lineStarting(out.logs, "refused");
     assertIncludes(refused, "data_size = 1048576");
-    const stored = Number(out.logs.find((l) => l.startsWith("stored"))!.slice(7));
+    const stored = Number(lineStarting(out.logs, "stored").slice(7));
     assert(stored >= 15 && stored <= 17, `stored ${stored} values of 60000 bytes`);
     await h.assertHealthy();
   },
@@ -87,25 +84,23 @@ Deno.test({
     const h = await get();
     const before = await h.dbSize();
     const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        let ok = 0, refused = 0, code = "";
-        const v = "z".repeat(4000);
-        const t0 = performance.now();
-        // A count, not a time: on a busy machine 5 s may hold fewer writes than the burst.
-        for (let i = 0; i < 3000; i++) {
-          try {
-            await moat.data.set("n", v + i);
-            ok++;
-          } catch (e) {
-            refused++;
-            code = e.code;
-          }
+      runScript(`
+      let ok = 0, refused = 0, code = "";
+      const v = "z".repeat(4000);
+      const t0 = performance.now();
+      // A count, not a time: on a busy machine 5 s may hold fewer writes than the burst.
+      for (let i = 0; i < 3000; i++) {
+        try {
+          await moat.data.set("n", v + i);
+          ok++;
+        } catch (e) {
+          refused++;
+          code = e.code;
         }
-        moat.logger.info("ok " + ok + " refused " + refused + " " + code +
-          " in " + Math.round(performance.now() - t0));
-        moat.end();
-      });`,
+      }
+      moat.logger.info("ok " + ok + " refused " + refused + " " + code +
+        " in " + Math.round(performance.now() - t0));
+      `),
       // The harness sets the sandbox's own limits (the call rate, code
       // "limit"; CPU) far out of reach: the store quota alone bounds the loop.
       {},
@@ -114,7 +109,7 @@ Deno.test({
     );
     assertEquals(out.state, "ok", out.message);
     const m = /^ok (\d+) refused (\d+) (\w*) in (\d+)$/.exec(
-      out.logs.find((l) => l.startsWith("ok "))!,
+      lineStarting(out.logs, "ok "),
     )!;
     const [ok, refused, code, ms] = [Number(m[1]), Number(m[2]), m[3], Number(m[4])];
     assertEquals(code, "quota");
@@ -159,8 +154,8 @@ Deno.test({
     try {
       await h.waitLine(path, (l) => l.startsWith("recorded"), 60_000);
       const lines = h.lines(path);
-      assertEquals(count(lines, "allowed"), 0, lines.join("\n"));
-      assertEquals(count(lines, "refused reserved:"), 2, lines.join("\n"));
+      assertEquals(linesStarting(lines, "allowed").length, 0, lines.join("\n"));
+      assertEquals(linesStarting(lines, "refused reserved:").length, 2, lines.join("\n"));
       const pointers = await h.store.range(`/moat/status/run/${path}/:task/error/`);
       assertEquals(pointers.kvs.length, 100);
       // The newest are kept, the oldest replaced.
@@ -186,27 +181,25 @@ Deno.test({
     for (let i = 0; i < 100; i++) await h.store.put(`/moat/big/mid/k${i}`, value);
     for (let i = 0; i < 300; i++) await h.store.put(`/moat/big/huge/k${i}`, value);
     const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        try {
-          await moat.tree.lookup("big", "huge");
-          moat.logger.info("huge read");
-        } catch (e) {
-          moat.logger.info("huge " + e.code + ": " + e.message);
-        }
-        const all = await Promise.allSettled(
-          Array.from({ length: 200 }, () => moat.tree.lookup("big", "mid")),
-        );
-        const ok = all.filter((r) => r.status === "fulfilled").length;
-        const codes = [...new Set(all.filter((r) => r.status === "rejected").map((r) => r.reason.code))];
-        moat.logger.info("lookups ok " + ok + " refused " + (200 - ok) + " " + codes.join(","));
-        moat.end();
-      });`,
+      runScript(`
+      try {
+        await moat.tree.lookup("big", "huge");
+        moat.logger.info("huge read");
+      } catch (e) {
+        moat.logger.info("huge " + e.code + ": " + e.message);
+      }
+      const all = await Promise.allSettled(
+        Array.from({ length: 200 }, () => moat.tree.lookup("big", "mid")),
+      );
+      const ok = all.filter((r) => r.status === "fulfilled").length;
+      const codes = [...new Set(all.filter((r) => r.status === "rejected").map((r) => r.reason.code))];
+      moat.logger.info("lookups ok " + ok + " refused " + (200 - ok) + " " + codes.join(","));
+      `),
     );
     assertEquals(out.state, "ok", out.message);
-    assertIncludes(out.logs.find((l) => l.startsWith("huge"))!, "huge too_large:");
+    assertIncludes(lineStarting(out.logs, "huge"), "huge too_large:");
     const m = /^lookups ok (\d+) refused (\d+) (.*)$/.exec(
-      out.logs.find((l) => l.startsWith("lookups"))!,
+      lineStarting(out.logs, "lookups"),
     )!;
     assert(Number(m[1]) <= 8 + 100, `${m[1]} lookups got through`);
     assert(Number(m[2]) > 0, "no lookup was refused");
@@ -222,16 +215,14 @@ Deno.test({
     const h = await get();
     for (let i = 0; i < 120; i++) await h.store.put(`/moat/nodes/n${i}/v`, String(i));
     const out = await h.run(
-      `moat.setup();
-      moat.run(async () => {
-        for (let i = 0; i < 120; i++) {
-          const node = await moat.tree.lookup("nodes", "n" + i);
-          moat.monitor(node)(() => {});
-        }
-        await new Promise((r) => setTimeout(r, 5000));
-        moat.logger.info("all watched");
-        moat.end();
-      });`,
+      runScript(`
+      for (let i = 0; i < 120; i++) {
+        const node = await moat.tree.lookup("nodes", "n" + i);
+        moat.monitor(node)(() => {});
+      }
+      await new Promise((r) => setTimeout(r, 5000));
+      moat.logger.info("all watched");
+      `),
       { read_rate: "10000" },
     );
     assertEquals(out.state, "error", out.message);
@@ -247,7 +238,7 @@ Deno.test({
     const h = await get();
     const path = await h.start(`moat.setup(); moat.end();`, { restart: "0.05" });
     try {
-      const started = () => count(h.lines(path), "started script");
+      const started = () => linesStarting(h.lines(path), "started script").length;
       // Without the back-off it would start every 0.05 s: ~100 times in 5 s.
       await h.waitLine(path, (l) => l.includes("times in a row"), 60_000);
       await new Promise((r) => setTimeout(r, 3000));
