@@ -63,6 +63,8 @@ export const STATUS_KEYS = {
   crashed: "crashed",
   /** `error/<tag>`: pointers to the task's error records. */
   errors: "error/",
+  /** `schedule/<id>`: the last completed firing of the script's schedule `id` (schedules.ts). */
+  schedules: "schedule/",
 } as const;
 
 /** The keys of one error record, relative to `errorsPrefix` + `<tag>/<id>/`. */
@@ -124,13 +126,23 @@ export class Layout {
   }
 
   /** One status key of a task: `/moat/status/run/<path>/:task/<key>`. */
-  statusKey(path: string, key: Exclude<keyof typeof STATUS_KEYS, "errors">): string {
+  statusKey(path: string, key: Exclude<keyof typeof STATUS_KEYS, "errors" | "schedules">): string {
     return this.statusDir(path) + STATUS_KEYS[key];
   }
 
   /** The pointer to a task's error record `tag`: `/moat/status/run/<path>/:task/error/<tag>`. */
   errorPointer(path: string, tag: string): string {
     return this.statusDir(path) + STATUS_KEYS.errors + tag;
+  }
+
+  /** The records of a task's schedules: `/moat/status/run/<path>/:task/schedule/`. */
+  schedulesDir(path: string): string {
+    return this.statusDir(path) + STATUS_KEYS.schedules;
+  }
+
+  /** The record of a task's schedule `id`: `/moat/status/run/<path>/:task/schedule/<id>`. */
+  scheduleKey(path: string, id: string): string {
+    return this.schedulesDir(path) + id;
   }
 
   /**
@@ -184,4 +196,15 @@ export class Layout {
     if (at <= 0) return undefined;
     return { name: tail.slice(0, at), rest: tail.slice(at + marker.length) };
   }
+}
+
+/**
+ * Whether `path` lies in the tree below `prefix`, a tree path: the node
+ * itself or anything below it (`h1/porch` holds `h1/porch` and
+ * `h1/porch/light`, not `h1/porchsvc`). An empty prefix holds every path; a
+ * trailing `/` on the prefix is ignored.
+ */
+export function inTree(path: string, prefix: string): boolean {
+  const p = prefix.replace(/\/+$/, "");
+  return p === "" || path === p || path.startsWith(`${p}/`);
 }

@@ -23,6 +23,12 @@ export interface ChildOptions {
   heapMb: number;
   /** The sandbox main module (`sandbox/process.ts`) as a URL or path. */
   processModule: string;
+  /**
+   * A sandbox program with the flags of {@linkcode sandboxRunFlags} built in
+   * (the compiled `moat-sandbox`), spawned without arguments instead of
+   * `denoPath run … processModule`; undefined: `deno run`.
+   */
+  sandboxBin: string | undefined;
   /** Give up if the sandbox is not ready after this long. */
   readyTimeoutMs: number;
   /** The `prlimit` binary (util-linux), or undefined to spawn without rlimits. */
@@ -41,7 +47,7 @@ export interface ChildOptions {
  * remote URLs are off (`--no-npm --no-remote`), files need read permission,
  * and `node:` modules (which could write to the process's stdout) are here.
  */
-const IMPORT_MAP = (() => {
+export const IMPORT_MAP: string = (() => {
   const deny =
     "data:text/javascript,throw new Error('node built-ins are not available to scripts')";
   const imports: Record<string, string> = {};
@@ -52,6 +58,26 @@ const IMPORT_MAP = (() => {
 })();
 
 const STDERR_TAIL = 4096;
+
+/**
+ * The `deno run` flags of a sandbox process, before its main module. A
+ * compiled sandbox (`deno task compile`) is built with the same flags.
+ */
+export function sandboxRunFlags(heapMb: number): string[] {
+  return [
+    "--quiet",
+    "--no-prompt",
+    "--no-npm",
+    "--no-remote",
+    "--no-config",
+    "--no-lock",
+    "--unstable-worker-options",
+    // Nothing a sandbox runs needs V8's code cache: fewer writes to disk.
+    "--no-code-cache",
+    `--import-map=${IMPORT_MAP}`,
+    `--v8-flags=--max-old-space-size=${heapMb}`,
+  ];
+}
 
 /** A spawned sandbox process. */
 export class SandboxChild {
@@ -163,26 +189,21 @@ export class SandboxChild {
       ...(options.nice === undefined ? [] : [options.nice.path, "-n", String(options.nice.value)]),
     ];
     try {
-      const child = new Deno.Command(wrap[0] ?? options.denoPath, {
-        args: [
-          ...wrap.slice(1),
-          ...(wrap.length > 0 ? [options.denoPath] : []),
-          "run",
-          "--quiet",
-          "--no-prompt",
-          "--no-npm",
-          "--no-remote",
-          "--no-config",
-          "--no-lock",
-          "--unstable-worker-options",
-          // Nothing a sandbox runs needs V8's code cache: fewer writes to disk.
-          "--no-code-cache",
-          `--import-map=${IMPORT_MAP}`,
-          `--v8-flags=--max-old-space-size=${options.heapMb}`,
-          options.processModule,
-        ],
+      // A compiled sandbox has its flags built in: no arguments.
+      const command = options.sandboxBin === undefined
+        ? [options.denoPath, "run", ...sandboxRunFlags(options.heapMb), options.processModule]
+        : [options.sandboxBin];
+      const child = new Deno.Command(wrap[0] ?? command[0]!, {
+        args: [...wrap.slice(1), ...(wrap.length > 0 ? command : command.slice(1))],
         clearEnv: true,
         env: { ...await privateHome(dir), DENO_DIR: dir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+        // A session and process group of its own (setsid): Ctrl-C in a
+        // terminal and a SIGTERM to the host's group (systemd's stop) reach
+        // the host only, which then stops each script cleanly (on_stop
+        // runs) instead of finding its sandboxes killed under it. No orphan
+        // follows: the sandbox exits when its stdin closes, and the kernel
+        // closes it when the host dies, however it dies (sandbox/process.ts).
+        detached: true,
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
@@ -330,17 +351,24 @@ export function findBinary(name: string): string | undefined {
 }
 
 /**
- * Set RLIMIT_DATA of a running process (soft and hard): allocations beyond
- * it (ArrayBuffers above all, which no V8 heap limit covers) fail at once
- * instead of growing the process until the next RSS sample. Lowering a
- * limit of one's own processes needs no privilege. Resolves false if it
- * could not be applied.
+ * Set RLIMIT_DATA of a running process (`soft`, and `hard`, which defaults
+ * to `soft`): allocations beyond it (ArrayBuffers above all, which no V8
+ * heap limit covers) fail at once instead of growing the process until the
+ * next RSS sample. Lowering a limit of one's own processes, and moving the
+ * soft limit below the hard one, need no privilege; raising a hard limit
+ * does. Resolves false if it could not be applied.
  */
-export async function limitData(prlimit: string, pid: number, bytes: number): Promise<boolean> {
-  const b = Math.floor(bytes);
+export async function limitData(
+  prlimit: string,
+  pid: number,
+  soft: number,
+  hard = soft,
+): Promise<boolean> {
+  const s = Math.floor(soft);
+  const h = Math.max(s, Math.floor(hard));
   try {
     const out = await new Deno.Command(prlimit, {
-      args: [`--pid=${pid}`, `--data=${b}:${b}`],
+      args: [`--pid=${pid}`, `--data=${s}:${h}`],
       stdin: "null",
       stdout: "null",
       stderr: "null",

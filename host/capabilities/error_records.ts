@@ -9,7 +9,7 @@
  */
 
 import type { Store } from "../store/store.ts";
-import { ERROR_RECORD_KEYS, type Layout, STATUS_KEYS } from "../layout.ts";
+import { ERROR_RECORD_KEYS, inTree, type Layout, STATUS_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import { unixText } from "../scripts/definitions.ts";
 
@@ -45,6 +45,40 @@ export interface ErrorRecord {
   created: number;
   /** Unix seconds of the last time. */
   timestamp: number;
+}
+
+/**
+ * The error records among `kvs` (keys with their values): each key
+ * `<base><tag>/<id>/<field>`, where `base` is the layout's `errorsPrefix`,
+ * gives one field of a record; other keys are passed over. One record a
+ * tag and id, in the order first seen, its missing fields empty or 0.
+ */
+export function parseErrorRecords(
+  base: string,
+  kvs: Iterable<readonly [key: string, value: string]>,
+): ErrorRecord[] {
+  const byId = new Map<string, Map<string, string>>();
+  for (const [key, value] of kvs) {
+    if (!key.startsWith(base)) continue;
+    const parts = key.slice(base.length).split("/");
+    if (parts.length !== 3) continue;
+    const k = `${parts[0]}/${parts[1]}`;
+    let m = byId.get(k);
+    if (!m) byId.set(k, m = new Map());
+    m.set(parts[2]!, value);
+  }
+  return [...byId].map(([k, m]) => {
+    const [tag, id] = k.split("/") as [string, string];
+    return {
+      tag,
+      id,
+      loc: m.get(ERROR_RECORD_KEYS.loc) ?? "",
+      msg: m.get(ERROR_RECORD_KEYS.msg) ?? "",
+      counter: Number(m.get(ERROR_RECORD_KEYS.counter) ?? 0) || 0,
+      created: Number(m.get(ERROR_RECORD_KEYS.created) ?? 0) || 0,
+      timestamp: Number(m.get(ERROR_RECORD_KEYS.timestamp) ?? 0) || 0,
+    };
+  });
 }
 
 /** Check an error tag: one segment of letters, digits, `_`, `.`, `-`. */
@@ -167,34 +201,12 @@ export class ErrorRecords {
     );
   }
 
-  /** Every record whose location starts with `prefix`, sorted by location and tag. */
+  /** Every record of a task in the tree below `prefix` (a task path), sorted by location and tag. */
   async list(prefix = ""): Promise<ErrorRecord[]> {
     const base = this.#layout.errorsPrefix;
     const { kvs } = await this.#store.range(base);
-    const byId = new Map<string, Map<string, string>>();
-    for (const kv of kvs) {
-      const parts = kv.key.slice(base.length).split("/");
-      if (parts.length !== 3) continue;
-      const k = `${parts[0]}/${parts[1]}`;
-      let m = byId.get(k);
-      if (!m) byId.set(k, m = new Map());
-      m.set(parts[2]!, kv.value);
-    }
-    const out: ErrorRecord[] = [];
-    for (const [k, m] of byId) {
-      const [tag, id] = k.split("/") as [string, string];
-      const loc = m.get(ERROR_RECORD_KEYS.loc) ?? "";
-      if (!loc.startsWith(prefix)) continue;
-      out.push({
-        tag,
-        id,
-        loc,
-        msg: m.get(ERROR_RECORD_KEYS.msg) ?? "",
-        counter: Number(m.get(ERROR_RECORD_KEYS.counter) ?? 0) || 0,
-        created: Number(m.get(ERROR_RECORD_KEYS.created) ?? 0) || 0,
-        timestamp: Number(m.get(ERROR_RECORD_KEYS.timestamp) ?? 0) || 0,
-      });
-    }
-    return out.sort((a, b) => a.loc < b.loc ? -1 : a.loc > b.loc ? 1 : a.tag < b.tag ? -1 : 1);
+    return parseErrorRecords(base, kvs.map((kv) => [kv.key, kv.value] as const))
+      .filter((r) => inTree(r.loc, prefix))
+      .sort((a, b) => a.loc < b.loc ? -1 : a.loc > b.loc ? 1 : a.tag < b.tag ? -1 : 1);
   }
 }

@@ -11,6 +11,7 @@ import { Layout } from "../layout.ts";
 import type { EtcdPermission, EtcdRole } from "../store/etcd_store.ts";
 import { openEtcd } from "./services.ts";
 import { UsageError } from "./io.ts";
+import { terminalJson } from "../text.ts";
 
 /** The roles of one installation: what each is for, and its permissions. */
 export interface InstallRole extends EtcdRole {
@@ -131,9 +132,13 @@ const rolesCommand: Command = {
     "--apply creates the roles in etcd (as etcd's root user) and sets their",
     "permissions to exactly these; it prints what it changed. Users are yours to",
     'create and grant the roles (docs/operations.md, "A secure installation").',
+    "",
+    '--json prints {"root", "hosts", "roles": [{"name", "purpose", "permissions"}]}',
+    'instead; with --apply, {"roles": [{"name", "changes": [TEXT…]}]}.',
   ].join("\n"),
   options: {
     apply: { type: "boolean", help: "create the roles in etcd (needs etcd's root role)" },
+    json: { type: "boolean", help: "print JSON for machines" },
   },
   async run(ctx) {
     const hosts = ctx.positionals;
@@ -147,6 +152,12 @@ const rolesCommand: Command = {
     try {
       const names = hosts.length > 0 ? [...new Set(hosts)] : await hostsWithTasks(store, layout);
       const roles = installRoles(ctx.globals.root, names);
+      const json = ctx.values.json === true;
+      if (ctx.values.apply !== true && json) {
+        // Host names come from etcd keys: JSON escapes their controls.
+        ctx.io.out(terminalJson({ root: layout.root || "/", hosts: names, roles }, 2));
+        return 0;
+      }
       if (ctx.values.apply !== true) {
         ctx.io.out(
           `# etcd roles for the tree at ${layout.root || "/"} (hosts: ${
@@ -156,11 +167,15 @@ const rolesCommand: Command = {
         for (const line of etcdctlLines(roles)) ctx.io.out(line);
         return 0;
       }
+      const applied: { name: string; changes: string[] }[] = [];
       for (const role of roles) {
         const changes = await store.applyRole(role);
+        applied.push({ name: role.name, changes });
+        if (json) continue;
         if (changes.length === 0) ctx.io.out(`role ${role.name}: unchanged`);
         for (const c of changes) ctx.io.out(c);
       }
+      if (json) ctx.io.out(terminalJson({ roles: applied }, 2));
       return 0;
     } finally {
       await store.close();

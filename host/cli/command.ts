@@ -93,6 +93,8 @@ export interface Group {
   name: string;
   summary: string;
   help?: string;
+  /** The version `--version` prints (the root group only): `NAME VERSION`. */
+  version?: string;
   commands: (Command | Group)[];
 }
 
@@ -185,10 +187,15 @@ export function groupHelp(path: string[], g: Group): string {
     "Commands:",
     ...g.commands.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
     "",
+    ...(g.version !== undefined ? ["Options:", ...optionLines(VERSION_OPTION), ""] : []),
     "Global options:",
     ...optionLines(GLOBAL_OPTIONS),
     "",
-    `Run "${path.join(" ")} <command> --help" for a command's help.`,
+    g.commands.some((c) => c.name === "help")
+      ? `Run "${path.join(" ")} help <command>" or "${
+        path.join(" ")
+      } <command> --help" for a command's help.`
+      : `Run "${path.join(" ")} <command> --help" for a command's help.`,
   ].join("\n");
 }
 
@@ -297,7 +304,118 @@ export function resolveGlobals(
   };
 }
 
-/** Parse and run `args` against the tree rooted at `root`. */
+/** The message of an unknown option, the same at every level. */
+function unknownOption(option: string, command: string): string {
+  return `unknown option "${option}" for "${command}"`;
+}
+
+/** The message of an unknown command name. */
+function unknownCommand(name: string, group: string): string {
+  return `unknown command "${name}" for "${group}"`;
+}
+
+/**
+ * A usage message for an error of `node:util` `parseArgs` (an unknown
+ * option, a missing or unwanted value), in the words of every other moat
+ * usage error; `undefined` when `e` is not such an error. Commands that parse
+ * their own arguments (`moat time`) get the same messages through
+ * `dispatch`, which passes the `UsageError`s they wrap around these through
+ * here.
+ *
+ * @param command the command the options were given to, e.g. "moat status"
+ */
+export function parseArgsMessage(e: unknown, command: string): string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS_")) return undefined;
+  // "Option '-t, --timeout <value>' argument missing": the long name.
+  const option = /^Option '(?:-[^,' ]+, )?([^' ]+)/.exec(e.message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const name = /^Unknown option '([^']*)'/.exec(e.message)?.[1];
+    if (name !== undefined) return unknownOption(name, command);
+  } else if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option !== undefined) {
+    if (/argument missing/.test(e.message)) return `option "${option}" needs a value`;
+    if (/does not take an argument/.test(e.message)) return `option "${option}" takes no value`;
+  } else if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    const arg = /^Unexpected argument '([^']*)'/.exec(e.message)?.[1];
+    if (arg !== undefined) return `unexpected argument "${arg}" for "${command}"`;
+  }
+  return e.message.replace(/\. To specify a positional.*$/s, "");
+}
+
+/**
+ * `e` as the usage error of `command` (every usage error names the command
+ * whose `--help` the hint points at), or `undefined` when it is none:
+ * `UsageError`, `parseArgs` errors, and `RangeError` (bad names and values,
+ * e.g. an RPC name with a blank) are usage errors.
+ */
+function asUsageError(e: unknown, command: string): UsageError | undefined {
+  const named = e instanceof UsageError ? e.command ?? command : command;
+  const parsed = parseArgsMessage(e instanceof UsageError ? e.cause : e, named);
+  if (parsed !== undefined) {
+    return new UsageError(parsed, {
+      cause: e instanceof UsageError ? e.cause : e,
+      command: named,
+    });
+  }
+  if (e instanceof UsageError) {
+    e.command = named;
+    return e;
+  }
+  if (e instanceof RangeError) return new UsageError(e.message, { cause: e, command });
+  return undefined;
+}
+
+/** `--version`, known to the root group when it has a version. */
+const VERSION_OPTION: Record<string, OptionSpec> = {
+  version: { type: "boolean", help: "print the version and exit" },
+};
+
+/**
+ * `moat help [COMMAND…]`: prints what `moat [COMMAND…] --help` prints.
+ *
+ * @param root the tree whose help it shows (a function: the tree holds this command)
+ */
+export function helpCommand(root: () => Group): Command {
+  return {
+    kind: "command",
+    name: "help",
+    summary: "show the help of moat or of a command (as --help does)",
+    args: "[COMMAND…]",
+    async run(ctx) {
+      const top = root();
+      const path = [top.name];
+      let node: Command | Group = top;
+      for (const word of ctx.positionals) {
+        if (node.kind !== "group") {
+          throw new UsageError(`"${path.join(" ")}" has no subcommands (no "${word}")`, {
+            command: path.join(" "),
+          });
+        }
+        const next: Command | Group | undefined = node.commands.find((c) => c.name === word);
+        if (next === undefined) {
+          throw new UsageError(unknownCommand(word, path.join(" ")), { command: path.join(" ") });
+        }
+        path.push(next.name);
+        node = next;
+      }
+      if (node.kind === "group") {
+        ctx.io.out(groupHelp(path, node));
+        return 0;
+      }
+      // A command that parses its own arguments prints its own help.
+      if (node.rawArgs) return await node.run({ ...ctx, values: {}, positionals: ["--help"] });
+      ctx.io.out(commandHelp(path, node));
+      return 0;
+    },
+  };
+}
+
+/**
+ * Parse and run `args` against the tree rooted at `root`. Every usage error
+ * (bad options, arguments, names; also those a command throws while it
+ * runs) comes out as a `UsageError` naming the command it was given to.
+ */
 export async function dispatch(
   root: Group,
   args: string[],
@@ -306,47 +424,69 @@ export async function dispatch(
   hostname: () => string,
 ): Promise<number> {
   const path = [root.name];
+  try {
+    return await walk(root, path, args, io, env, hostname);
+  } catch (e) {
+    throw asUsageError(e, path.join(" ")) ?? e;
+  }
+}
+
+/** `dispatch`, with `path` growing as the walk goes down (for messages). */
+async function walk(
+  root: Group,
+  path: string[],
+  args: string[],
+  io: CliIO,
+  env: Record<string, string | undefined>,
+  hostname: () => string,
+): Promise<number> {
   let node: Command | Group = root;
   let rest = args;
   let globals: Globals | undefined;
   // Walk groups: global options may stand before any command name.
   while (node.kind === "group") {
-    const { values, tokens } = parseArgs({
+    const here = path.join(" ");
+    const known: Record<string, OptionSpec> = node === root && root.version !== undefined
+      ? { ...GLOBAL_OPTIONS, ...VERSION_OPTION }
+      : GLOBAL_OPTIONS;
+    const { tokens } = parseArgs({
       args: rest,
-      options: parseConfig(GLOBAL_OPTIONS),
+      options: parseConfig(known),
       strict: false,
       allowPositionals: true,
       tokens: true,
     });
     const first = tokens.find((t) => t.kind === "positional");
     const unknown = tokens.find((t) =>
-      t.kind === "option" && !Object.hasOwn(GLOBAL_OPTIONS, t.name) &&
+      t.kind === "option" && !Object.hasOwn(known, t.name) &&
       (first === undefined || t.index < first.index)
     );
     if (unknown && unknown.kind === "option") {
-      throw new UsageError(`unknown option "${unknown.rawName}" for "${path.join(" ")}"`);
+      throw new UsageError(unknownOption(unknown.rawName, here));
     }
     const before = first ? rest.slice(0, first.index) : rest;
     const { values: gv } = parseArgs({
       args: before,
-      options: parseConfig(GLOBAL_OPTIONS),
+      options: parseConfig(known),
       strict: true,
       allowPositionals: false,
     });
-    globals = resolveGlobals(gv, env, hostname, globals);
+    // --version and --help answer whatever the environment holds.
+    if (gv.version === true) {
+      io.out(`${root.name} ${root.version}`);
+      return 0;
+    }
     if (!first || first.kind !== "positional") {
-      if (values.help || gv.help) {
+      if (gv.help) {
         io.out(groupHelp(path, node));
         return 0;
       }
-      throw new UsageError(`"${path.join(" ")}" needs a command; run "${path.join(" ")} --help"`);
+      globals = resolveGlobals(gv, env, hostname, globals);
+      throw new UsageError(`"${here}" needs a command`);
     }
+    globals = resolveGlobals(gv, env, hostname, globals);
     const next: Command | Group | undefined = node.commands.find((c) => c.name === first.value);
-    if (!next) {
-      throw new UsageError(
-        `unknown command "${first.value}" for "${path.join(" ")}"; run "${path.join(" ")} --help"`,
-      );
-    }
+    if (!next) throw new UsageError(unknownCommand(first.value, here));
     path.push(next.name);
     rest = rest.slice(first.index + 1);
     node = next;
@@ -368,19 +508,13 @@ export async function dispatch(
       return a;
     });
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: parseConfig(options),
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message.replace(/\. To specify a positional.*$/s, "")}`, {
-      cause: e,
-    });
-  }
+  // Errors of parseArgs become usage errors in dispatch (parseArgsMessage).
+  const parsed = parseArgs({
+    args: argv,
+    options: parseConfig(options),
+    strict: true,
+    allowPositionals: true,
+  });
   if (parsed.values.help) {
     io.out(commandHelp(path, cmd));
     return 0;

@@ -16,12 +16,39 @@ export interface CliIO {
   err(line: string): void;
 }
 
-/** Bad command-line arguments; `cli.ts` prints it and exits with 2. */
+/** Options of a `UsageError`. */
+export interface UsageErrorOptions extends ErrorOptions {
+  /**
+   * The command whose usage was wrong, e.g. "moat script def add": the hint
+   * under the message names its `--help`. `dispatch` fills it in for errors
+   * thrown while a command parses or runs.
+   * @default undefined (the hint names "moat --help")
+   */
+  command?: string;
+}
+
+/**
+ * Bad command-line arguments; `cli.ts` prints it and exits with 2:
+ *
+ * ```text
+ * error: MESSAGE
+ * Try "COMMAND --help" for more information.
+ * ```
+ */
 export class UsageError extends Error {
   override name = "UsageError";
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  /** The command whose usage was wrong (see `UsageErrorOptions.command`). */
+  command: string | undefined;
+  constructor(message: string, options: UsageErrorOptions = {}) {
+    const { command, ...rest } = options;
+    super(message, rest);
+    this.command = command;
   }
+}
+
+/** The line under a usage error that points at the command's help. */
+export function usageHint(command: string | undefined): string {
+  return `Try "${command ?? "moat"} --help" for more information.`;
 }
 
 /** A failure to report as `error: …` with exit code 1. */

@@ -8,7 +8,7 @@
 import type { Command } from "./command.ts";
 import { EtcdAccessError, type EtcdStore } from "../store/etcd_store.ts";
 import { Layout } from "../layout.ts";
-import { isLogLevel, LineLogger } from "../log.ts";
+import { isLogLevel, LineLogger, type Logger } from "../log.ts";
 import { SandboxPool } from "../bridge/sandbox.ts";
 import { Host } from "../tasks/host.ts";
 import { SystemClock } from "../time/clock.ts";
@@ -21,9 +21,11 @@ import { checkName } from "../names.ts";
 import { amqpOptions, CLI_ETCD_TIMEOUT_MS, openEtcd } from "./services.ts";
 import { MemoryReducer } from "../tasks/memory_reducer.ts";
 import { type Quotas, readQuotas } from "../capabilities/quotas.ts";
+import { TaskLogs } from "../logs/task_logs.ts";
+import { DEFAULT_RING_LINES, TaskLogRing } from "../logs/task_log_ring.ts";
 
 /** The install-wide quotas of `/config/run` (defaults when etcd cannot be read now). */
-async function runQuotas(store: EtcdStore, layout: Layout, logger: LineLogger): Promise<Quotas> {
+async function runQuotas(store: EtcdStore, layout: Layout, logger: Logger): Promise<Quotas> {
   const global: Record<string, string> = {};
   try {
     const { kvs } = await store.range(layout.runConfigPrefix);
@@ -57,6 +59,12 @@ export const runCommand: Command = {
   options: {
     once: { type: "boolean", help: "run each task once, without restarts, then exit" },
     "log-level": { type: "string", arg: "LEVEL", help: "debug, info (default), warn or error" },
+    "log-lines": {
+      type: "string",
+      arg: "N",
+      help:
+        `recent log lines kept per task for moat log and moat web (default ${DEFAULT_RING_LINES})`,
+    },
   },
   async run(ctx) {
     for (const p of ctx.positionals) {
@@ -72,7 +80,22 @@ export const runCommand: Command = {
         `--log-level must be debug, info, warn or error, not "${String(level)}"`,
       );
     }
-    const logger = new LineLogger({ level });
+    const ringText = ctx.values["log-lines"];
+    if (
+      ringText !== undefined && (typeof ringText !== "string" || !/^[1-9][0-9]*$/.test(ringText))
+    ) {
+      throw new UsageError(
+        `--log-lines must be a positive whole number, not "${String(ringText)}"`,
+      );
+    }
+    // Every task's lines go to standard error, into the task's ring and onto
+    // the bus (host/logs/task_logs.ts).
+    const logger = new TaskLogs({
+      host: ctx.globals.host,
+      inner: new LineLogger({ level }),
+      level,
+      ring: new TaskLogRing(ringText === undefined ? {} : { lines: Number(ringText) }),
+    });
     const clock = new SystemClock();
     // First: it refuses to run without /proc, before anything is opened.
     const isolation = new SandboxPool();
@@ -123,6 +146,13 @@ export const runCommand: Command = {
         );
       }
       bus = amqp;
+      // Task logs go on the broker only: on a host's own bus nobody reads them.
+      await logger.serve(amqp).catch(async (e) => {
+        await amqp.close();
+        await store.close();
+        await isolation.close();
+        throw e;
+      });
     }
     // After a burst of starts and stops, give V8's grown heap back to the
     // system once the host is quiet (host/tasks/memory_reducer.ts).
@@ -181,6 +211,7 @@ export const runCommand: Command = {
       ]);
       clearTimeout(timer);
       memory.close();
+      await logger.close();
       await isolation.close();
       await bus.close();
       await store.close();

@@ -6,32 +6,109 @@
  */
 
 import type { Command, CommandContext, Group } from "./command.ts";
-import { table, UsageError } from "./io.ts";
-import { escapeControl } from "../text.ts";
+import { CommandError, table, UsageError } from "./io.ts";
+import { escapeControl, terminalJson } from "../text.ts";
 import { withServices } from "./services.ts";
+import { noMatch } from "./status_cmd.ts";
 import {
   checkScript,
   type Diagnostic,
+  formatDiagnostic,
   isLanguage,
   type Language,
   languageOf,
   ScriptCheckError,
 } from "../scripts/check.ts";
 import { typeCheckScripts } from "../scripts/typecheck.ts";
-import { checkName } from "../names.ts";
+import { checkName, checkVarName } from "../names.ts";
 import { parseAssignments } from "../tasks/task_defs.ts";
+import { MAX_SCRIPT_BYTES } from "../scripts/definitions.ts";
+import {
+  checkSetting,
+  isSettingKey,
+  readGlobalSettings,
+  type SettingRow,
+  settingRows,
+} from "../tasks/run_config.ts";
 import { tryCommand } from "./try_cmd.ts";
 
-/** Read a script's source from a file, or from standard input for "-". */
+/**
+ * Read a script's source from a file, or from standard input for "-". The
+ * bytes must be UTF-8 (no replacement characters stored in silence) and at
+ * most {@linkcode MAX_SCRIPT_BYTES} long; anything else is a `UsageError`
+ * naming the file, before anything is sent.
+ */
 export async function readSource(file: string): Promise<string> {
-  if (file === "-") return await new Response(Deno.stdin.readable).text();
-  try {
-    return await Deno.readTextFile(file);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new UsageError(`file "${file}" does not exist`);
-    if (e instanceof Deno.errors.IsADirectory) throw new UsageError(`"${file}" is a directory`);
-    throw new UsageError(`cannot read "${file}": ${(e as Error).message}`);
+  let bytes: Uint8Array;
+  if (file === "-") {
+    bytes = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+  } else {
+    try {
+      bytes = await Deno.readFile(file);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new UsageError(`file "${file}" does not exist`);
+      if (e instanceof Deno.errors.IsADirectory) throw new UsageError(`"${file}" is a directory`);
+      throw new UsageError(`cannot read "${file}": ${(e as Error).message}`);
+    }
   }
+  const shown = file === "-" ? "standard input" : `"${file}"`;
+  if (bytes.length > MAX_SCRIPT_BYTES) {
+    throw new UsageError(
+      `${shown} is ${bytes.length} bytes; a script may be at most ${MAX_SCRIPT_BYTES} bytes ` +
+        `(${MAX_SCRIPT_BYTES / 1024} KiB): split it into libraries (moat.load)`,
+    );
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(
+      `${shown} is not UTF-8 text: ${invalidAt(bytes)}; save it as UTF-8`,
+    );
+  }
+}
+
+/** Where the first invalid UTF-8 byte is: its line, column (in bytes) and value. */
+function invalidAt(bytes: Uint8Array): string {
+  const at = firstInvalidUtf8(bytes);
+  const before = bytes.subarray(0, at);
+  const line = before.filter((b) => b === 0x0a).length + 1;
+  const col = at - before.lastIndexOf(0x0a);
+  const value = at < bytes.length ? `0x${bytes[at]!.toString(16).padStart(2, "0")}` : "end";
+  return `invalid byte ${value} at line ${line}, byte ${col} of the line`;
+}
+
+/** The offset of the first byte that is not part of valid UTF-8 (`bytes.length` if none). */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    // [length, smallest second byte, largest second byte] of each lead byte (RFC 3629).
+    const [n, lo, hi] = b < 0x80
+      ? [1, 0, 0]
+      : b >= 0xc2 && b <= 0xdf
+      ? [2, 0x80, 0xbf]
+      : b === 0xe0
+      ? [3, 0xa0, 0xbf]
+      : b === 0xed
+      ? [3, 0x80, 0x9f]
+      : b >= 0xe1 && b <= 0xef
+      ? [3, 0x80, 0xbf]
+      : b === 0xf0
+      ? [4, 0x90, 0xbf]
+      : b >= 0xf1 && b <= 0xf3
+      ? [4, 0x80, 0xbf]
+      : b === 0xf4
+      ? [4, 0x80, 0x8f]
+      : [0, 0, 0];
+    if (n === 0 || i + n > bytes.length) return i;
+    if (n > 1) {
+      const second = bytes[i + 1]!;
+      if (second < lo || second > hi) return i;
+      for (let k = 2; k < n; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
+    }
+    i += n;
+  }
+  return i;
 }
 
 function name(ctx: CommandContext, i: number, what: string): string {
@@ -175,12 +252,22 @@ const defList: Command = {
   kind: "command",
   name: "list",
   summary: "list scripts: name, language, description",
-  args: "[PREFIX]",
+  args: "[PATH]",
+  help: "PATH is a script name path: porch lists porch and porch/…, not porchsvc.\n" +
+    "A PATH that matches no script is an error (exit 1). --json adds, per script,\n" +
+    "the tasks that use it, read from the tasks themselves.",
   options: JSON_OPTION,
   maxArgs: 1,
   async run(ctx) {
     const prefix = ctx.positionals[0] ?? "";
-    const list = await withServices(ctx.globals, (s) => s.scripts.list(prefix));
+    const [list, users] = await withServices(
+      ctx.globals,
+      async (s) =>
+        [
+          await s.scripts.list(prefix),
+          ctx.values.json ? await s.scripts.users() : undefined,
+        ] as const,
+    );
     if (ctx.values.json) {
       ctx.io.out(JSON.stringify(
         list.map((i) => ({
@@ -189,7 +276,7 @@ const defList: Command = {
           descr: i.descr,
           created: i.created,
           timestamp: i.timestamp,
-          tasks: Object.values(i.tasks).sort(),
+          tasks: users?.get(i.name) ?? [],
         })),
         null,
         2,
@@ -197,7 +284,7 @@ const defList: Command = {
     } else {
       for (const line of table(list.map((i) => [i.name, i.language, i.descr]))) ctx.io.out(line);
     }
-    return 0;
+    return noMatch(ctx, list.length, "script", prefix);
   },
 };
 
@@ -206,16 +293,31 @@ const defDelete: Command = {
   name: "delete",
   summary: "delete a script (refused while tasks use it)",
   args: "NAME",
+  help: "The tasks that use the script are found from the tasks themselves (their\n" +
+    "script key). With --force they are left without their script: each is named\n" +
+    "on standard error, and the host ends it with state fail and a message naming\n" +
+    "the script, and does not retry it until the script is added again.",
   options: { force: { type: "boolean", help: "delete even while tasks use it" } },
   minArgs: 1,
   maxArgs: 1,
   async run(ctx) {
     const n = name(ctx, 0, "script");
-    await withServices(
+    const orphans = await withServices(
       ctx.globals,
       (s) => s.scripts.delete(n, { force: ctx.values.force === true }),
     );
     ctx.io.out(`deleted script ${n}`);
+    if (orphans.length > 0) {
+      ctx.io.err(
+        `warning: ${orphans.length === 1 ? "task" : "tasks"} ${
+          orphans.map(escapeControl).join(", ")
+        } now ${orphans.length === 1 ? "has" : "have"} no script ${n}: ${
+          orphans.length === 1 ? "it ends" : "they end"
+        } with state fail until the script is added again (or delete ${
+          orphans.length === 1 ? "it" : "them"
+        }: moat script delete TASK)`,
+      );
+    }
     return 0;
   },
 };
@@ -306,9 +408,9 @@ const check: Command = {
       }
       bad++;
       count += list.length;
-      // A stored script's diagnostics may quote its text: shown escaped.
-      const file = escapeControl(sc.file);
-      for (const d of list) ctx.io.out(`${file}:${d.line}:${d.col}: ${escapeControl(d.message)}`);
+      // On stderr, as `def add` and `try` print them (escaped: a stored
+      // script's diagnostics may quote its text).
+      for (const d of list) ctx.io.err(formatDiagnostic(sc.file, d));
     });
     if (bad === 0) return 0;
     ctx.io.err(
@@ -335,24 +437,82 @@ function assignments(words: string[]): [string, string | undefined][] {
   }
 }
 
+/** The run settings `moat script add` takes as options, by option name. */
+const RUN_OPTIONS = {
+  restart: {
+    type: "string",
+    arg: "S",
+    help: "seconds before a run that ended normally runs again; 0: never (a one-shot task)",
+  },
+  retry: {
+    type: "string",
+    arg: "S",
+    help: "seconds before a failed run is retried, growing 1.1× per failure in a row",
+  },
+  "max-retry": {
+    type: "string",
+    arg: "S",
+    help: "longest pause between retries; 0: never retry",
+  },
+} as const;
+
+/**
+ * Warn about `key=value` words whose key names a run setting: they set a
+ * data value (as documented), which is seldom what was meant.
+ */
+function warnSettingWords(ctx: CommandContext, data: [string, unknown][], hint: string): void {
+  for (const [k] of data) {
+    if (!isSettingKey(k)) continue;
+    const option = Object.hasOwn(RUN_OPTIONS, k.replace("_", "-"))
+      ? `--${k.replace("_", "-")} S or `
+      : "";
+    ctx.io.err(
+      `warning: ${k}=… sets the task's data value "${k}", not its run setting ` +
+        `(use ${option}moat script config ${hint} ${k}=S)`,
+    );
+  }
+}
+
+/** `--restart S` and friends as task settings, checked (a usage error names the key). */
+function runOptions(ctx: CommandContext): [string, string][] {
+  const out: [string, string][] = [];
+  for (const option of Object.keys(RUN_OPTIONS)) {
+    const v = ctx.values[option];
+    if (typeof v !== "string") continue;
+    const key = option.replace("-", "_");
+    try {
+      checkSetting(key, v);
+    } catch (e) {
+      throw new UsageError(`--${option}: ${(e as Error).message}`);
+    }
+    out.push([key, v]);
+  }
+  return out;
+}
+
 const taskAdd: Command = {
   kind: "command",
   name: "add",
   summary: "create a task that runs a script",
   args: "SCRIPT TASK [key=value…] [DESCRIPTION…]",
   help: "Creates /task/TASK/:task with taskdef task/script. TASK starts with the host that\n" +
-    "runs it (e.g. myhost/porch/light). Each key=value becomes data/key of the task.",
+    "runs it (e.g. myhost/porch/light). Each key=value becomes data/key of the task.\n" +
+    "--restart, --retry and --max-retry set the task's run settings (moat script\n" +
+    "config shows and changes them and every other setting).",
+  options: RUN_OPTIONS,
   minArgs: 2,
   async run(ctx) {
     const script = name(ctx, 0, "script");
     const task = name(ctx, 1, "task");
+    const settings = runOptions(ctx);
     const { assigns, rest } = splitAssignments(ctx.positionals.slice(2));
     const data = assignments(assigns).map(([k, v]): [string, string] => [k, v ?? ""]);
     const t = await withServices(
       ctx.globals,
-      (s) => s.tasks.add(script, task, { data, descr: rest.join(" ") }),
+      (s) => s.tasks.add(script, task, { data, descr: rest.join(" "), settings }),
     );
     ctx.io.out(`added task ${t.path} (script ${t.script})`);
+    warnSettingWords(ctx, data, t.path);
     return 0;
   },
 };
@@ -361,11 +521,14 @@ const taskList: Command = {
   kind: "command",
   name: "list",
   summary: "list script tasks: path, script, description",
-  args: "[PREFIX]",
+  args: "[PATH]",
+  help: "PATH is a task path: h1/porch lists h1/porch and h1/porch/…, not h1/porchsvc.\n" +
+    "A PATH that matches no task is an error (exit 1).",
   options: JSON_OPTION,
   maxArgs: 1,
   async run(ctx) {
-    const list = await withServices(ctx.globals, (s) => s.tasks.list(ctx.positionals[0] ?? ""));
+    const prefix = ctx.positionals[0] ?? "";
+    const list = await withServices(ctx.globals, (s) => s.tasks.list(prefix));
     if (ctx.values.json) {
       ctx.io.out(JSON.stringify(
         list.map((t) => ({ path: t.path, script: t.script, descr: t.descr, data: t.data })),
@@ -375,15 +538,17 @@ const taskList: Command = {
     } else {
       for (const line of table(list.map((t) => [t.path, t.script, t.descr]))) ctx.io.out(line);
     }
-    return 0;
+    return noMatch(ctx, list.length, "task", prefix);
   },
 };
 
 const taskDelete: Command = {
   kind: "command",
   name: "delete",
-  summary: "delete a script task",
+  summary: "delete a script task (and its status and error records)",
   args: "TASK",
+  help: "Deletes the task, its entry in the script's tasks/, its status\n" +
+    "(/status/run/TASK/:task) and its error records. A host running it stops it.",
   minArgs: 1,
   maxArgs: 1,
   async run(ctx) {
@@ -397,17 +562,93 @@ const taskDelete: Command = {
 const taskParam: Command = {
   kind: "command",
   name: "param",
-  summary: "show or set a task's data values (key= deletes)",
+  summary: "show, read or set a task's data values (key= deletes)",
+  args: "TASK [KEY | key=value…]",
+  help: "TASK alone lists the task's data values as key=value lines; TASK KEY prints\n" +
+    "one value (an error if the task has none). key=value sets values, key= deletes\n" +
+    "them; a value must fit the type the script declares for the key (types/KEY), or\n" +
+    "it is a usage error naming the key. --json prints the values as a script reads\n" +
+    "them (typed, or JSON when the text is JSON): an object, or one value with KEY.",
+  options: JSON_OPTION,
+  minArgs: 1,
+  async run(ctx) {
+    const task = name(ctx, 0, "task");
+    const words = ctx.positionals.slice(1);
+    const json = ctx.values.json === true;
+    if (words.length === 1 && !words[0]!.includes("=")) {
+      const key = words[0]!;
+      try {
+        checkVarName(key);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const out = await withServices(ctx.globals, async (s) => {
+        const t = await s.tasks.require(task);
+        if (!Object.hasOwn(t.data, key)) {
+          throw new CommandError(`task "${task}" has no data value "${key}"`);
+        }
+        return json ? terminalJson((await s.tasks.values(task, key))[key], 2) : t.data[key]!;
+      });
+      ctx.io.out(json ? out : escapeControl(out));
+      return 0;
+    }
+    const changes = assignments(words);
+    warnSettingWords(ctx, changes.filter(([, v]) => v !== undefined), task);
+    const data = await withServices(ctx.globals, async (s) => {
+      const d = await s.tasks.param(task, changes);
+      return json ? await s.tasks.values(task) : d;
+    });
+    if (json) {
+      ctx.io.out(terminalJson(data, 2));
+      return 0;
+    }
+    for (const [k, v] of Object.entries(data).sort(([a], [b]) => a < b ? -1 : 1)) {
+      // Values come from scripts (moat.data.set) and from etcd: shown escaped.
+      ctx.io.out(`${escapeControl(k)}=${escapeControl(String(v))}`);
+    }
+    return 0;
+  },
+};
+
+const taskConfig: Command = {
+  kind: "command",
+  name: "config",
+  summary: "show or set a task's run settings, sandbox limits and quotas",
   args: "TASK [key=value…]",
+  help: "Shows every per-task setting with the value in force and where it comes from:\n" +
+    "task (the task's own key), /config/run (the install's), or default. The run\n" +
+    "settings are ttl, refresh, restart, retry and max_retry (docs/scripts.md,\n" +
+    '"Run settings"); the sandbox limits and quotas are in docs/security.md.\n' +
+    "key=value sets the task's own value (the host reads it at the task's next start),\n" +
+    "key= deletes it (back to /config/run or the default). An unknown key, or a\n" +
+    "value the host would not accept, is a usage error naming the key; nothing is\n" +
+    "changed then. A stored value the host ignores is shown as ignored.",
+  options: JSON_OPTION,
   minArgs: 1,
   async run(ctx) {
     const task = name(ctx, 0, "task");
     const changes = assignments(ctx.positionals.slice(1));
-    const data = await withServices(ctx.globals, (s) => s.tasks.param(task, changes));
-    for (const [k, v] of Object.entries(data).sort(([a], [b]) => a < b ? -1 : 1)) {
-      // Values come from scripts (moat.data.set) and from etcd: shown escaped.
-      ctx.io.out(`${escapeControl(k)}=${escapeControl(v)}`);
+    const rows = await withServices(ctx.globals, async (s) => {
+      const t = await s.tasks.setSettings(task, changes);
+      return settingRows(await readGlobalSettings(s.store, s.layout), t.other);
+    });
+    if (ctx.values.json) {
+      ctx.io.out(JSON.stringify(rows, null, 2));
+      return 0;
     }
+    const note = (r: SettingRow) => r.ignored.map((i) => `ignored: ${i}`).join("; ");
+    for (
+      const line of table([
+        ["KEY", "VALUE", "SOURCE", "DEFAULT", "NOTE"],
+        ...rows.map((r) => [
+          r.key,
+          String(r.value),
+          r.source,
+          String(r.default),
+          [r.installWide ? "/config/run only" : "", note(r)].filter((x) => x).join("; "),
+        ]),
+      ])
+    ) ctx.io.out(line);
     return 0;
   },
 };
@@ -417,5 +658,5 @@ export const scriptGroup: Group = {
   kind: "group",
   name: "script",
   summary: "manage scripts and script tasks",
-  commands: [def, taskAdd, taskList, taskDelete, taskParam, check, tryCommand],
+  commands: [def, taskAdd, taskList, taskDelete, taskParam, taskConfig, check, tryCommand],
 };

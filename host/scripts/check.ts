@@ -8,6 +8,7 @@
  */
 
 import ts from "typescript";
+import { escapeControl } from "../text.ts";
 
 /** The languages a script may be written in. */
 export type Language = "typescript" | "javascript";
@@ -20,6 +21,27 @@ export interface Diagnostic {
   col: number;
   /** What is wrong. */
   message: string;
+}
+
+/**
+ * One problem as the line every moat command prints for it (on standard
+ * error): `SOURCE:LINE:COL: message`, the form compilers and editors know.
+ * SOURCE is the file as given, `-` for standard input, or a stored script's
+ * name. Both may quote a stored script's text: shown with control
+ * characters escaped, so a problem is always one line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatDiagnostic } from "./check.ts";
+ * assert.equal(
+ *   formatDiagnostic("porch.ts", { line: 3, col: 6, message: "Cannot find name 'x'." }),
+ *   "porch.ts:3:6: Cannot find name 'x'.",
+ * );
+ * ```
+ */
+export function formatDiagnostic(source: string, d: Diagnostic): string {
+  return `${escapeControl(source)}:${d.line}:${d.col}: ${escapeControl(d.message)}`;
 }
 
 /** A script failed its check; `message` lists every `NAME:LINE:COL: message`. */

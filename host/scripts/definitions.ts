@@ -7,21 +7,44 @@
  */
 
 import type { Store, TxnOp } from "../store/store.ts";
-import { Layout, SCRIPT_KEYS } from "../layout.ts";
+import { inTree, Layout, SCRIPT_KEYS, TASK_KEYS, TASK_TAG } from "../layout.ts";
 import { checkName } from "../names.ts";
 import { checkScript, isLanguage, type Language } from "./check.ts";
 import { typeCheckScript } from "./typecheck.ts";
+
+/** The taskdef of script tasks (host/tasks/task_defs.ts re-exports it). */
+export const SCRIPT_TASKDEF = "task/script";
 
 /**
  * The check of code about to be stored, once: syntax and imports, then, when
  * `typeCheck`, the types against the moat API. Throws `ScriptCheckError`.
  */
 function checkCode(name: string, code: string, language: Language, typeCheck = false): void {
+  checkSize(name, code);
   checkScript(name, code, language);
   if (typeCheck) typeCheckScript(name, code, language);
 }
 import type { Clock } from "../time/clock.ts";
 import { SystemClock } from "../time/clock.ts";
+
+/**
+ * The largest script, in bytes of UTF-8: 512 KiB. `update` writes the new
+ * code and the old one in one etcd transaction, and etcd refuses a request
+ * over 1.5 MiB (its `--max-request-bytes` default), so two of these fit
+ * with room to spare. Checked before anything is sent.
+ */
+export const MAX_SCRIPT_BYTES = 512 * 1024;
+
+/** Refuse code larger than {@linkcode MAX_SCRIPT_BYTES} with a `RangeError` naming the script. */
+export function checkSize(name: string, code: string): void {
+  const bytes = new TextEncoder().encode(code).length;
+  if (bytes > MAX_SCRIPT_BYTES) {
+    throw new RangeError(
+      `script "${name}" is ${bytes} bytes; a script may be at most ${MAX_SCRIPT_BYTES} bytes ` +
+        `(${MAX_SCRIPT_BYTES / 1024} KiB): split it into libraries (moat.load)`,
+    );
+  }
+}
 
 /** What `ScriptDefs.info` and `list` return about one script. */
 export interface ScriptInfo {
@@ -41,7 +64,11 @@ export interface ScriptInfo {
   hasNew: boolean;
   /** Which version runs: current (default), old or new. */
   current: "current" | "old" | "new";
-  /** Paths of the tasks that use the script, by their id in `tasks/`. */
+  /**
+   * The back-references in `tasks/` (task paths by their `script_loc`), as
+   * stored: a hint for other tools, stale after hand edits. Which tasks use
+   * a script is `ScriptDefs.users()`, read from the tasks.
+   */
   tasks: Record<string, string>;
   /** The script's declared variable types (`types/<var>`). */
   types: Record<string, string>;
@@ -62,6 +89,22 @@ export class DefinitionError extends Error {
   /** Make the error; `options.cause` is the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
+  }
+}
+
+/**
+ * A task names a script that does not exist (it was deleted, or never
+ * added): the task cannot run until the script is added again.
+ */
+export class MissingScriptError extends DefinitionError {
+  /** Always `MissingScriptError`. */
+  override name = "MissingScriptError";
+  /** The script's name. */
+  readonly script: string;
+  /** Make the error for script `script`. */
+  constructor(script: string, options?: ErrorOptions) {
+    super(`script "${script}" does not exist`, options);
+    this.script = script;
   }
 }
 
@@ -94,17 +137,22 @@ export class ScriptDefs {
   /** Like `info`, but a missing script is a `DefinitionError`. */
   async require(name: string): Promise<ScriptInfo> {
     const info = await this.info(name);
-    if (!info) throw new DefinitionError(`script "${name}" does not exist`);
+    if (!info) throw new MissingScriptError(name);
     return info;
   }
 
-  /** Every script whose name starts with `prefix`, sorted by name. */
+  /**
+   * Every script in the tree below `prefix` (a tree path: `porch` holds
+   * `porch` and `porch/light`, not `porchsvc`), sorted by name.
+   */
   async list(prefix = ""): Promise<ScriptInfo[]> {
-    const { kvs } = await this.#store.range(this.#layout.scriptsPrefix + prefix);
+    const { kvs } = await this.#store.range(
+      this.#layout.scriptsPrefix + prefix.replace(/\/+$/, ""),
+    );
     const byName = new Map<string, Map<string, string>>();
     for (const kv of kvs) {
       const split = Layout.splitTagged(kv.key, this.#layout.scriptsPrefix, ":code");
-      if (!split) continue;
+      if (!split || !inTree(split.name, prefix)) continue;
       let m = byName.get(split.name);
       if (!m) byName.set(split.name, m = new Map());
       m.set(split.rest, kv.value);
@@ -162,8 +210,9 @@ export class ScriptDefs {
     options: { language?: Language; typeCheck?: boolean } = {},
   ): Promise<void> {
     const dir = this.#layout.scriptDir(name);
+    checkSize(name, code);
     const codeKv = await this.#store.get(dir + SCRIPT_KEYS.code);
-    if (!codeKv) throw new DefinitionError(`script "${name}" does not exist`);
+    if (!codeKv) throw new MissingScriptError(name);
     const langKv = await this.#store.get(dir + SCRIPT_KEYS.language);
     const language = options.language ??
       (langKv && isLanguage(langKv.value) ? langKv.value : "typescript");
@@ -213,20 +262,54 @@ export class ScriptDefs {
   }
 
   /**
-   * Delete a script. While tasks use it this is refused (naming them),
-   * unless `force`.
+   * The paths of the script tasks that name each script, sorted, read from
+   * the tasks themselves (their `script` keys), not from the scripts'
+   * `tasks/` back-references: a task made or deleted by hand counts as it
+   * is. Only scripts with at least one task are in the map.
    */
-  async delete(name: string, options: { force?: boolean } = {}): Promise<void> {
-    const info = await this.require(name);
-    const users = Object.values(info.tasks);
+  async users(): Promise<Map<string, string[]>> {
+    const base = this.#layout.tasksPrefix;
+    const { kvs } = await this.#store.range(base);
+    const byPath = new Map<string, { taskdef?: string; script?: string }>();
+    for (const kv of kvs) {
+      const split = Layout.splitTagged(kv.key, base, TASK_TAG);
+      if (!split) continue;
+      if (split.rest !== TASK_KEYS.taskdef && split.rest !== TASK_KEYS.script) continue;
+      let t = byPath.get(split.name);
+      if (!t) byPath.set(split.name, t = {});
+      if (split.rest === TASK_KEYS.taskdef) t.taskdef = kv.value;
+      else t.script = kv.value;
+    }
+    const out = new Map<string, string[]>();
+    for (const [path, t] of byPath) {
+      if (t.taskdef !== SCRIPT_TASKDEF || t.script === undefined) continue;
+      let l = out.get(t.script);
+      if (!l) out.set(t.script, l = []);
+      l.push(path);
+    }
+    for (const l of out.values()) l.sort();
+    return out;
+  }
+
+  /**
+   * Delete a script. While tasks use it (by their `script` key, see
+   * `users`) this is refused, naming them, unless `force`. Returns the
+   * paths of the tasks it leaves without their script: the hosts end
+   * them with state `fail` and do not retry them until the script exists
+   * again.
+   */
+  async delete(name: string, options: { force?: boolean } = {}): Promise<string[]> {
+    await this.require(name);
+    const users = (await this.users()).get(name) ?? [];
     if (users.length > 0 && !options.force) {
       throw new DefinitionError(
         `script "${name}" is used by ${users.length === 1 ? "task" : "tasks"} ${
-          users.sort().join(", ")
+          users.join(", ")
         }; delete ${users.length === 1 ? "it" : "them"} first or use --force`,
       );
     }
     await this.#store.delete(this.#layout.scriptDir(name), { prefix: true });
+    return users;
   }
 }
 

@@ -50,6 +50,11 @@ declare function setInterval(handler: (...args: any[]) => void, timeout?: number
 declare function clearTimeout(id: number | undefined): void;
 declare function clearInterval(id: number | undefined): void;
 declare function queueMicrotask(callback: () => void): void;
+interface Performance {
+  now(): number;
+  readonly timeOrigin: number;
+}
+declare var performance: Performance;
 declare function structuredClone<T>(value: T): T;
 `;
 

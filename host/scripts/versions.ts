@@ -11,7 +11,7 @@ import { type Layout, SCRIPT_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import type { LogLevel } from "../log.ts";
 import { checkScript, isLanguage, type Language, ScriptCheckError } from "./check.ts";
-import { DefinitionError, unixText } from "./definitions.ts";
+import { DefinitionError, MissingScriptError, unixText } from "./definitions.ts";
 
 /** The key (below the script's `:code/`) where a rejected `new_code` is recorded. */
 export const NEW_CODE_ERROR = `${SCRIPT_KEYS.errors}new_code`;
@@ -46,7 +46,7 @@ export class CodeVersions {
     }
     const { kvs } = await this.#store.range(dir);
     const keys = new Map(kvs.map((kv) => [kv.key.slice(dir.length), kv.value]));
-    if (!keys.has(SCRIPT_KEYS.code)) throw new DefinitionError(`script "${name}" does not exist`);
+    if (!keys.has(SCRIPT_KEYS.code)) throw new MissingScriptError(name);
     const current = keys.get(SCRIPT_KEYS.current) ?? "current";
     const key = current === "old"
       ? SCRIPT_KEYS.oldCode

@@ -8,7 +8,7 @@
 
 import type { Store, WatchEvent } from "../store/store.ts";
 import { type ResyncGap, WatchFailedError, WatchHub } from "../store/watch_hub.ts";
-import { CODE_TAG, Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
+import { CODE_TAG, inTree, Layout, SCRIPT_KEYS, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import { SystemClock } from "../time/clock.ts";
 import type { Logger } from "../log.ts";
@@ -22,7 +22,8 @@ import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
 import { CodeVersions } from "../scripts/versions.ts";
 import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
-import { runConfig } from "./run_config.ts";
+import { readGlobalSettings, runConfig } from "./run_config.ts";
+import { forgetTask } from "./status.ts";
 import {
   type RunnerDeps,
   type RunSettings,
@@ -203,9 +204,14 @@ export class Host {
     await this.#hub.start(revision + 1);
     this.#debugReg = await this.#bus.serve(
       debugRpcName(this.#o.hostName),
-      (args) => Promise.resolve(this.debugObjects(typeof args === "string" ? args : "")),
+      (args) => this.debugObjects(typeof args === "string" ? args : ""),
     );
     for (const p of [...paths].sort()) this.#schedule(p);
+    // Best effort, in the background; a host shutting down meanwhile drops it.
+    void this.#sweep(paths).catch((e) => {
+      if (this.#closed) return;
+      this.#o.logger.log("warn", "host", `cannot sweep deleted tasks: ${(e as Error).message}`);
+    });
   }
 
   #setZone(zone: string): void {
@@ -312,12 +318,59 @@ export class Host {
       this.#readAt.delete(path);
       if (!wanted) this.#o.logger.log("info", path, "task deleted: stopped");
     }
+    if (task === undefined) await this.#forget(path);
     if (!wanted || this.#closed) return;
     const runner = new TaskRunner(path, this.#deps(), { once: this.#o.once ?? false });
     // A runner that finished by itself (once, or no restart) stays
     // registered until its task changes, so it is not started again.
     this.#runners.set(path, runner);
     this.#readAt.set(path, revision);
+  }
+
+  /**
+   * A deleted task leaves no status or error records behind (docs/etcd-layout.md,
+   * "Deleting a task"); best effort: a failure is logged, and the next start
+   * of a host sweeps again.
+   */
+  async #forget(path: string): Promise<void> {
+    try {
+      if (await forgetTask(this.#o.store, this.#o.layout, path)) {
+        this.#o.logger.log("info", path, "task deleted: removed its status and error records");
+      }
+    } catch (e) {
+      if (this.#closed) return; // the store may be gone; the next start sweeps
+      this.#o.logger.log(
+        "warn",
+        path,
+        `could not remove the deleted task's status: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Remove the status of tasks below our prefixes that were deleted while no
+   * host watched (a hand deletion with every host down). A status whose
+   * `running` key exists is left alone: some run still holds it.
+   */
+  async #sweep(tasks: ReadonlySet<string>): Promise<void> {
+    const { store, layout } = this.#o;
+    const prefixes = this.#prefixes.map((p) =>
+      layout.statusPrefix + p.slice(layout.tasksPrefix.length)
+    );
+    const orphans = new Map<string, boolean>();
+    for (const prefix of prefixes) {
+      const { kvs } = await store.range(prefix);
+      for (const kv of kvs) {
+        const split = Layout.taskOf(kv.key, layout.statusPrefix);
+        if (!split || tasks.has(split.path)) continue;
+        const running = split.rest === STATUS_KEYS.running;
+        orphans.set(split.path, (orphans.get(split.path) ?? false) || running);
+      }
+    }
+    for (const [path, running] of orphans) {
+      if (running || this.#closed || this.#pending.has(path) || this.#runners.has(path)) continue;
+      await this.#forget(path);
+    }
   }
 
   #deps(): RunnerDeps {
@@ -350,10 +403,7 @@ export class Host {
    * `/config/run/<key>`, read once per start, under the task's own keys.
    */
   async #settings(task: TaskInfo): Promise<RunSettings> {
-    const prefix = this.#o.layout.runConfigPrefix;
-    const { kvs } = await this.#o.store.range(prefix);
-    const global: Record<string, string> = {};
-    for (const kv of kvs) global[kv.key.slice(prefix.length)] = kv.value;
+    const global = await readGlobalSettings(this.#o.store, this.#o.layout);
     const warn = (m: string) => this.#o.logger.log("warn", task.path, m);
     return {
       config: runConfig(global, task.other, warn),
@@ -382,14 +432,17 @@ export class Host {
     }
   }
 
-  /** `{ task: { script: { <task path>: value } } }` for running scripts with a debug object. */
-  debugObjects(prefix = ""): { task: { script: Record<string, unknown> } } {
+  /**
+   * `{ task: { script: { <task path>: value } } }` for running scripts with
+   * a debug object, each as it is now (every script is asked at once).
+   */
+  async debugObjects(prefix = ""): Promise<{ task: { script: Record<string, unknown> } }> {
+    const runners = [...this.#runners].filter(([path]) => inTree(path, prefix));
+    const values = await Promise.all(runners.map(([, runner]) => runner.debugNow()));
     const script: Record<string, unknown> = {};
-    for (const [path, runner] of this.#runners) {
-      if (!path.startsWith(prefix)) continue;
-      const d = runner.debug;
-      if (d !== undefined) script[path] = d;
-    }
+    runners.forEach(([path], i) => {
+      if (values[i] !== undefined) script[path] = values[i];
+    });
     return { task: { script } };
   }
 

@@ -1,5 +1,13 @@
-import { assertEquals } from "../testing/assert.ts";
-import { nextDelay, quickEndDelay, runConfig } from "./run_config.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import {
+  checkSetting,
+  isSettingKey,
+  nextDelay,
+  quickEndDelay,
+  runConfig,
+  settingRows,
+  SETTINGS,
+} from "./run_config.ts";
 
 Deno.test("runConfig takes the defaults, then /config/run, then the task's own values", () => {
   assertEquals(runConfig({}, {}), { ttl: 30, refresh: 2, restart: 2, retry: 1, max_retry: 600 });
@@ -48,4 +56,54 @@ Deno.test("quickEndDelay doubles the pause for every quick end in a row, up to m
   assertEquals(quickEndDelay({ ...c, max_retry: 0 }, 2, 40), 600);
   // A restart longer than max_retry is never shortened.
   assertEquals(quickEndDelay({ ...c, max_retry: 5 }, 60, 4), 60);
+});
+
+Deno.test("settingRows shows each setting's value in force and where it comes from", () => {
+  const rows = new Map(
+    settingRows({ retry: "3", memory: "256", cpu: "lots" }, { retry: "5", restart: "0" })
+      .map((r) => [r.key, r]),
+  );
+  assertEquals([rows.get("retry")?.value, rows.get("retry")?.source], [5, "task"]);
+  assertEquals(rows.get("retry")?.global, "3");
+  assertEquals([rows.get("restart")?.value, rows.get("restart")?.source], [0, "task"]);
+  assertEquals([rows.get("ttl")?.value, rows.get("ttl")?.source], [30, "default"]);
+  assertEquals([rows.get("memory")?.value, rows.get("memory")?.source], [256, "/config/run"]);
+  assertEquals(rows.get("memory")?.kind, "limit");
+  assertEquals([rows.get("cpu")?.value, rows.get("cpu")?.source], [5, "default"]);
+  assertEquals(rows.get("cpu")?.ignored, ['/config/run cpu = "lots": not a number >= 0.05']);
+  assertEquals(rows.get("value_size")?.kind, "quota");
+  assertEquals(rows.get("queue_ttl")?.installWide, true);
+  assertEquals(rows.size, SETTINGS.length);
+});
+
+Deno.test("settingRows does not count an install-wide quota set on the task", () => {
+  const row = settingRows({}, { queue_length: "5" }).find((r) => r.key === "queue_length")!;
+  assertEquals([row.value, row.source, row.task], [10000, "default", "5"]);
+  assertEquals(row.ignored.length, 1);
+});
+
+Deno.test("checkSetting refuses what the host would ignore, naming the key", () => {
+  checkSetting("restart", "0");
+  checkSetting("cpu", "0.5");
+  checkSetting("value_size", "131072");
+  const message = (key: string, text: string) => {
+    try {
+      checkSetting(key, text);
+    } catch (e) {
+      assertEquals((e as Error).name, "RangeError");
+      return (e as Error).message;
+    }
+    throw new Error(`${key} = ${text} was accepted`);
+  };
+  assertEquals(
+    message("restart", "soon"),
+    'cannot set restart = "soon": not a non-negative number',
+  );
+  assertEquals(message("memory", "1"), 'cannot set memory = "1": not a number >= 32');
+  assertEquals(
+    message("queue_ttl", "5"),
+    'cannot set queue_ttl = "5": queue_ttl can only be set in /config/run',
+  );
+  assert(message("colour", "red").startsWith('unknown setting "colour"; the settings are ttl,'));
+  assert(isSettingKey("max_retry") && !isSettingKey("colour"));
 });

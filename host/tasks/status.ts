@@ -5,8 +5,23 @@
  * @module
  */
 
-import type { Store } from "../store/store.ts";
-import { Layout, STATUS_KEYS } from "../layout.ts";
+import type { Store, TxnOp } from "../store/store.ts";
+import { ERROR_RECORD_KEYS, inTree, Layout, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
+import { parseRecord } from "../capabilities/schedules.ts";
+
+/** A recorded schedule of a task (`schedule/<id>`, docs/time.md "Catch-up"). */
+export interface ScheduleStatus {
+  /** The schedule's id. */
+  id: string;
+  /** Unix seconds its last completed firing was due. */
+  due: number;
+  /** Whether that firing was a catch-up. */
+  late: boolean;
+  /** Unix seconds that firing completed. */
+  done: number;
+  /** Unix seconds of the next due time after it, as computed then; null when none. */
+  next: number | null;
+}
 
 /** What `moat status` shows for a task. */
 export type ShownState = "run" | "ok" | "error" | "fail" | "crash" | "new";
@@ -33,6 +48,28 @@ export interface StatusRow {
    * evidence. Shown with "run" rows.
    */
   crashed?: number;
+  /**
+   * True when the task itself no longer exists: a status left behind
+   * (written by hand, or by a host that has not cleaned it yet). Such a row
+   * is never a live task; `moat status` says so in its message.
+   */
+  gone?: true;
+  /** The task's recorded schedules, by id (absent when none). */
+  schedules?: ScheduleStatus[];
+}
+
+/** The schedule records among the keys of one status directory. */
+function schedulesOf(keys: Map<string, string>): { schedules?: ScheduleStatus[] } {
+  const out: ScheduleStatus[] = [];
+  for (const [key, value] of keys) {
+    if (!key.startsWith(STATUS_KEYS.schedules)) continue;
+    const r = parseRecord(value);
+    if (r === undefined) continue;
+    const id = key.slice(STATUS_KEYS.schedules.length);
+    out.push({ id, due: r.due, late: r.late, done: r.done, next: r.next });
+  }
+  out.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  return out.length > 0 ? { schedules: out } : {};
 }
 
 /** Derive the shown state from the keys of one status directory. */
@@ -42,7 +79,7 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
   const message = keys.get(STATUS_KEYS.message) ?? "";
   const running = keys.get(STATUS_KEYS.running);
   const crashed = num(keys.get(STATUS_KEYS.crashed));
-  const extra = crashed !== undefined ? { crashed } : {};
+  const extra = { ...(crashed !== undefined ? { crashed } : {}), ...schedulesOf(keys) };
   if (running !== undefined) {
     let runner = running;
     try {
@@ -62,7 +99,7 @@ export function shownState(path: string, keys: Map<string, string>): StatusRow {
     };
   }
   if (started === undefined) {
-    return { path, state: "new", since: 0, message: "", ...opt(started, stopped) };
+    return { path, state: "new", since: 0, message: "", ...opt(started, stopped), ...extra };
   }
   // Started, not running, and no end recorded after that start: the run
   // ended without saying how (its host died).
@@ -95,8 +132,10 @@ function opt(started: number | undefined, stopped: number | undefined) {
 }
 
 /**
- * Status rows of every script task below `prefix` (a task path prefix),
- * including tasks that never ran ("new").
+ * Status rows of every task in the tree below `prefix` (a tree path:
+ * `h1/porch` holds `h1/porch` and `h1/porch/light`, not `h1/porchsvc`),
+ * including tasks that never ran ("new"), and status directories whose task
+ * is gone (marked `gone`).
  */
 export async function readStatus(
   store: Store,
@@ -104,14 +143,15 @@ export async function readStatus(
   prefix = "",
 ): Promise<StatusRow[]> {
   const dirs = new Map<string, Map<string, string>>();
+  const tasks = new Set<string>();
   const eachTagged = async (
     base: string,
     fn: (path: string, rest: string, value: string) => void,
   ) => {
-    const { kvs } = await store.range(base + prefix);
+    const { kvs } = await store.range(base + prefix.replace(/\/+$/, ""));
     for (const kv of kvs) {
       const split = Layout.taskOf(kv.key, base);
-      if (split) fn(split.path, split.rest, kv.value);
+      if (split && inTree(split.path, prefix)) fn(split.path, split.rest, kv.value);
     }
   };
   const dir = (path: string) => {
@@ -119,9 +159,67 @@ export async function readStatus(
     if (!m) dirs.set(path, m = new Map());
     return m;
   };
-  await eachTagged(layout.tasksPrefix, (path) => void dir(path));
-  // Status of tasks that no longer exist is shown too, as long as it is kept.
+  await eachTagged(layout.tasksPrefix, (path) => {
+    tasks.add(path);
+    dir(path);
+  });
   await eachTagged(layout.statusPrefix, (path, rest, value) => void dir(path).set(rest, value));
   return [...dirs].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
-    .map(([path, keys]) => shownState(path, keys));
+    .map(([path, keys]) => {
+      const row = shownState(path, keys);
+      return tasks.has(path) ? row : { ...row, gone: true as const };
+    });
 }
+
+/**
+ * Remove what the tree keeps about the runs of a deleted task: its status
+ * directory (`/status/run/<path>/:task/`) and its error records (those its
+ * `error/<tag>` pointers name, and any other whose `loc` is the task). One
+ * transaction, made only while the task does not exist (a task created
+ * again meanwhile keeps its new status). Returns whether anything was
+ * removed. Called by the CLI when it deletes a task, and by the host when
+ * its watch sees a task go (docs/etcd-layout.md, "Deleting a task").
+ */
+export async function forgetTask(store: Store, layout: Layout, path: string): Promise<boolean> {
+  const sdir = layout.statusDir(path);
+  const [status, records] = await Promise.all([
+    store.range(sdir),
+    store.range(layout.errorsPrefix),
+  ]);
+  const ops: TxnOp[] = [];
+  const dirs = new Set<string>();
+  for (const kv of status.kvs) {
+    const rest = kv.key.slice(sdir.length);
+    if (rest.startsWith(STATUS_KEYS.errors)) {
+      const tag = rest.slice(STATUS_KEYS.errors.length);
+      if (tag !== "" && !tag.includes("/") && kv.value !== "" && !kv.value.includes("/")) {
+        dirs.add(`${layout.errorsPrefix}${tag}/${kv.value}/`);
+      }
+    }
+  }
+  for (const kv of records.kvs) {
+    const parts = kv.key.slice(layout.errorsPrefix.length).split("/");
+    if (parts.length === 3 && parts[2] === ERROR_RECORD_KEYS.loc && kv.value === path) {
+      dirs.add(`${layout.errorsPrefix}${parts[0]}/${parts[1]}/`);
+    }
+  }
+  if (status.kvs.length === 0 && dirs.size === 0) return false;
+  for (const d of dirs) ops.push({ type: "delete", key: d, prefix: true });
+  // The status directory goes last: until then, a retry finds the pointers.
+  if (status.kvs.length > 0) ops.push({ type: "delete", key: sdir, prefix: true });
+  const guard = {
+    key: layout.taskDir(path) + TASK_KEYS.taskdef,
+    target: "createRevision" as const,
+    op: "==" as const,
+    value: 0,
+  };
+  // etcd allows 128 operations per transaction (--max-txn-ops).
+  for (let i = 0; i < ops.length; i += TXN_OPS) {
+    const res = await store.txn([guard], ops.slice(i, i + TXN_OPS));
+    if (!res.succeeded) return false;
+  }
+  return true;
+}
+
+/** Operations per transaction when many keys go at once (etcd's limit is 128). */
+const TXN_OPS = 100;

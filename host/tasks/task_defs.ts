@@ -7,12 +7,13 @@
 
 import type { Compare, Store, TxnOp } from "../store/store.ts";
 import { checkVarName, parseName } from "../names.ts";
-import { isValueType, parseCliValue } from "../codec.ts";
-import { DefinitionError, type ScriptDefs } from "../scripts/definitions.ts";
-import { Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
+import { decodeTyped, decodeUntyped, isValueType, parseCliValue, type Value } from "../codec.ts";
+import { DefinitionError, SCRIPT_TASKDEF, type ScriptDefs } from "../scripts/definitions.ts";
+import { inTree, Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
+import { forgetTask } from "./status.ts";
+import { checkSetting, isSettingKey } from "./run_config.ts";
 
-/** The taskdef of script tasks. */
-export const SCRIPT_TASKDEF = "task/script";
+export { SCRIPT_TASKDEF };
 
 /** What is stored about one script task. */
 export interface TaskInfo {
@@ -80,14 +81,17 @@ export class TaskDefs {
     return t;
   }
 
-  /** Every script task whose path starts with `prefix`, sorted by path. */
+  /**
+   * Every script task in the tree below `prefix` (a tree path: `h1/porch`
+   * holds `h1/porch` and `h1/porch/light`, not `h1/porchsvc`), sorted by path.
+   */
   async list(prefix = ""): Promise<TaskInfo[]> {
     const base = this.#layout.tasksPrefix;
-    const { kvs } = await this.#store.range(base + prefix);
+    const { kvs } = await this.#store.range(base + prefix.replace(/\/+$/, ""));
     const byPath = new Map<string, Map<string, string>>();
     for (const kv of kvs) {
       const split = Layout.taskOf(kv.key, base);
-      if (!split) continue;
+      if (!split || !inTree(split.path, prefix)) continue;
       let m = byPath.get(split.path);
       if (!m) byPath.set(split.path, m = new Map());
       m.set(split.rest, kv.value);
@@ -104,7 +108,12 @@ export class TaskDefs {
   async add(
     script: string,
     path: string,
-    options: { data?: [string, string][]; descr?: string } = {},
+    options: {
+      data?: [string, string][];
+      descr?: string;
+      /** Per-task settings (`restart`, `retry`, …; see run_config.ts), checked first. */
+      settings?: [string, string][];
+    } = {},
   ): Promise<TaskInfo> {
     const segs = parseName(path, "task");
     if (segs.length < 2) {
@@ -112,12 +121,11 @@ export class TaskDefs {
         `task name "${path}" must start with the host that runs it, e.g. "myhost/${path}"`,
       );
     }
+    const settings = options.settings ?? [];
+    for (const [k, v] of settings) checkSetting(k, v);
     const info = await this.#scripts.require(script);
     const data = options.data ?? [];
-    for (const [k, v] of data) {
-      const t = info.types[k];
-      parseCliValue(v, t !== undefined && isValueType(t) ? t : undefined, `value of "${k}"`);
-    }
+    for (const [k, v] of data) checkTyped(k, v, info.types[k], script);
     const dir = this.#layout.taskDir(path);
     const sdir = this.#layout.scriptDir(script);
     const loc = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
@@ -131,6 +139,7 @@ export class TaskDefs {
       { type: "put", key: dir + TASK_KEYS.scriptLoc, value: loc },
       { type: "put", key: dir + TASK_KEYS.descr, value: options.descr ?? "" },
       ...data.map(([k, v]): TxnOp => ({ type: "put", key: `${dir}data/${k}`, value: v })),
+      ...settings.map(([k, v]): TxnOp => ({ type: "put", key: dir + k, value: v.trim() })),
       { type: "put", key: `${sdir}tasks/${loc}`, value: path },
     ];
     const res = await this.#store.txn(guards, ops);
@@ -141,7 +150,11 @@ export class TaskDefs {
     return (await this.get(path))!;
   }
 
-  /** Delete a script task and its entry in the script's `tasks/`. */
+  /**
+   * Delete a script task, its entry in the script's `tasks/`, and then its
+   * status and error records (`forgetTask`): a deleted task leaves no live
+   * trace. A host running it stops it when its watch sees it go.
+   */
   async delete(path: string): Promise<void> {
     const t = await this.require(path);
     const ops: TxnOp[] = [{ type: "delete", key: this.#layout.taskDir(path), prefix: true }];
@@ -156,6 +169,53 @@ export class TaskDefs {
       }
     }
     await this.#store.txn([], ops);
+    await forgetTask(this.#store, this.#layout, path);
+  }
+
+  /**
+   * Set (`value` given) or delete (`undefined`) per-task settings (run
+   * settings, sandbox limits, quotas: run_config.ts); every change is
+   * checked before anything is written (a `RangeError` naming the key).
+   */
+  async setSettings(path: string, changes: [string, string | undefined][]): Promise<TaskInfo> {
+    for (const [k, v] of changes) {
+      if (v === undefined) {
+        if (!isSettingKey(k)) checkSetting(k, "");
+      } else checkSetting(k, v);
+    }
+    const t = await this.require(path);
+    if (changes.length === 0) return t;
+    const dir = this.#layout.taskDir(path);
+    const res = await this.#store.txn(
+      [{ key: dir + TASK_KEYS.taskdef, target: "createRevision", op: ">", value: 0 }],
+      changes.map(([k, v]): TxnOp =>
+        v === undefined
+          ? { type: "delete", key: dir + k }
+          : { type: "put", key: dir + k, value: v.trim() }
+      ),
+    );
+    if (!res.succeeded) throw new DefinitionError(`task "${path}" does not exist`);
+    return await this.require(path);
+  }
+
+  /**
+   * The task's data values read as a script reads them: by the script's
+   * declared type (`types/<key>`), else as JSON when the text parses, else
+   * the text. A stored text that does not fit its type is a `TypeError`
+   * naming the key. With `only`, just that key (if the task has it).
+   */
+  async values(path: string, only?: string): Promise<Record<string, Value>> {
+    const t = await this.require(path);
+    const info = t.script ? await this.#scripts.info(t.script) : undefined;
+    const out: Record<string, Value> = {};
+    for (const [k, text] of Object.entries(t.data)) {
+      if (only !== undefined && k !== only) continue;
+      const type = info?.types[k];
+      out[k] = type !== undefined && isValueType(type)
+        ? decodeTyped(text, type, `data value "${k}" of task "${path}" (type ${type})`)
+        : decodeUntyped(text);
+    }
+    return out;
   }
 
   /**
@@ -175,12 +235,7 @@ export class TaskDefs {
       if (v === undefined) {
         ops.push({ type: "delete", key: `${dir}data/${k}` });
       } else {
-        const type = info?.types[k];
-        parseCliValue(
-          v,
-          type !== undefined && isValueType(type) ? type : undefined,
-          `value of "${k}"`,
-        );
+        checkTyped(k, v, info?.types[k], t.script);
         ops.push({ type: "put", key: `${dir}data/${k}`, value: v });
       }
     }
@@ -189,6 +244,23 @@ export class TaskDefs {
       ops,
     );
     return (await this.require(path)).data;
+  }
+}
+
+/**
+ * Check text given for data value `key` against the script's declared type
+ * `type` (if any); a text that does not parse is a `RangeError` (a bad
+ * argument) naming the key and the type.
+ */
+function checkTyped(key: string, text: string, type: string | undefined, script: string): void {
+  if (type === undefined || !isValueType(type)) return;
+  try {
+    parseCliValue(text, type, `value of "${key}"`);
+  } catch (e) {
+    throw new RangeError(
+      `${(e as Error).message} (script "${script}" declares ${key} as ${type})`,
+      { cause: e },
+    );
   }
 }
 

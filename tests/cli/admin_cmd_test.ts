@@ -90,7 +90,10 @@ Deno.test("moat admin roles refuses a bad host name and shows help", async () =>
   const bad = await runMoat(["--etcd", "http://127.0.0.1:1", "admin", "roles", "a/b"]);
   assertEquals(bad.code, 2);
   assertEquals(bad.stdout, "");
-  assertEquals(bad.stderr, 'error: "a/b" is not a valid host name\n');
+  assertEquals(
+    bad.stderr,
+    'error: "a/b" is not a valid host name\nTry "moat admin roles --help" for more information.\n',
+  );
   const help = await runMoat(["admin", "--help"]);
   assertEquals(help.code, 0);
   assertIncludes(

@@ -6,11 +6,32 @@
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { etcdctl, startEtcd } from "../_util/etcd_server.ts";
-import { runMoat } from "../_util/cli.ts";
+import { type CliResult, runMoat } from "../_util/cli.ts";
 
 const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
 
 const TYPE_ERRORS = "moat.setup();\nawait moat.wait(12);\nmoat.setpu();\n";
+
+const DIAGNOSTIC = /^[^ ]+:\d+:\d+: /;
+
+/**
+ * A check's output: its `SOURCE:LINE:COL: message` lines, in order, and the
+ * other lines of each stream. `check`, `def add` and `def update` print the
+ * problems on stderr; one on stdout fails the test.
+ */
+function split(r: CliResult): { problems: string[]; stdout: string[]; stderr: string[] } {
+  const lines = (t: string) => t === "" ? [] : t.replace(/\n$/, "").split("\n");
+  const out = lines(r.stdout);
+  const err = lines(r.stderr);
+  // Problems go to stderr only, whichever command found them.
+  const misplaced = out.filter((l) => DIAGNOSTIC.test(l));
+  if (misplaced.length > 0) throw new Error(`problems on stdout: ${misplaced.join("\n")}`);
+  return {
+    problems: err.filter((l) => DIAGNOSTIC.test(l)),
+    stdout: out.filter((l) => !DIAGNOSTIC.test(l)),
+    stderr: err.filter((l) => !DIAGNOSTIC.test(l)),
+  };
+}
 
 async function tempFiles(files: Record<string, string>): Promise<{ dir: string; path: string[] }> {
   const dir = await Deno.makeTempDir({ prefix: "moat-check-" });
@@ -41,16 +62,16 @@ Deno.test("script check reports type errors as FILE:LINE:COL and exits 1", async
   try {
     const r = await runMoat(["script", "check", ...path]);
     assertEquals(r.code, 1, r.stderr);
-    const lines = r.stdout.trimEnd().split("\n");
-    assertEquals(lines.length, 3, r.stdout);
+    const { problems: lines, stdout, stderr } = split(r);
+    assertEquals(lines.length, 2, r.stdout + r.stderr);
     assert(lines[0]!.startsWith(`${path[0]}:2:17: No overload matches this call.`), lines[0]);
     assertIncludes(lines[0]!, "Argument of type 'number' is not assignable");
     assertEquals(
       lines[1],
       `${path[0]}:3:6: Property 'setpu' does not exist on type 'Moat'. Did you mean 'setup'?`,
     );
-    assertEquals(lines[2], `${path[1]}: ok`);
-    assertEquals(r.stderr, "error: 2 problems in 1 of 2 scripts\n");
+    assertEquals(stdout, [`${path[1]}: ok`]);
+    assertEquals(stderr, ["error: 2 problems in 1 of 2 scripts"]);
     // --no-typecheck: only syntax and imports.
     const n = await runMoat(["script", "check", "--no-typecheck", path[0]!]);
     assertEquals(n.code, 0, n.stdout + n.stderr);
@@ -68,12 +89,14 @@ Deno.test("script check reports syntax and import errors once, without type nois
   try {
     const r = await runMoat(["script", "check", ...path]);
     assertEquals(r.code, 1, r.stderr);
-    assertEquals(
-      r.stdout,
-      `${path[0]}:2:9: Expression expected.\n${path[1]}:1:1: ` +
-        "import statements are not allowed; use moat.load() to use another script\n",
-    );
-    assertEquals(r.stderr, "error: 2 problems in 2 of 2 scripts\n");
+    assertEquals(split(r), {
+      problems: [
+        `${path[0]}:2:9: Expression expected.`,
+        `${path[1]}:1:1: import statements are not allowed; use moat.load() to use another script`,
+      ],
+      stdout: [],
+      stderr: ["error: 2 problems in 2 of 2 scripts"],
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -88,13 +111,18 @@ Deno.test("script check checks JavaScript for unknown members and wrong argument
   try {
     const r = await runMoat(["script", "check", ...path]);
     assertEquals(r.code, 1, r.stderr);
-    const lines = r.stdout.trimEnd().split("\n");
+    const { problems: lines, stdout } = split(r);
+    assertEquals(lines.length, 2, r.stdout + r.stderr);
     assertEquals(
       lines[0],
       `${path[0]}:2:13: Property 'inf' does not exist on type 'MoatLogger'. Did you mean 'info'?`,
     );
-    assert(lines[1]!.startsWith(`${path[0]}:3:6: Expected 2-3 arguments, but got 1.`), lines[1]);
-    assertEquals(lines[2], `${path[1]}: ok`);
+    // run_at's overloads (spec and fn, then the options; or separate spec arguments) need two or more.
+    assert(
+      lines[1]!.startsWith(`${path[0]}:3:6: Expected at least 2 arguments, but got 1.`),
+      lines[1],
+    );
+    assertEquals(stdout, [`${path[1]}: ok`]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -104,7 +132,11 @@ Deno.test("script check refuses a missing file with a usage error", async () => 
   const r = await runMoat(["script", "check", "/nonexistent/porch.ts"]);
   assertEquals(r.code, 2, r.stderr);
   assertEquals(r.stdout, "");
-  assertEquals(r.stderr, 'error: file "/nonexistent/porch.ts" does not exist\n');
+  assertEquals(
+    r.stderr,
+    'error: file "/nonexistent/porch.ts" does not exist\n' +
+      'Try "moat script check --help" for more information.\n',
+  );
 });
 
 Deno.test("script check NAME checks a stored script; def add/update refuse type errors unless --no-typecheck", async (t) => {
@@ -155,9 +187,11 @@ Deno.test("script check NAME checks a stored script; def add/update refuse type 
     await t.step("script check NAME reads the stored code and reports under its name", async () => {
       const r = await moat("script", "check", "porch");
       assertEquals(r.code, 1, r.stderr);
-      assert(r.stdout.startsWith("porch:2:17: No overload matches this call."), r.stdout);
-      assertIncludes(r.stdout, "porch:3:6: Property 'setpu' does not exist");
-      assertEquals(r.stderr, "error: 2 problems in 1 of 1 script\n");
+      const { problems, stdout, stderr } = split(r);
+      assertEquals(problems.length, 2, r.stdout + r.stderr);
+      assert(problems[0]!.startsWith("porch:2:17: No overload matches this call."), problems[0]);
+      assert(problems[1]!.startsWith("porch:3:6: Property 'setpu' does not exist"), problems[1]);
+      assertEquals([stdout, stderr], [[], ["error: 2 problems in 1 of 1 script"]]);
       const missing = await moat("script", "check", "nosuch");
       assertEquals(missing.code, 1, missing.stderr);
       assertEquals(missing.stderr, 'error: script "nosuch" does not exist\n');
@@ -180,6 +214,63 @@ Deno.test("script check NAME checks a stored script; def add/update refuse type 
         assertEquals(skip.stdout, "updated script porch\n");
       },
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await etcd.stop();
+  }
+});
+
+Deno.test("check, def add and def update print a problem as the same SOURCE:LINE:COL: message line", async () => {
+  const etcd = await startEtcd();
+  const env = { MOAT_ETCD: etcd.endpoint, MOAT_HOST: "testhost" };
+  const moat = (...args: string[]) => runMoat(args, { env });
+  const { dir, path } = await tempFiles({
+    "bad.ts": TYPE_ERRORS,
+    "good.ts": "moat.setup();\nmoat.end();\n",
+    "syntax.ts": "moat.setup(\n",
+  });
+  const [bad, good, syntax] = path as [string, string, string];
+  try {
+    const file = await moat("script", "check", bad);
+    assertEquals(file.code, 1, file.stderr);
+    const byFile = split(file).problems;
+    assertEquals(byFile.length, 2, file.stdout + file.stderr);
+    assert(byFile[0]!.startsWith(`${bad}:2:17: No overload matches this call. `), byFile[0]);
+    assertEquals(
+      byFile[1],
+      `${bad}:3:6: Property 'setpu' does not exist on type 'Moat'. Did you mean 'setup'?`,
+    );
+    // The same problems under the script's name: SOURCE is what the user named.
+    const asName = byFile.map((l) => `porch${l.slice(bad.length)}`);
+
+    /** Assert that a def add/update of `bad` as porch failed the check, printing `asName`. */
+    const failedCheck = (r: CliResult) => {
+      assertEquals(r.code, 1, r.stderr);
+      assertEquals(r.stdout, "");
+      assertEquals(r.stderr.trimEnd().split("\n"), [
+        ...asName,
+        'error: "porch" failed the check (2 problems); nothing was changed',
+      ]);
+    };
+    failedCheck(await moat("script", "def", "add", "porch", bad));
+
+    const syn = await moat("script", "def", "add", "broken", syntax);
+    assertEquals(syn.code, 1, syn.stderr);
+    assertEquals(syn.stdout, "");
+    assertEquals(
+      syn.stderr,
+      "broken:2:1: ')' expected.\n" +
+        'error: "broken" failed the check (1 problem); nothing was changed\n',
+    );
+
+    assertEquals((await moat("script", "def", "add", "porch", good)).code, 0);
+    failedCheck(await moat("script", "def", "update", "porch", bad));
+
+    // Stored without the type check, `check NAME` reports the same lines.
+    assertEquals((await moat("script", "def", "update", "porch", bad, "--no-typecheck")).code, 0);
+    const stored = await moat("script", "check", "porch");
+    assertEquals(stored.code, 1, stored.stderr);
+    assertEquals(split(stored).problems, asName);
   } finally {
     await Deno.remove(dir, { recursive: true });
     await etcd.stop();

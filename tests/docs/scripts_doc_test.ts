@@ -22,7 +22,9 @@
  * - `sh` blocks marked `<!-- shell: run -->` are the tutorial: run in order by
  *   one bash, as written, with `HOME` in a temporary folder (where
  *   `~/src/moat-scripts` is this checkout), `MOAT_ETCD` pointing at a private
- *   etcd, and the `file:` blocks written in between. A `text` block marked
+ *   etcd, and the `file:` blocks written in between. The tutorial installs
+ *   the `moat` command itself (`deno task install`), into `~/.deno/bin` of
+ *   that temporary `HOME`, and every later step runs that installed `moat`. A `text` block marked
  *   `<!-- output -->` after a run block lists lines its output (stdout and
  *   stderr) must contain in that order; `…` matches anything and runs of
  *   blanks match any blanks.
@@ -286,6 +288,8 @@ Deno.test("docs/scripts.md: the tutorial's shell steps work as written against a
       }
     }
     assert(steps.length >= 6, `only ${steps.length} tutorial steps`);
+    // The steps ran the moat the tutorial installed, not a function or another install.
+    script.push(`echo "@@moat $(command -v moat)@@"`);
     const deno = Deno.execPath();
     const child = new Deno.Command("bash", {
       args: ["-c", script.join("\n")],
@@ -309,6 +313,9 @@ Deno.test("docs/scripts.md: the tutorial's shell steps work as written against a
     });
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
     assert(out.success, `the tutorial failed (exit ${out.code}):\n${text}`);
+    const installed = `${home}/.deno/bin/moat`;
+    assert(text.includes(`@@moat ${installed}@@`), `moat is not ${installed}:\n${text}`);
+    assert(!/^\s*moat\s*\(\)/m.test(md), "docs/scripts.md defines a moat shell function");
     const outputs = text.split(/^@@step \d+@@$/m);
     assertEquals(outputs.length, steps.length + 1, text);
     // Match each output block with the run step just before it.
