@@ -17,6 +17,7 @@ import { benchBus } from "./bus_bench.ts";
 import { benchSecurity } from "./security_bench.ts";
 import { benchMonitor } from "./monitor_bench.ts";
 import { benchLifecycle } from "./lifecycle_bench.ts";
+import { benchWeb } from "./web_bench.ts";
 
 const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   time: benchTime,
@@ -26,6 +27,7 @@ const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   monitor: () => benchMonitor(),
   security: benchSecurity,
   lifecycle: benchLifecycle,
+  web: () => benchWeb(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
