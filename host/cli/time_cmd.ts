@@ -1,14 +1,18 @@
 /**
- * `moat time SPEC… [--now T] [--current true|false|none] [--tz ZONE] [--count N]`:
- * print when a time specification next matches.
+ * `moat time SPEC… [--now T] [--current true|false|none] [--tz ZONE]
+ * [--location LAT,LON] [--count N] [--json]`: print when a time
+ * specification next matches, in the installation's zone and, for sun
+ * events, at its location (see installation_zone.ts).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { type CliIO, CommandError, UsageError } from "./io.ts";
+import { type Globals, resolveGlobals } from "./command.ts";
+import { installationLocation, installationZone } from "./installation_zone.ts";
 import { timeAt } from "../time/time_at.ts";
-import { hostZone, localIso, localToUnix } from "../time/zone.ts";
+import { localIso, localToUnix } from "../time/zone.ts";
 import { looksNumeric, parseTimeSpec, TimeSpecError } from "../time/time_spec.ts";
 
 /** The help text of `moat time`. */
@@ -21,22 +25,49 @@ offset and as Unix seconds, e.g.
   2026-03-29T03:00:00+02:00  1774746000
 
 SPEC is a list of fields such as "7 hr 30 min", "-1 fri", "- 10 sec",
-"2 mo 29 dy" or "1 wk" (see docs/time.md). Negative numbers in SPEC are
+"2 mo 29 dy" or "1 wk", or a sun event such as "sunset", "sat dawn" or
+"30 min before sunset" (see docs/time.md). Negative numbers in SPEC are
 part of it, not options.
+
+A sun event needs the installation's location: --location, else
+/config/location in etcd ("LAT LON"), read like the zone.
+
+Without --tz the zone is the installation's: /config/timezone in etcd when
+etcd answers within 1.5 s (--etcd, --root, MOAT_ETCD, MOAT_ROOT), else the
+machine's zone. A note on standard error says which zone is used.
 
 Options:
   --now T         the base time: Unix seconds, or an ISO date-time; without an
-                  offset it is local time in --tz (default: now)
+                  offset it is local time in the zone (default: now)
   --current C     true: the first matching moment; false: the first moment
                   that does not match; none: the start of the next matching
                   period (default: none)
-  --tz ZONE       IANA time zone (default: the host's zone)
+  --tz ZONE       IANA time zone (default: the installation's, see above)
+  --location LAT,LON
+                  where sun events are computed, decimal degrees, north and
+                  east positive, e.g. 52.52,13.405 (default: the
+                  installation's /config/location)
   --count N       print the next N results (default 1); each is computed
                   with now = one second after the previous result
-  -h, --help      print this help`;
+  --json          print each result as one JSON object per line:
+                  {"time": ISO, "unix": seconds, "zone": ZONE}
+  --etcd URL      etcd endpoints to read /config/timezone and /config/location from
+  --root PREFIX   root prefix in etcd (default /moat)
+  -h, --help      print this help
+
+Exit code 0 on success, 1 for a spec that cannot be parsed or never matches,
+2 for bad arguments (a missing SPEC among them).`;
 
 /** Options that take a value, for telling values from spec tokens. */
-const VALUE_OPTIONS = new Set(["--now", "--current", "--tz", "--count"]);
+const VALUE_OPTIONS = new Set([
+  "--now",
+  "--current",
+  "--tz",
+  "--location",
+  "--count",
+  "--etcd",
+  "--root",
+]);
 
 const ISO_RE =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/i;
@@ -94,15 +125,40 @@ function splitArgs(args: string[]): { spec: string[]; options: string[] } {
     if (a === "-" || a === "+" || looksNumeric(a) || !a.startsWith("-") || /\s/.test(a)) {
       spec.push(a);
     } else {
-      options.push(a);
-      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) options.push(args[++i]!);
+      // As "--opt=value", so that a value starting with "-" (--location -33.9,151.2) is one.
+      if (VALUE_OPTIONS.has(a) && i + 1 < args.length) options.push(`${a}=${args[++i]!}`);
+      else options.push(a);
     }
   }
   return { spec, options };
 }
 
 /**
+ * The globals that name the etcd to read the zone from: `globals`, with
+ * `--etcd`/`--root` given after `time` over them; without `globals`, from
+ * those options and the environment.
+ */
+function zoneGlobals(values: { etcd?: string; root?: string }, globals?: Globals): Globals {
+  if (values.etcd === undefined && values.root === undefined && globals !== undefined) {
+    return globals;
+  }
+  const own = {
+    ...(values.etcd !== undefined ? { etcd: values.etcd } : {}),
+    ...(values.root !== undefined ? { root: values.root } : {}),
+  };
+  return resolveGlobals(
+    own,
+    globals === undefined ? Deno.env.toObject() : {},
+    () => "localhost",
+    globals,
+  );
+}
+
+/**
  * Run `moat time` with the arguments after `time`; returns the exit code.
+ * `globals` name the etcd to read the installation's zone from; without
+ * them, they come from `--etcd`/`--root` among `args` and the environment
+ * (`MOAT_ETCD`, `MOAT_ROOT`, …).
  *
  * @throws {UsageError} for bad arguments (exit code 2).
  * @throws {CommandError} for a spec that cannot be parsed or never matches.
@@ -119,13 +175,26 @@ function splitArgs(args: string[]): { spec: string[]; options: string[] } {
  * assert.ok(lines[0] === "2003-04-05T06:07:10+00:00  1049522830");
  * ```
  */
-// deno-lint-ignore require-await -- async so that every failure is a rejection
-export async function timeCommand(args: string[], io: CliIO): Promise<number> {
+export async function timeCommand(
+  args: string[],
+  io: CliIO,
+  globals?: Globals,
+): Promise<number> {
   const split = splitArgs(args);
   // Words typed on a command line are whitespace-separated tokens too.
   let spec = split.spec.flatMap((w) => w.trim().split(/\s+/)).filter((w) => w !== "");
   const options = split.options;
-  let values: { now?: string; current?: string; tz?: string; count?: string; help?: boolean };
+  let values: {
+    now?: string;
+    current?: string;
+    tz?: string;
+    location?: string;
+    count?: string;
+    json?: boolean;
+    etcd?: string;
+    root?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: options,
@@ -133,7 +202,11 @@ export async function timeCommand(args: string[], io: CliIO): Promise<number> {
         now: { type: "string" },
         current: { type: "string" },
         tz: { type: "string" },
+        location: { type: "string" },
         count: { type: "string" },
+        json: { type: "boolean" },
+        etcd: { type: "string" },
+        root: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
@@ -147,11 +220,10 @@ export async function timeCommand(args: string[], io: CliIO): Promise<number> {
     return 0;
   }
 
-  const zone = values.tz ?? hostZone();
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-  } catch {
-    throw new UsageError(`--tz "${zone}" is not a known IANA time zone`);
+  if (spec.length === 0) {
+    throw new UsageError(
+      'moat time needs a time specification, e.g. "moat time 7 hr 30 min"',
+    );
   }
 
   let current: boolean | null = null;
@@ -171,6 +243,12 @@ export async function timeCommand(args: string[], io: CliIO): Promise<number> {
     }
   }
 
+  const { zone, from } = await installationZone(
+    values.tz === undefined ? zoneGlobals(values, globals) : undefined,
+    values.tz,
+  );
+  if (from !== "") io.err(`note: zone ${zone} (${from})`);
+
   let now = values.now === undefined ? Date.now() / 1000 : parseNow(values.now, zone);
   let parsed;
   try {
@@ -188,15 +266,33 @@ export async function timeCommand(args: string[], io: CliIO): Promise<number> {
     now = parsed.now;
     spec = spec.slice(1);
   }
+  let location;
+  if (parsed.event !== undefined || values.location !== undefined) {
+    const found = await installationLocation(
+      values.location === undefined ? zoneGlobals(values, globals) : undefined,
+      values.location,
+    );
+    if (found.location === undefined) {
+      throw new CommandError(
+        `"${parsed.event}" needs the installation's location: give --location LAT,LON ` +
+          `or set /config/location in etcd ("LAT LON"); ${found.from}`,
+      );
+    }
+    location = found.location;
+    if (found.from !== "") {
+      io.err(`note: location ${location.latitude} ${location.longitude} (${found.from})`);
+    }
+  }
   for (let i = 0; i < count; i++) {
     let t: number;
     try {
-      t = timeAt(spec, { now, current, zone });
+      t = timeAt(spec, { now, current, zone, ...(location ? { location } : {}) });
     } catch (e) {
       if (e instanceof TimeSpecError) throw new CommandError(e.message, { cause: e });
       throw e;
     }
-    io.out(`${localIso(t, zone)}  ${t}`);
+    if (values.json) io.out(JSON.stringify({ time: localIso(t, zone), unix: t, zone }));
+    else io.out(`${localIso(t, zone)}  ${t}`);
     // The next one is looked for from the whole second after this result.
     now = Math.floor(t) + 1;
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { CommandError, UsageError } from "./io.ts";
 import { parseNow, timeCommand } from "./time_cmd.ts";
+import { resolveGlobals } from "./command.ts";
 
 /** Run `moat time` with a capturing CliIO. */
 async function run(...args: string[]) {
@@ -8,6 +9,15 @@ async function run(...args: string[]) {
   const err: string[] = [];
   const code = await timeCommand(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
   return { code, out, err };
+}
+
+/** Assert that `moat time ARGS…` is a usage error whose message matches `message`. */
+async function rejectsUsage(args: string[], message: RegExp): Promise<void> {
+  await assert.rejects(run(...args), (e: unknown) => {
+    assert.ok(e instanceof UsageError, `${args.join(" ")}: ${e}`);
+    assert.match(e.message, message);
+    return true;
+  });
 }
 
 const NOW = "1049522828"; // Saturday 2003-04-05 06:07:08 UTC
@@ -105,13 +115,7 @@ Deno.test("moat time rejects bad arguments with a usage error", async () => {
     [["1", "hr", "--now", "2026-02-30T10:00"], /--now "2026-02-30T10:00" is not a valid date/],
     [["1", "hr", "--bogus"], /bogus/],
   ];
-  for (const [args, message] of cases) {
-    await assert.rejects(run(...args), (e: unknown) => {
-      assert.ok(e instanceof UsageError, `${args.join(" ")}: ${e}`);
-      assert.match(e.message, message);
-      return true;
-    });
-  }
+  for (const [args, message] of cases) await rejectsUsage(args, message);
 });
 
 Deno.test("moat time turns a bad spec into a command error with the spec's message", async () => {
@@ -125,9 +129,49 @@ Deno.test("moat time turns a bad spec into a command error with the spec's messa
     (e: unknown) => e instanceof CommandError && /never matches/.test(e.message),
   );
   await assert.rejects(
-    run("--tz", "UTC"),
-    (e: unknown) => e instanceof CommandError && /never stops matching/.test(e.message),
+    run("--now", NOW, "--tz", "UTC", "--current", "false"),
+    (e: unknown) => e instanceof UsageError && /needs a time specification/.test(e.message),
   );
+});
+
+Deno.test("moat time without a spec is a usage error (exit code 2), not a failure", async () => {
+  for (const args of [[], ["--tz", "UTC"], ["--now", NOW, "--count", "2"]]) {
+    await rejectsUsage(args, /moat time needs a time specification/);
+  }
+});
+
+Deno.test("moat time --json prints one JSON object per match", async () => {
+  const r = await run(
+    "12",
+    "hr",
+    "--now",
+    "2003-04-05T12:45:00Z",
+    "--tz",
+    "UTC",
+    "--count",
+    "2",
+    "--json",
+  );
+  assert.deepEqual(r.out.map((l) => JSON.parse(l)), [
+    { time: "2003-04-06T12:00:00+00:00", unix: 1049630400, zone: "UTC" },
+    { time: "2003-04-07T12:00:00+00:00", unix: 1049716800, zone: "UTC" },
+  ]);
+  assert.deepEqual(r.err, []);
+});
+
+Deno.test("moat time without --tz and without etcd uses the machine's zone and says so", async () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const globals = resolveGlobals({ etcd: "http://127.0.0.1:1" }, {}, () => "localhost");
+  const code = await timeCommand(
+    ["12", "hr", "--now", NOW, "--json"],
+    { out: (l) => out.push(l), err: (l) => err.push(l) },
+    globals,
+  );
+  assert.equal(code, 0);
+  const zone = new Intl.DateTimeFormat().resolvedOptions().timeZone;
+  assert.deepEqual(err, [`note: zone ${zone} (the machine's zone)`]);
+  assert.equal(JSON.parse(out[0]!).zone, zone);
 });
 
 Deno.test("parseNow reads Unix seconds, offsets, and local times in the zone", () => {
@@ -148,4 +192,38 @@ Deno.test("moat time takes a quoted spec that starts with a negative number", as
   );
   assert.equal(code, 0);
   assert.deepEqual(lines, ["2003-04-25T07:30:00+00:00  1051255800"]);
+});
+
+Deno.test("moat time --location takes a negative latitude as its value and previews sun events", async () => {
+  const opts = ["--tz", "Australia/Sydney", "--now", "2026-04-04T00:00", "--count", "2"];
+  const r = await run("sunset", "--location", "-33.8688,151.2093", ...opts);
+  assert.equal(r.code, 0);
+  assert.deepEqual(r.err, []);
+  // Sydney leaves daylight saving time on 2026-04-05: sunset moves from about 18:50 to 17:50.
+  assert.deepEqual(r.out.map((l) => l.slice(0, 13) + l.slice(19, 25)), [
+    "2026-04-04T18+11:00",
+    "2026-04-05T17+10:00",
+  ]);
+  // From a leading timestamp inside that second, with current true: the same second, in UTC.
+  const now = r.out[0]!.split(/\s+/)[1]!;
+  const again = await run(
+    now,
+    "sunset",
+    "--location=-33.8688,151.2093",
+    "--tz",
+    "UTC",
+    "--current",
+    "true",
+  );
+  assert.equal(again.out[0]!.split(/\s+/)[1], now);
+});
+
+Deno.test("moat time refuses a malformed --location with a usage error", async () => {
+  for (const bad of ["52.52", "52.52,13.405,7", "91,0", "x,y"]) {
+    await assert.rejects(
+      () => run("sunset", "--location", bad, "--tz", "UTC"),
+      (e: unknown) => e instanceof UsageError && /^--location: Cannot use location/.test(e.message),
+      bad,
+    );
+  }
 });

@@ -32,6 +32,8 @@ import type { TimeSpecInput } from "./time_spec.ts";
 import { civilFromDays, DAY } from "./calendar.ts";
 import { type Civil, Matcher } from "./_matcher.ts";
 import { hostZone, ZoneView } from "./zone.ts";
+import type { Location } from "./sun.ts";
+import { SunEvaluation } from "./_sun_spec.ts";
 
 /** Options of {@link timeAt}. */
 export interface TimeAtOptions {
@@ -52,6 +54,13 @@ export interface TimeAtOptions {
    * @default the host's zone
    */
   zone?: string;
+  /**
+   * Where the sun events of a spec (`sunrise`, `sunset`, `dawn`, `dusk`)
+   * are computed for: the installation's `/config/location`. A spec with an
+   * event word and no location is an error.
+   * @default none
+   */
+  location?: Location;
 }
 
 /** How many years past the start (or the named year) the search may go: one 400-year cycle. */
@@ -201,6 +210,10 @@ class Evaluation {
  * matches at the first instant after the gap, once; a repeated wall-clock
  * time matches only at its first occurrence.
  *
+ * Sun events (`"30 min before sunset"`, `"sat dawn"`) need
+ * `options.location`; such a spec matches for the one second the event
+ * plus its offset falls into, on each local date whose fields match.
+ *
  * @throws {TimeSpecError} for a malformed spec, an unknown zone, a spec that
  *   never matches (proven over a whole 400-year calendar cycle), or an empty
  *   spec with `current` other than `true`.
@@ -224,7 +237,23 @@ export function timeAt(spec: TimeSpecInput, options: TimeAtOptions = {}): number
   const zone = new ZoneView(options.zone ?? hostZone());
   const m = new Matcher(parsed);
   const s0 = Math.floor(now);
-  const ev = new Evaluation(m, zone, text, s0);
+  let ev: Evaluation | SunEvaluation;
+  if (parsed.event !== undefined) {
+    if (options.location === undefined) {
+      throw new TimeSpecError(
+        `Cannot evaluate time spec "${text}": "${parsed.event}" needs the installation's ` +
+          `location; set /config/location to "LAT LON", e.g. "52.52 13.405"`,
+      );
+    }
+    ev = new SunEvaluation(m, zone, {
+      event: parsed.event,
+      offset: parsed.offset ?? 0,
+      where: options.location,
+      text,
+    }, s0);
+  } else {
+    ev = new Evaluation(m, zone, text, s0);
+  }
   const current = options.current ?? null;
   if (current === true) return ev.matching(now, s0);
   if (current === false) return ev.notMatching(now, s0);

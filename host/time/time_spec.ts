@@ -27,7 +27,13 @@ export interface TimeSpec {
   nth?: number;
   /** A Unix timestamp (seconds) given as the first token, used as "now". */
   now?: number;
+  /** A sun event (`sunrise`, `sunset`, `dawn`, `dusk`); the date fields restrict its local date. */
+  event?: SunEvent;
+  /** With `event`: seconds after it (negative: before), from "30 min before sunset". */
+  offset?: number;
 }
+
+import { SUN_EVENTS, type SunEvent } from "./sun.ts";
 
 /** The tokens a spec may be given as. */
 export type TimeSpecInput = string | readonly (string | number)[];
@@ -91,6 +97,20 @@ const UNITS: ReadonlyMap<string, UnitInfo> = (() => {
   add(["yr", "y", "year", "years"], { field: "year", min: 1, max: 9999, negMax: 0, label: "year" });
   return m;
 })();
+
+/** The units an offset before an event word may use, in seconds. */
+const OFFSET_UNITS: ReadonlyMap<string, { label: string; seconds: number }> = (() => {
+  const m = new Map<string, { label: string; seconds: number }>();
+  for (const [name, info] of UNITS) {
+    if (info.field === "second") m.set(name, { label: "second", seconds: 1 });
+    if (info.field === "minute") m.set(name, { label: "minute", seconds: 60 });
+    if (info.field === "hour") m.set(name, { label: "hour", seconds: 3600 });
+  }
+  return m;
+})();
+
+/** The longest offset before or after an event, in seconds. */
+const MAX_OFFSET = 86_400;
 
 const WEEKDAYS: ReadonlyMap<string, number> = (() => {
   const m = new Map<string, number>();
@@ -180,7 +200,67 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
     }
   }
 
+  // A sun event, with the offset written directly before it:
+  // "1 hr 15 min after dawn". It is taken out before the fields are read.
+  let skipFrom = -1;
+  let skipTo = -1;
+  for (let k = i; k < tokens.length; k++) {
+    const t = tokens[k];
+    if (typeof t !== "string" || !(SUN_EVENTS as readonly string[]).includes(t.toLowerCase())) {
+      continue;
+    }
+    if (out.event !== undefined) {
+      fail(`a second event word "${t}" (first "${out.event}" at token ${skipTo + 1})`, k + 1);
+    }
+    out.event = t.toLowerCase() as SunEvent;
+    let j = k;
+    const dir = k > i ? String(tokens[k - 1]).toLowerCase() : "";
+    if (dir === "before" || dir === "after") {
+      let offset = 0;
+      const seen = new Set<string>();
+      j = k - 1;
+      while (j - 2 >= i) {
+        const n = tokens[j - 2]!;
+        const u = tokens[j - 1]!;
+        const unit = typeof u === "string" ? OFFSET_UNITS.get(u.toLowerCase()) : undefined;
+        const numeric = typeof n === "number" || looksNumeric(n);
+        if (unit === undefined || !numeric) break;
+        const v = Number(n);
+        if (!Number.isInteger(v) || v < 0 || (typeof n === "string" && /^[+-]/.test(n))) {
+          fail(
+            `offset "${n} ${u}" is not a whole number of ${unit.label}s (0 or more; ` +
+              `"before" and "after" give the direction)`,
+            j - 1,
+          );
+        }
+        if (seen.has(unit.label)) fail(`${unit.label}s given twice in the offset ("${u}")`, j);
+        seen.add(unit.label);
+        offset += v * unit.seconds;
+        j -= 2;
+      }
+      if (j === k - 1) {
+        fail(`"${tokens[k - 1]}" without an offset such as "30 min ${dir} ${t}"`, k);
+      }
+      if (offset > MAX_OFFSET) fail(`offset "${dir} ${t}" is longer than 24 hours`, k);
+      out.offset = dir === "before" ? -offset : offset;
+    }
+    skipFrom = j;
+    skipTo = k;
+  }
+  const intoEvent = (at: number) => {
+    if (at === skipFrom) {
+      fail(
+        `"${tokens[at]}" after a sign or number: the offset of an event is never signed`,
+        at + 1,
+      );
+    }
+  };
+
   while (i < tokens.length) {
+    if (i === skipFrom) {
+      i = skipTo + 1;
+      continue;
+    }
     const pos = i + 1;
     const raw = tokens[i]!;
     if (typeof raw !== "number" && typeof raw !== "string") {
@@ -198,6 +278,7 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
       signText = tok;
       i++;
       if (i >= tokens.length) fail(`sign "${tok}" without a number`, pos);
+      intoEvent(i);
       numTok = tokens[i]!;
       numPos = i + 1;
       const nt = typeof numTok === "number" ? String(numTok) : numTok.toLowerCase();
@@ -227,6 +308,12 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
           fail(`sign "${lower[0]}" before weekday "${numText.slice(1)}"`, pos);
         }
         if (UNITS.has(lower)) fail(`unit "${numText}" without a number`, pos);
+        if (lower === "before" || lower === "after") {
+          fail(
+            `"${numText}" belongs between an offset and an event word, e.g. "30 min ${lower} sunset"`,
+            pos,
+          );
+        }
         fail(`unknown unit "${numText}"`, pos);
       }
       fail(`sign "${signText}" before "${numText}", which is not a number`, pos);
@@ -243,7 +330,7 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
 
     // The unit follows the number.
     i++;
-    if (i >= tokens.length) fail(`number "${shown}" without a unit`, numPos);
+    if (i >= tokens.length || i === skipFrom) fail(`number "${shown}" without a unit`, numPos);
     const unitRaw = tokens[i]!;
     const unitPos = i + 1;
     const unit = typeof unitRaw === "number" ? String(unitRaw) : unitRaw.toLowerCase();
@@ -279,6 +366,18 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
     }
     fail(`unknown unit "${unitRaw}"`, unitPos);
   }
+  if (out.event !== undefined) {
+    for (const field of ["hour", "minute", "second"]) {
+      const at = given.get(field);
+      if (at !== undefined) {
+        fail(
+          `${field} "${tokens[at - 1]}" together with the event word "${out.event}" ` +
+            `(write an offset: "30 min before ${out.event}")`,
+          at,
+        );
+      }
+    }
+  }
   return out;
 }
 
@@ -286,5 +385,5 @@ export function parseTimeSpec(spec: TimeSpecInput): TimeSpec {
 export function isEmptySpec(spec: TimeSpec): boolean {
   return spec.second === undefined && spec.minute === undefined && spec.hour === undefined &&
     spec.day === undefined && spec.month === undefined && spec.week === undefined &&
-    spec.year === undefined && spec.weekday === undefined;
+    spec.year === undefined && spec.weekday === undefined && spec.event === undefined;
 }

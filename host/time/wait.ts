@@ -14,6 +14,7 @@
 import type { Clock } from "./clock.ts";
 import { timeAt } from "./time_at.ts";
 import { isEmptySpec, parseTimeSpec, type TimeSpecInput } from "./time_spec.ts";
+import type { Location } from "./sun.ts";
 
 /** Options of {@link waitUntilSpec} and {@link runAt}. */
 export interface WaitOptions {
@@ -21,6 +22,11 @@ export interface WaitOptions {
   clock: Clock;
   /** IANA time zone the spec is matched in. */
   zone: string;
+  /**
+   * Where sun events (`sunrise`, `sunset`, `dawn`, `dusk`) are computed for.
+   * @default none: a spec with an event word is an error
+   */
+  location?: Location;
   /**
    * The base time, Unix seconds. With an empty spec, the time to wait for.
    * A Unix timestamp as the spec's first token takes precedence.
@@ -57,7 +63,12 @@ export function waitTarget(spec: TimeSpecInput, options: WaitOptions): number {
   const parsed = parseTimeSpec(spec);
   const now = parsed.now ?? options.now ?? options.clock.now() / 1000;
   if (isEmptySpec(parsed)) return now;
-  return timeAt(spec, { now, current: options.current ?? null, zone: options.zone });
+  return timeAt(spec, {
+    now,
+    current: options.current ?? null,
+    zone: options.zone,
+    ...(options.location !== undefined ? { location: options.location } : {}),
+  });
 }
 
 /** Sleep on `clock` until Unix time `target`, re-reading the clock after each wake-up. */
