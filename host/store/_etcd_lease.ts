@@ -1,12 +1,33 @@
 /**
  * One lease of an EtcdStore: granted with a TTL, kept alive on a timer,
- * and reported lost when etcd no longer has it.
+ * and reported lost when etcd no longer has it — or could have expired it.
+ *
+ * The fence: etcd restarts a lease's TTL when it *receives* a keep-alive,
+ * which is after we sent it and before its answer reaches us. So the
+ * lease's life is counted from the moment the request was sent (the grant,
+ * or the last keep-alive that etcd confirmed): it cannot expire in etcd
+ * before `sent + ttl`. The lease says it is no longer `held()`, and resolves
+ * `lost`, a margin (`leaseFenceMarginMs`) before that moment. Both the
+ * monotonic clock and the wall clock count: a suspended machine (where the
+ * monotonic clock stands still) and a wall clock set back each can only
+ * make the lease end sooner, never later.
  *
  * @module
  */
 
-import type { Lease } from "./store.ts";
+import { type Lease, leaseFenceMarginMs } from "./store.ts";
 import type { EtcdStore } from "./etcd_store.ts";
+
+/** A moment on both clocks: `performance.now()` and `Date.now()`, ms. */
+export interface Moment {
+  mono: number;
+  wall: number;
+}
+
+/** Now, on both clocks. */
+export function moment(): Moment {
+  return { mono: performance.now(), wall: Date.now() };
+}
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -21,18 +42,28 @@ export class EtcdLease implements Lease {
   readonly #resolveLost: (reason: Error) => void;
   readonly #everyMs: number;
   #keepAliveTimer: Timer | undefined;
-  /** Fires when no keep-alive succeeded for a whole TTL. */
+  /** Checks (at least every second) whether the fence closed: the lease is then lost. */
   #watchdog: Timer | undefined;
   #done = false;
   /** Lost by our own watchdog: etcd may still hold it (and its keys) until it expires there. */
   #timedOut = false;
   #revoking: Promise<void> | undefined;
+  /** The earliest moment etcd may expire the lease: the last confirmed send plus the TTL. */
+  #until: Moment;
+  readonly #marginMs: number;
 
-  constructor(store: EtcdStore, id: string, ttl: number, everyMs: number) {
+  /**
+   * A lease etcd granted with `ttl` for a request sent at `sent`, kept
+   * alive every `everyMs` (at most every `(ttl - margin) / 2`, so that one
+   * failed keep-alive can be retried before the fence closes).
+   */
+  constructor(store: EtcdStore, id: string, ttl: number, everyMs: number, sent: Moment) {
     this.#store = store;
     this.id = id;
     this.ttl = ttl;
-    this.#everyMs = everyMs;
+    this.#marginMs = leaseFenceMarginMs(ttl);
+    this.#everyMs = everyMs <= 0 ? everyMs : Math.min(everyMs, (ttl * 1000 - this.#marginMs) / 2);
+    this.#until = { mono: sent.mono + ttl * 1000, wall: sent.wall + ttl * 1000 };
     const { promise, resolve } = Promise.withResolvers<Error>();
     this.lost = promise;
     this.#resolveLost = resolve;
@@ -40,12 +71,40 @@ export class EtcdLease implements Lease {
     this.#scheduleKeepAlive();
   }
 
+  /** Milliseconds the fence stays open, on the more pessimistic clock. */
+  #leftMs(): number {
+    const now = moment();
+    return Math.min(this.#until.mono - now.mono, this.#until.wall - now.wall) - this.#marginMs;
+  }
+
+  held(): boolean {
+    if (this.#done) return false;
+    if (this.#leftMs() > 0) return true;
+    this.#expire();
+    return false;
+  }
+
+  #expire(): void {
+    this.#timedOut = true;
+    const s = (this.ttl * 1000 - this.#marginMs) / 1000;
+    this.#lose(
+      new Error(
+        `Lease ${this.id} lost: no keep-alive succeeded for ${s} s (counted from when it ` +
+          `was sent; etcd could expire the lease ${this.#marginMs} ms later)`,
+      ),
+    );
+  }
+
   #armWatchdog(): void {
     clearTimeout(this.#watchdog);
-    this.#watchdog = setTimeout(() => {
-      this.#timedOut = true;
-      this.#lose(new Error(`Lease ${this.id} lost: no keep-alive succeeded for ${this.ttl} s`));
-    }, this.ttl * 1000);
+    const check = () => {
+      const left = this.#leftMs();
+      // At least every second: a suspend (the monotonic clock stood still)
+      // shows only on the wall clock, and timers may fire a little early.
+      if (left > 0) this.#watchdog = setTimeout(check, Math.min(left, 1000));
+      else this.#expire();
+    };
+    this.#watchdog = setTimeout(check, Math.max(0, Math.min(this.#leftMs(), 1000)));
   }
 
   #scheduleKeepAlive(afterMs = this.#everyMs): void {
@@ -79,6 +138,8 @@ export class EtcdLease implements Lease {
 
   async keepAliveOnce(): Promise<void> {
     if (this.#done) throw new Error(`Cannot keep lease ${this.id} alive: it is gone`);
+    // etcd restarts the TTL when it receives the request: count from now.
+    const sent = moment();
     const ttl = await this.#store._keepAlive(this.id);
     if (this.#done) throw new Error(`Cannot keep lease ${this.id} alive: it is gone`);
     if (ttl <= 0) {
@@ -86,7 +147,11 @@ export class EtcdLease implements Lease {
       this.#lose(error);
       throw error;
     }
-    this.#armWatchdog();
+    const life = Math.min(ttl, this.ttl) * 1000;
+    this.#until = {
+      mono: Math.max(this.#until.mono, sent.mono + life),
+      wall: Math.max(this.#until.wall, sent.wall + life),
+    };
   }
 
   /** Stop keep-alives without revoking (the store is closing). */

@@ -61,7 +61,7 @@ import {
   toRequestOp,
 } from "./_etcd_wire.ts";
 import { discardStream, EtcdWatch } from "./_etcd_watch.ts";
-import { EtcdLease } from "./_etcd_lease.ts";
+import { EtcdLease, moment } from "./_etcd_lease.ts";
 
 export { EtcdAccessError, EtcdPermissionError } from "./_etcd_failures.ts";
 
@@ -581,12 +581,14 @@ export class EtcdStore implements Store {
     if (!(every >= 0) || !Number.isFinite(every)) {
       throw new RangeError(`Invalid keepAliveEvery ${every}: expected seconds ≥ 0`);
     }
+    // The lease's life counts from before the request left (see _etcd_lease.ts).
+    const sent = moment();
     const res = await this.#call(
       "grant a lease",
       (options) => this.#client.leaseClient.leaseGrant({ TTL: ttl }, options),
     );
     if (res.error) throw new Error(`Cannot grant a lease: etcd said "${res.error}"`);
-    const lease = new EtcdLease(this, String(res.ID), Number(res.TTL), every * 1000);
+    const lease = new EtcdLease(this, String(res.ID), Number(res.TTL), every * 1000, sent);
     if (this.#closed) {
       lease.abandon();
     } else {

@@ -210,6 +210,7 @@ class MemoryLease implements Lease {
   readonly lost: Promise<Error>;
   readonly #keepAliveOnce: () => Promise<void>;
   readonly #revoke: () => Promise<void>;
+  readonly #held: () => boolean;
 
   constructor(
     id: string,
@@ -217,12 +218,19 @@ class MemoryLease implements Lease {
     lost: Promise<Error>,
     keepAliveOnce: () => Promise<void>,
     revoke: () => Promise<void>,
+    held: () => boolean,
   ) {
     this.id = id;
     this.ttl = ttl;
     this.lost = lost;
     this.#keepAliveOnce = keepAliveOnce;
     this.#revoke = revoke;
+    this.#held = held;
+  }
+
+  /** In memory there is no link to lose: held while the store has it and its time is not up. */
+  held(): boolean {
+    return this.#held();
   }
 
   keepAliveOnce(): Promise<void> {
@@ -427,6 +435,10 @@ export class MemoryStore implements Store {
           if (this.#closed || this.#leases.get(id) !== record) return Promise.resolve();
           return this.#async(() => this.#dropLease(record));
         },
+        // Expired on the store's clock, even before its expiry timer ran.
+        () =>
+          !this.#closed && this.#leases.get(id) === record &&
+          this.#clock.now() < record.expiresAt,
       );
     });
   }

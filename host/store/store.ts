@@ -133,10 +133,29 @@ export interface Lease {
    * longer than the TTL. Not resolved by our own `revoke()`.
    */
   readonly lost: Promise<Error>;
+  /**
+   * Whether the lease is certainly still held now: etcd cannot have expired
+   * it yet. An `EtcdLease` counts its life from when its last confirmed
+   * keep-alive (or its grant) was *sent*, and says no a fence margin
+   * (`leaseFenceMarginMs`) before that life ends; `lost` resolves then too.
+   * The host checks it synchronously before anything that must not happen
+   * twice (a scheduled firing, docs/time.md "Catch-up").
+   */
+  held(): boolean;
   /** Refresh the lease once. Rejects if it is gone. */
   keepAliveOnce(): Promise<void>;
   /** Revoke the lease (deleting its keys) and stop keep-alives. Safe to call twice. */
   revoke(): Promise<void>;
+}
+
+/**
+ * How long before a lease could expire in etcd its holder treats it as lost:
+ * a tenth of the ttl, at least 1 s, but at most a quarter of the ttl (ms).
+ * It covers the holder's timer lag and the time it takes to kill a script
+ * (docs/time.md, "The lease fence").
+ */
+export function leaseFenceMarginMs(ttl: number): number {
+  return Math.min(Math.max(1000, ttl * 100), ttl * 250);
 }
 
 /** Options of `Store.grantLease`. */

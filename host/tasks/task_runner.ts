@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import { STATUS_KEYS } from "../layout.ts";
 import type { Isolation, SandboxLimits, ScriptEnd, ScriptHandle } from "../bridge/sandbox.ts";
 import type { Json } from "../../sandbox/protocol.ts";
-import { unixText } from "../scripts/definitions.ts";
+import { MissingScriptError, unixText } from "../scripts/definitions.ts";
 import { nextDelay, QUICK_RUN_S, quickEndDelay, type RunConfig } from "./run_config.ts";
 import type { TaskInfo } from "./task_defs.ts";
 import { JOB_TAG } from "../capabilities/error_records.ts";
@@ -76,8 +76,10 @@ export interface TaskRun {
   readonly path: string;
   /** How the last run ended, once the runner has finished for good. */
   readonly done: Promise<ScriptEnd | undefined>;
-  /** The current run's debug object (`moat.debug_obj`), if it set one. */
+  /** The current run's debug object (`moat.debug_obj`) as the script last sent it, if any. */
   readonly debug: Json | undefined;
+  /** The current run's debug object as it is now (the script is asked), if it set one. */
+  debugNow(): Promise<Json | undefined>;
   /** The script the task named when the runner last read it. */
   readonly script: string | undefined;
   /** Scripts the current run loaded with `moat.load`. */
@@ -124,6 +126,8 @@ export class TaskRunner implements TaskRun {
   #loaded = new Set<string>();
   #script: string | undefined;
   #caps: RunCapabilities | undefined;
+  /** The script the last run needed did not exist: wait for it, do not retry. */
+  #orphaned = false;
 
   constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
     this.path = path;
@@ -140,9 +144,14 @@ export class TaskRunner implements TaskRun {
     return this.#done;
   }
 
-  /** The current run's debug object (`moat.debug_obj`), if it set one. */
+  /** The current run's debug object (`moat.debug_obj`) as the script last sent it, if any. */
   get debug(): Json | undefined {
     return this.#caps?.debug;
+  }
+
+  /** The current run's debug object as it is now (the script is asked), if it set one. */
+  debugNow(): Promise<Json | undefined> {
+    return this.#caps?.debugNow() ?? Promise.resolve(undefined);
   }
 
   /** The script the task named when the runner last read it (before loading its code). */
@@ -205,6 +214,12 @@ export class TaskRunner implements TaskRun {
       const began = this.#deps.clock.now();
       last = await this.#runOnce(task, held);
       if (this.#stop || this.#once) break;
+      if (this.#orphaned) {
+        // Retrying cannot help: the host starts the task again when the
+        // script is added (its watch on the scripts sees it).
+        this.#log("info", `ended (${last.state}); not retrying until script ${task.script} exists`);
+        break;
+      }
       failures = last.state === "ok" ? 0 : failures + 1;
       // A run that ends at once, again and again (ok or not), backs off.
       quickEnds = this.#deps.clock.now() - began < QUICK_RUN_S * 1000 ? quickEnds + 1 : 0;
@@ -288,10 +303,11 @@ export class TaskRunner implements TaskRun {
             [
               { type: "put", key: running, value: token, lease: lease.id },
               { type: "put", key: dir + STATUS_KEYS.started, value: started },
-              // The last crashed run stays on record (`moat status`).
-              ...(crashed
-                ? [{ type: "put" as const, key: dir + STATUS_KEYS.crashed, value: before.value }]
-                : []),
+              // The last crashed run stays on record (`moat status`) until
+              // a start after a clean end clears the note.
+              crashed
+                ? { type: "put" as const, key: dir + STATUS_KEYS.crashed, value: before.value }
+                : { type: "delete" as const, key: dir + STATUS_KEYS.crashed },
             ],
             [{ type: "get", key: running }],
           );
@@ -341,6 +357,7 @@ export class TaskRunner implements TaskRun {
     const { lease, token, started, settings } = held;
     this.#runs++;
     this.#loaded = new Set();
+    this.#orphaned = false;
     let end: ScriptEnd;
     let leaseLost = false;
     let caps: RunCapabilities | undefined;
@@ -355,6 +372,9 @@ export class TaskRunner implements TaskRun {
           token,
           lease: lease.id,
           quotas: settings.quotas,
+          held: () => lease.held(),
+          warn: (message) => this.#log("warn", message),
+          debug: (message) => this.#log("debug", message),
           load: async (name) => {
             const lib = await this.#deps.loadScript(name);
             this.#loaded.add(name);
@@ -362,7 +382,19 @@ export class TaskRunner implements TaskRun {
           },
         });
       } catch (e) {
-        end = { state: "error", message: (e as Error).message, debug: "" };
+        if (e instanceof MissingScriptError && e.script === task.script) {
+          // The task's script was deleted (or never added): a clear end
+          // that says what is missing, not an endless retry.
+          this.#orphaned = true;
+          end = {
+            state: "fail",
+            message: `script "${task.script}" does not exist: the task is orphaned ` +
+              "and waits until the script is added again",
+            debug: "",
+          };
+        } else {
+          end = { state: "error", message: (e as Error).message, debug: "" };
+        }
       }
       if (loaded && caps) {
         const c = caps;
@@ -397,6 +429,7 @@ export class TaskRunner implements TaskRun {
           } else if ("lost" in first) {
             // Another host may own the task already: stop at once, no on_stop.
             leaseLost = true;
+            this.#log("warn", `killing the script: lease lost: ${first.lost.message}`);
             end = await handle.kill(`lease lost: ${first.lost.message}`);
           } else {
             end = await handle.stop(first.stop);
@@ -463,7 +496,11 @@ export class TaskRunner implements TaskRun {
         ops,
       );
       if (!orphan.succeeded && !leaseLost) {
-        this.#log("warn", "status not written: another host has taken the task over");
+        this.#log(
+          "warn",
+          "status not written: the status changed under this run " +
+            "(another host took the task over, or the task was deleted)",
+        );
       }
       return orphan.succeeded;
     } catch (e) {

@@ -93,6 +93,7 @@ export class StallingStore implements Store {
         id: lease.id,
         ttl: lease.ttl,
         lost: lease.lost,
+        held: () => lease.held(),
         keepAliveOnce: () => lease.keepAliveOnce(),
         revoke: () => {
           gone = true;
