@@ -5,6 +5,33 @@
  * embedded `MemoryStore`), script and task definitions, time
  * specifications, and the host that runs script tasks in sandboxes.
  *
+ * ## The embedding API
+ *
+ * Stable (changed only with a new minor version while the version is 0.x,
+ * and with a major one from 1.0 on): the {@linkcode Store} interface with
+ * {@linkcode EtcdStore} and {@linkcode MemoryStore}; {@linkcode Layout} and
+ * the value codec; {@linkcode ScriptDefs}, {@linkcode TaskDefs},
+ * {@linkcode checkScript}, {@linkcode readStatus}, {@linkcode ErrorRecords};
+ * {@linkcode timeAt}, {@linkcode runAt}, {@linkcode waitUntilSpec} and the
+ * clocks; the {@linkcode Bus} interface with {@linkcode AmqpBus} and
+ * {@linkcode LocalBus}; {@linkcode Host}, {@linkcode SandboxPool} and the
+ * {@linkcode Isolation} interface; the loggers; the error classes.
+ *
+ * Internal, exported for test doubles and other {@linkcode Isolation}s,
+ * and changed whenever the bridge's protocol changes: the wire types of
+ * the bridge (`Methods`, `MethodName`, `Events`, `EventMessage` and the
+ * other types of `sandbox/protocol.ts`), the method table
+ * (`MethodTable`, `mapMethods`, `CallContext`) and virtual time's link
+ * (`VirtualTimeLink`, `Settled`). Modules not exported here (files
+ * starting with `_`, `host/cli/`) are internal too.
+ *
+ * Two parts read files beside this module at run time, so they need the
+ * module on disk (a checkout, or a vendored copy), not loaded from a
+ * registry's `https:` URL: {@linkcode SandboxPool} starts its sandboxes
+ * with `deno run --no-remote …/sandbox/process.ts` (unless given
+ * `sandboxBin`, a compiled `moat-sandbox`: docs/compile.md), and the type
+ * check of {@linkcode checkScript} reads `types/moat.d.ts`.
+ *
  * @example
  * ```ts
  * import { timeAt } from "./mod.ts";
@@ -73,10 +100,16 @@ export {
 } from "./host/scripts/check.ts";
 export { DefinitionError, ScriptDefs, type ScriptInfo } from "./host/scripts/definitions.ts";
 export { TaskDefs, type TaskInfo } from "./host/tasks/task_defs.ts";
-export { readStatus, type ShownState, type StatusRow } from "./host/tasks/status.ts";
+export {
+  readStatus,
+  type ScheduleStatus,
+  type ShownState,
+  type StatusRow,
+} from "./host/tasks/status.ts";
 export { Host, type HostOptions } from "./host/tasks/host.ts";
 export type { TaskRun, Transition } from "./host/tasks/task_runner.ts";
 export { timeAt, type TimeAtOptions } from "./host/time/time_at.ts";
+export type { Location } from "./host/time/sun.ts";
 export { TimeSpecError, type TimeSpecInput } from "./host/time/time_spec.ts";
 export { type Clock, SystemClock } from "./host/time/clock.ts";
 export { type RunUntilIdleOptions, VirtualClock } from "./host/time/virtual_clock.ts";
@@ -99,17 +132,21 @@ export {
   type SandboxPoolOptions,
   type ScriptEnd,
   type ScriptHandle,
+  type Settled,
   type StartOptions,
+  type VirtualTimeLink,
 } from "./host/bridge/sandbox.ts";
 export {
   type AlertEvent,
   type DataEvent,
+  type DebugEvent,
   ERROR_CODES,
   type ErrorCode,
   type EventMessage,
   type EventMessageOf,
   type EventName,
   type Events,
+  type Firing,
   type Json,
   type MethodName,
   type Methods,
@@ -118,6 +155,7 @@ export {
   type ScriptEvent,
   type ScriptEventOf,
   type TimeOptions,
+  type TimerFiring,
   type TimeSpec,
   type TreeEvent,
 } from "./sandbox/protocol.ts";

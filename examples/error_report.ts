@@ -46,8 +46,8 @@ async function check() {
 moat.run(async () => {
   for (;;) {
     await check();
-    // Time comes from the host's clock (moat.time_at), not Date.now(): so
-    // `moat script try` can run a week of checks in seconds.
+    // The host's clock, in seconds; under `moat script try` it is the virtual
+    // clock (as Date.now() is there), so a try runs a week of checks in seconds.
     const now = await moat.time_at([], { current: true });
     await moat.wait({ now: now + every });
   }

@@ -14,9 +14,18 @@
  * its first message a few ms after `new Worker`, and nothing is read from
  * disk or written to the cache for it.
  *
+ * Threads (`moat.thread`): the script's Worker asks for one with a
+ * structured clone (not a JSON line); this process starts it as a sibling
+ * Worker (sandbox/_thread_runner.ts), after the host made room for it in
+ * the data-size rlimit (`threads` / `thread_room`), relays its log lines
+ * like the Worker's and hands its result back to the Worker. Nothing of a
+ * thread but checked log lines reaches the host.
+ *
  * Why stdout is safe: the script cannot reach it. Its Worker has no `Deno`,
  * no `process`, and every `node:` import (e.g. `node:fs` `writeSync(1, …)`)
- * is mapped by the host's import map to a module that throws.
+ * is mapped by the host's import map to a module that throws. The same holds
+ * for its threads, whose `console` (which Deno would write to stdout) is
+ * replaced too.
  *
  * @module
  */
@@ -26,11 +35,15 @@ import {
   MAX_END_TEXT_CHARS,
   MAX_LINE_BYTES,
   MAX_LOG_CHARS,
+  MAX_THREADS,
+  MAX_THREADS_WAITING,
   PROTOCOL_VERSION,
   SANDBOX_KINDS,
   type SandboxMessage,
 } from "./protocol.ts";
 import { workerSource } from "./worker.ts";
+import { threadSource } from "./_thread_main.ts";
+import { ThreadRunner } from "./_thread_runner.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -69,6 +82,8 @@ const FIELDS: { readonly [K in SandboxMessage["kind"]]: readonly string[] } = {
   cancel: ["id"],
   log: ["level", "message"],
   ended: ["state", "message", "debug"],
+  settled: ["seen", "nextMs", "fired", "ending"],
+  threads: ["need"],
   pong: ["id"],
 };
 
@@ -76,19 +91,24 @@ const FIELDS: { readonly [K in SandboxMessage["kind"]]: readonly string[] } = {
 type Checked = { line: string } | { why: string; callId?: number };
 
 /**
- * Check a message from the Worker. Returns the line to send to the host,
+ * Check a message from the Worker (or a thread, which may send only `kinds`).
+ * Returns the line to send to the host,
  * made from what was checked (the message's own fields, parsed and written
  * out again), else why not (and the call id to answer, if any). The host
  * checks everything again; this keeps a broken or hostile Worker from
  * putting anything but well-formed lines on the pipe.
  */
-function check(text: unknown): Checked {
+function check(
+  text: unknown,
+  kinds: readonly SandboxMessage["kind"][] = SANDBOX_KINDS,
+): Checked {
   if (typeof text !== "string") return { why: "not a string" };
   if (tooLarge(text)) return { why: `message too large (${text.length} characters)` };
   const bad = refuse(text);
   if (bad) return bad;
   const m = JSON.parse(text) as Record<string, unknown>;
   const kind = m.kind as SandboxMessage["kind"];
+  if (!kinds.includes(kind)) return { why: `${kind} not allowed here` };
   const out: Record<string, unknown> = { kind };
   for (const f of FIELDS[kind]) if (Object.hasOwn(m, f)) out[f] = m[f];
   const line = JSON.stringify(out);
@@ -125,23 +145,61 @@ function refuse(text: string): { why: string; callId?: number } | undefined {
   return undefined;
 }
 
+const config = {
+  version: PROTOCOL_VERSION,
+  maxLineBytes: MAX_LINE_BYTES,
+  maxLogChars: MAX_LOG_CHARS,
+  maxEndTextChars: MAX_END_TEXT_CHARS,
+  maxThreads: MAX_THREADS,
+  maxThreadsWaiting: MAX_THREADS_WAITING,
+};
+
 const worker = new Worker(
-  URL.createObjectURL(
-    new Blob([
-      workerSource({
-        version: PROTOCOL_VERSION,
-        maxLineBytes: MAX_LINE_BYTES,
-        maxLogChars: MAX_LOG_CHARS,
-        maxEndTextChars: MAX_END_TEXT_CHARS,
-      }),
-    ], { type: "text/javascript" }),
-  ),
+  URL.createObjectURL(new Blob([workerSource(config)], { type: "text/javascript" })),
   { type: "module", name: "moat-script", deno: { permissions: "none" } } as WorkerOptions,
 );
 
+/** The script's `moat.thread` Workers: siblings of its Worker, in this process. */
+const threads = new ThreadRunner({
+  source: threadSource(config),
+  maxThreads: MAX_THREADS,
+  done: (msg) => {
+    if (!ended) worker.postMessage(msg);
+  },
+  line: (text) => {
+    if (ended) return;
+    // A thread may only log; it has no calls and no end of its own to report.
+    const bad = check(text, ["log"]);
+    if ("line" in bad) writeLine(bad.line);
+    else sendLog("warn", `sandbox refused a message from a thread: ${bad.why}`);
+  },
+  warn: (message) => {
+    if (!ended) sendLog("warn", message);
+  },
+  room: (need) => {
+    if (ended) return new Promise<void>(() => {}); // the host kills us soon
+    writeLine(JSON.stringify({ kind: "threads", need }));
+    if (!need) return Promise.resolve();
+    return new Promise<void>((resolve) => roomWaiters.push(resolve));
+  },
+});
+
+/** Thread starts waiting for the host's `thread_room`, in order. */
+const roomWaiters: (() => void)[] = [];
+/** The host's answer to `threads` with `need`, exactly as the host writes it. */
+const THREAD_ROOM_LINE = JSON.stringify({ kind: "thread_room" });
+
+/** The Worker may send every kind but `threads`, which only this process sends. */
+const WORKER_KINDS = SANDBOX_KINDS.filter((k) => k !== "threads");
+
 worker.onmessage = (e: MessageEvent) => {
   if (ended) return; // after `ended` the host kills us; nothing more matters
-  const bad = check(e.data);
+  // JSON text is for the host; a structured clone asks for a thread.
+  if (typeof e.data !== "string") {
+    threads.start(e.data);
+    return;
+  }
+  const bad = check(e.data, WORKER_KINDS);
   if ("line" in bad) {
     writeLine(bad.line);
     return;
@@ -181,12 +239,20 @@ async function readHost(): Promise<void> {
     }
     let start = 0;
     for (let nl = data.indexOf(10, start); nl >= 0; nl = data.indexOf(10, start)) {
-      if (nl > start) worker.postMessage(decoder.decode(data.subarray(start, nl)));
+      if (nl > start) {
+        const line = decoder.decode(data.subarray(start, nl));
+        if (line === THREAD_ROOM_LINE) roomWaiters.shift()?.();
+        else worker.postMessage(line);
+      }
       start = nl + 1;
     }
     buf = data.slice(start);
   }
 }
 
-// The host owns us: when it closes stdin (or dies), we go, Worker and all.
+// The host owns us: when it closes stdin, or dies however it dies (the
+// kernel closes the pipe then, SIGKILL included), we go, Worker and all.
+// This is the only way a sandbox learns of its host's death: it runs in a
+// session and process group of its own (host/bridge/_child.ts), so signals
+// to the host's group (Ctrl-C, a service manager's SIGTERM) do not reach it.
 readHost().finally(() => Deno.exit(0));

@@ -66,6 +66,7 @@ export const ERROR_CODES = [
   "load_cycle",
   "load_failed",
   "rpc_error",
+  "no_server",
   // What one script may make the installation spend (docs/security.md).
   "quota",
   "limit",
@@ -97,6 +98,21 @@ export interface TimeOptions {
   now?: number;
   /** `true`: match now if it matches; `false`: until it stops matching; `null`: next start. */
   current?: boolean | null;
+  /**
+   * The schedule's id, unique per task: its completed firings are recorded
+   * in etcd (docs/time.md, "Catch-up").
+   */
+  id?: string;
+  /** Seconds: a firing due this long ago and not recorded as done fires at once, late. */
+  catch_up?: number;
+}
+
+/** One firing of a `run_at` schedule, as its callback receives it. */
+export interface Firing {
+  /** The Unix time (seconds) the firing was due. */
+  due: number;
+  /** True for a catch-up: a firing due before the call, not yet recorded as done. */
+  late: boolean;
 }
 
 /**
@@ -108,6 +124,14 @@ export interface Methods {
   time_at: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
   /** Resolves at the time `time_at` would return; the result is that time. */
   wait: { args: [spec: TimeSpec, options: TimeOptions]; result: number };
+  /**
+   * `moat.run_at`: resolves like `wait`, with the firing; a firing of a
+   * schedule with an id is recorded only once `fired` reports that its
+   * callback returned.
+   */
+  run_at: { args: [spec: TimeSpec, options: TimeOptions]; result: Firing };
+  /** The `run_at` callback of schedule `id` for the firing due at `due` returned. */
+  fired: { args: [id: string, due: number]; result: null };
   /** Write an existing key of the task's `data/` (type-checked by the host). */
   data_set: { args: [key: string, value: Json]; result: null };
   /** Load the node at a root-relative path; `null` when it does not exist. */
@@ -130,7 +154,10 @@ export interface Methods {
   call: { args: [name: string, args: Json, timeout: number]; result: Json };
   /** Publish an alert. */
   alert: { args: [topic: string, data: Json]; result: null };
-  /** Register the script's debug object (`moat.debug_obj`). */
+  /**
+   * The script's debug object (`moat.debug_obj`): when registered, and as
+   * it is now in answer to a `debug` event.
+   */
   debug_obj: { args: [value: Json]; result: null };
 }
 
@@ -176,6 +203,12 @@ export interface DataEvent {
   refs: { [key: string]: NodeSnapshot | null };
 }
 
+/** Payload of the `debug` event. */
+export interface DebugEvent {
+  /** Counts the host's requests (for traces; the answer is any `debug_obj` call). */
+  request: number;
+}
+
 /** Payload of the `tree` event: changes below watched nodes, one etcd revision. */
 export interface TreeEvent {
   /** The etcd revision of the changes. */
@@ -201,6 +234,8 @@ export interface Events {
   rpc: RpcEvent;
   /** An alert matching a pattern the script listens to. */
   alert: AlertEvent;
+  /** `moat debug` asks for the debug object as it is now (a `debug_obj` call answers). */
+  debug: DebugEvent;
 }
 
 /** Name of an event. */
@@ -226,6 +261,20 @@ export interface ScriptOptions {
   onStopBudgetMs: number;
   /** Most calls the script may have in flight; more throw at the call site. */
   maxCallsInFlight: number;
+  /**
+   * Only under `moat script try`: the script's own clock (`Date`,
+   * `performance.now()`) and timers follow the host's virtual clock, which
+   * moves only by {@linkcode ClockMessage}s; the Worker says when it has
+   * settled ({@linkcode SettledMessage}). Absent, the script runs on real
+   * time and the Worker installs none of this.
+   */
+  virtualTime?: VirtualTimeOptions;
+}
+
+/** The virtual clock of a `moat script try` run, as the Worker starts it. */
+export interface VirtualTimeOptions {
+  /** The virtual time at start, ms since the Unix epoch. */
+  startMs: number;
 }
 
 /** Run this script in the (already created) Worker. Sent once. */
@@ -270,6 +319,25 @@ export interface StopMessage {
   reason: string;
 }
 
+/**
+ * Only under `moat script try` (see {@linkcode ScriptOptions.virtualTime}):
+ * the virtual time is now `nowMs`; the Worker fires its timers due by then,
+ * in time order.
+ */
+export interface ClockMessage {
+  kind: "clock";
+  /** ms since the Unix epoch; never less than the previous one. */
+  nowMs: number;
+}
+
+/** The answer to {@linkcode ThreadsMessage} with `need`: a thread Worker may start now. */
+export interface ThreadRoomMessage {
+  kind: "thread_room";
+}
+
+/** Address space the host allows for starting one thread Worker, bytes. */
+export const THREAD_ROOM_BYTES = 768 * 2 ** 20;
+
 /** One event `E` delivered into the script. */
 export interface EventMessageOf<E extends EventName> extends ScriptEventOf<E> {
   /** Always `event`. */
@@ -289,6 +357,8 @@ export type HostMessage =
   | ReplyMessage
   | StopMessage
   | EventMessage
+  | ClockMessage
+  | ThreadRoomMessage
   | PingMessage;
 
 // ---------------------------------------------------------------------------
@@ -331,6 +401,56 @@ export interface EndedMessage {
   debug: string;
 }
 
+/** Timer callbacks of one kind and delay that ran at one virtual time. */
+export interface TimerFiring {
+  /** `setInterval` (true) or `setTimeout` (false). */
+  repeat: boolean;
+  /** The delay the timer was set with, ms. */
+  delayMs: number;
+  /** How many callbacks of this kind and delay ran. */
+  count: number;
+}
+
+/**
+ * Only under `moat script try`: the script has settled. After the last host
+ * message it received (a `seen`-th one, `ping`s not counted) and every timer
+ * then due, the Worker let its microtask queue drain in a macrotask turn:
+ * nothing more happens in the script until a host message or a virtual
+ * timer. The host moves its virtual clock only while the latest `settled`
+ * is current (its `seen` equals the number of messages the host sent).
+ */
+export interface SettledMessage {
+  kind: "settled";
+  /** How many host messages other than `ping` the Worker had received. */
+  seen: number;
+  /** When the Worker's earliest pending timer is due, ms since the epoch; null: none. */
+  nextMs: number | null;
+  /** The timer callbacks run since the previous `settled` (all at the current virtual time). */
+  fired: TimerFiring[];
+  /**
+   * The script is ending (its `ended` follows): this reports `fired` only,
+   * and the clock must not move for it.
+   */
+  ending: boolean;
+}
+
+/**
+ * The sandbox process is about to start a `moat.thread` Worker (`need`:
+ * the host answers with {@linkcode ThreadRoomMessage} once the process may
+ * map room for it), or its threads changed (`need` false: no answer). Each
+ * new V8 isolate reserves about 512 MiB of address space for its code,
+ * which the process's data-size rlimit (docs/security.md) must allow; the
+ * host raises the soft limit for the start only and sets it back to what is
+ * mapped plus `memory` afterwards.
+ */
+export interface ThreadsMessage {
+  kind: "threads";
+  need: boolean;
+}
+
+/** Most entries in {@linkcode SettledMessage.fired}. */
+export const MAX_TIMER_FIRINGS = 100;
+
 /** Everything a sandbox sends to the host. All of it is untrusted. */
 export type SandboxMessage =
   | ReadyMessage
@@ -338,6 +458,8 @@ export type SandboxMessage =
   | CancelMessage
   | LogMessage
   | EndedMessage
+  | SettledMessage
+  | ThreadsMessage
   | PongMessage;
 
 /** The `kind`s of {@linkcode SandboxMessage}, for validators. */
@@ -347,8 +469,61 @@ export const SANDBOX_KINDS: readonly SandboxMessage["kind"][] = [
   "cancel",
   "log",
   "ended",
+  "settled",
+  "threads",
   "pong",
 ];
+
+// ---------------------------------------------------------------------------
+// Threads (`moat.thread`): inside the sandbox process only. These messages
+// never reach the host; they travel between the script's Worker, the
+// sandbox process and the thread Workers as structured clones, not as JSON
+// text (arguments and results are structured-cloned).
+
+/**
+ * Most `moat.thread` functions of one script that run at once. Each is a
+ * Worker of its own in the script's sandbox process (about 9 MiB of RSS,
+ * and its own V8 heap of the pool's `heapMb`), counted against the
+ * script's `memory` and `cpu` limits like the script itself.
+ */
+export const MAX_THREADS = 4;
+
+/** Most `moat.thread` calls waiting for a free thread; more are refused. */
+export const MAX_THREADS_WAITING = 1000;
+
+/** Script Worker → sandbox process: run `source` (a function's text) in a thread. */
+export interface ThreadStartMessage {
+  kind: "thread_start";
+  /** Unique among the script's threads. */
+  id: number;
+  /** The script's name, for stack traces. */
+  script: string;
+  /** The function's source text, checked by the Worker to be part of the script's code. */
+  source: string;
+  /** Its arguments. */
+  args: unknown[];
+}
+
+/** Sandbox process → script Worker: thread `id` is done; `value` or `error` is cloned. */
+export type ThreadDoneMessage =
+  | { kind: "thread_done"; id: number; ok: true; value: unknown }
+  | { kind: "thread_done"; id: number; ok: false; error: unknown };
+
+/** Sandbox process → thread Worker: what to run. Its first and only message. */
+export interface ThreadRunMessage {
+  kind: "thread_run";
+  script: string;
+  source: string;
+  args: unknown[];
+}
+
+/**
+ * Thread Worker → sandbox process: the function's result, the thread's
+ * last word. (Its `console` output travels as JSON text, a {@linkcode LogMessage}.)
+ */
+export type ThreadResultMessage =
+  | { kind: "thread_result"; ok: true; value: unknown }
+  | { kind: "thread_result"; ok: false; error: unknown };
 
 // ---------------------------------------------------------------------------
 // Heartbeat (see docs/security.md)

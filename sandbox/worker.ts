@@ -3,11 +3,21 @@
  *
  * The sandbox process has no read permission, so it cannot start a Worker
  * from this file. Instead it builds the Worker from a `blob:` URL whose text
- * is {@linkcode workerSource}: the source of {@linkcode workerMain} (already
- * transpiled to JavaScript by Deno when the sandbox process loaded this
- * module) followed by a call with its settings. Hence `workerMain` must be
- * self-contained: it may use globals and its parameter, nothing else from
- * this module (type-only imports are erased and fine).
+ * is {@linkcode workerSource}: the source of {@linkcode workerMain} and of
+ * the functions it calls from `_worker_*.ts` modules (already transpiled to
+ * JavaScript by Deno when the sandbox process loaded them), followed by a
+ * call with its settings. Hence each of these functions must be
+ * self-contained: it may use globals, its parameters and the other
+ * functions copied (listed in `PARTS`), nothing else from its module
+ * (type-only imports are erased and fine).
+ *
+ * The parts live in modules of their own, each a self-contained function
+ * copied into the Worker the same way: `_worker_lockdown.ts` (capture and
+ * neutralise), `_worker_bridge.ts` (messages, calls, log lines, `console`),
+ * `_worker_timers.ts` (timers on real time, or on the virtual clock of
+ * `moat script try`), `_worker_tree.ts` (the tree and data the script reads,
+ * monitors), `_worker_messages.ts` (RPC requests and alerts), `_thread_client.ts`
+ * (`moat.thread`). This module wires them, builds `moat` and runs the lifecycle.
  *
  * Inside the Worker, `workerMain`
  * 1. captures what it needs (`postMessage`, `JSON`, `Deno.inspect`, timers,
@@ -23,7 +33,9 @@
  *    shader cache in the user's home), and the raw
  *    `postMessage`/`close`/`onmessage` of the Worker scope;
  * 3. replaces `console` so that script output becomes `log` messages;
- * 4. on `start`, builds `moat` and runs the script's lifecycle.
+ * 4. on `start`, builds `moat` and runs the script's lifecycle; with
+ *    `options.virtualTime` (only `moat script try`) it first puts the
+ *    script's clock and timers on virtual time.
  *
  * Dynamic `import()` cannot be removed from JavaScript; the sandbox process
  * runs with `--no-npm --no-remote`, no read permission and an import map
@@ -34,39 +46,46 @@
  */
 
 import type {
-  AlertEvent,
-  DataEvent,
-  ErrorInfo,
   HostMessage,
   Json,
   LogLevel,
-  MethodName,
-  Methods,
-  NodeSnapshot,
-  RpcEvent,
-  SandboxMessage,
   ScriptEvent,
+  ThreadDoneMessage,
   TimeOptions,
+  TimerFiring,
   TimeSpec,
-  TreeEvent,
 } from "./protocol.ts";
-import type { MoatApi, MoatApiErrorCode } from "./moat_api.ts";
+import type { MoatApi } from "./moat_api.ts";
+import { captureAndLockDown } from "./_worker_lockdown.ts";
+import { bridgeClient, type WorkerConfig } from "./_worker_bridge.ts";
+import {
+  realScriptTimers,
+  type ScriptTimers,
+  virtualScriptTimers,
+  type VirtualTimers,
+} from "./_worker_timers.ts";
+import { type TreeChange, type TreeNode, treeView } from "./_worker_tree.ts";
+import { scriptMessages } from "./_worker_messages.ts";
+import { threadClient } from "./_thread_client.ts";
 
-/** Settings baked into the Worker's source. */
-export interface WorkerConfig {
-  /** `PROTOCOL_VERSION`, sent back in `ready`. */
-  version: number;
-  /** Longest message the Worker may send, in UTF-8 bytes. */
-  maxLineBytes: number;
-  /** Log messages are cut to this many characters. */
-  maxLogChars: number;
-  /** `ended.message`/`ended.debug` are cut to this many characters. */
-  maxEndTextChars: number;
-}
+export type { WorkerConfig } from "./_worker_bridge.ts";
 
-/** The JavaScript text of the Worker: `workerMain` and a call to it. */
+/** The functions the Worker's source is made of, `workerMain` last. */
+const PARTS = [
+  captureAndLockDown,
+  bridgeClient,
+  realScriptTimers,
+  virtualScriptTimers,
+  treeView,
+  scriptMessages,
+  threadClient,
+  workerMain,
+];
+
+/** The JavaScript text of the Worker: its functions and a call to `workerMain`. */
 export function workerSource(config: WorkerConfig): string {
-  return `"use strict";\n${workerMain.toString()}\nworkerMain(${JSON.stringify(config)});\n`;
+  const text = PARTS.map((f) => f.toString()).join("\n");
+  return `"use strict";\n${text}\nworkerMain(${JSON.stringify(config)});\n`;
 }
 
 /**
@@ -77,190 +96,34 @@ export function workerMain(config: WorkerConfig): void {
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
 
-  // ---- 1. capture --------------------------------------------------------
-  const post: (s: string) => void = g.postMessage.bind(g);
-  const listen: (type: string, fn: (e: Event) => void) => void = g.addEventListener.bind(g);
-  const stringify = JSON.stringify;
-  const parse = JSON.parse;
-  const inspect: (v: unknown, o: object) => string = g.Deno.inspect;
-  const realSetTimeout: (fn: () => void, ms: number) => unknown = g.setTimeout;
-  const realClearTimeout: (t: unknown) => void = g.clearTimeout;
-  const realSetInterval: (fn: () => void, ms: number) => unknown = g.setInterval;
-  const realClearInterval: (t: unknown) => void = g.clearInterval;
-  const encoder = new TextEncoder();
-  // deno-lint-ignore no-explicit-any
-  const AsyncFunction: new (...a: string[]) => (...a: any[]) => Promise<unknown> =
-    Object.getPrototypeOf(async function () {}).constructor;
-
-  // ---- 2. neutralise -----------------------------------------------------
-  const deny = function () {
-    throw new EvalError("code generation from strings is disabled in scripts");
-  };
-  // `x instanceof Function` keeps working.
-  deny.prototype = Function.prototype;
-  const codeProtos = [
-    Function.prototype,
-    AsyncFunction.prototype,
-    Object.getPrototypeOf(function* () {}),
-    Object.getPrototypeOf(async function* () {}),
-  ];
-  for (const proto of codeProtos) {
-    Object.defineProperty(proto, "constructor", {
-      value: deny,
-      writable: false,
-      enumerable: false,
-      configurable: false,
-    });
-  }
-  const removed = [
-    "eval",
-    "Function",
-    "Deno",
-    "Worker",
-    "process",
-    "Buffer",
-    "global",
-    "setImmediate",
-    "clearImmediate",
-    "WebAssembly",
-    "caches",
-    "BroadcastChannel",
-  ];
-  for (const name of removed) delete g[name];
-  Object.defineProperty(g, "Function", { value: deny, writable: false, configurable: false });
-  // No WebGPU: `navigator.gpu.requestAdapter()` loads the system's graphics
-  // drivers into the sandbox process (native code no permission covers, and
-  // memory outside the V8 heap), and Mesa writes its shader cache into the
-  // home folder of the host's user (it asks the password database, not
-  // $HOME). The getter lives on WorkerNavigator.prototype: delete it on every
-  // object of navigator's chain, so that no prototype or descriptor brings
-  // it back. The `GPU…` interfaces and constants (`GPUBufferUsage`, …) are
-  // found by name on the whole scope chain, so that a Deno version adding
-  // one does not widen the sandbox; tests/security/globals_test.ts holds
-  // the complete list of what stays.
-  for (let o = g.navigator; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-    if (Object.hasOwn(o, "gpu")) delete o.gpu;
-  }
-  for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-    for (const name of Object.getOwnPropertyNames(o)) {
-      if (/^(GPU|WGSL)/.test(name)) delete o[name];
-    }
-  }
-  // OffscreenCanvas is the other door to WebGPU: its getContext("webgpu")
-  // hands out a GPUCanvasContext (whose prototype leads back to the
-  // interfaces removed above). Deno gives it no "2d" context, so a script
-  // loses nothing it could use.
-  delete g.OffscreenCanvas;
-  delete g.ImageBitmapRenderingContext;
-  // No `blob:` URLs: they are a way to name code for the module loader (and
-  // to keep data alive outside the script's reach). `data:` imports are
-  // refused by the host's code check, and no code can be made from text.
-  for (const name of ["createObjectURL", "revokeObjectURL"]) delete g.URL[name];
-  // The raw channel to the sandbox process lives on the scope's prototypes.
-  for (const name of ["postMessage", "close", "onmessage", "onmessageerror", "onerror"]) {
-    for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-      if (Object.hasOwn(o, name)) delete o[name];
-    }
-  }
+  // ---- 1.–2. capture, then neutralise ----------------------------------
+  const c = captureAndLockDown(g);
+  const { listen, stringify, parse, AsyncFunction } = c;
+  const realSetTimeout = c.timers.setTimeout;
+  const realClearTimeout = c.timers.clearTimeout;
 
   // Timers: functions only (a string would be evaluated), and remembered so
-  // that they die when the script ends.
-  const userTimers = new Set<unknown>();
-  const wrapTimer =
-    (real: (fn: () => void, ms: number) => unknown, repeat: boolean) =>
-    (fn: unknown, ms?: number, ...args: unknown[]): unknown => {
-      if (typeof fn !== "function") {
-        throw new TypeError("timers take a function, not code as text");
-      }
-      const t = real(() => {
-        if (!repeat) userTimers.delete(t);
-        fn(...args);
-      }, typeof ms === "number" ? ms : 0);
-      userTimers.add(t);
-      return t;
-    };
-  const wrapClear = (real: (t: unknown) => void) => (t: unknown): void => {
-    userTimers.delete(t);
-    real(t);
+  // that they die when the script ends. Under `moat script try` they are
+  // replaced by virtual ones at `start`.
+  let timers: ScriptTimers = realScriptTimers(c.timers);
+  const installTimers = (t: ScriptTimers): void => {
+    timers = t;
+    g.setTimeout = t.setTimeout;
+    g.setInterval = t.setInterval;
+    g.clearTimeout = t.clearTimeout;
+    g.clearInterval = t.clearInterval;
   };
-  g.setTimeout = wrapTimer(realSetTimeout, false);
-  g.setInterval = wrapTimer(realSetInterval, true);
-  g.clearTimeout = wrapClear(realClearTimeout);
-  g.clearInterval = wrapClear(realClearInterval);
+  installTimers(timers);
 
-  // ---- messaging ---------------------------------------------------------
-  const send = (msg: SandboxMessage): void => {
-    const text = stringify(msg);
-    if (
-      text.length > config.maxLineBytes ||
-      (text.length * 3 >= config.maxLineBytes && encoder.encode(text).length >= config.maxLineBytes)
-    ) {
-      throw new RangeError(`message of ${text.length} characters is too large for the bridge`);
-    }
-    post(text);
-  };
-  const cut = (s: string, max: number): string =>
-    s.length <= max ? s : `${s.slice(0, max)}… [${s.length - max} more characters]`;
-  const format = (args: unknown[]): string => {
-    const parts: string[] = [];
-    for (const a of args) {
-      if (typeof a === "string") parts.push(a);
-      else {
-        try {
-          parts.push(inspect(a, { depth: 4, colors: false, iterableLimit: 100 }));
-        } catch {
-          parts.push("[uninspectable value]");
-        }
-      }
-    }
-    return parts.join(" ");
-  };
-  const log = (level: LogLevel, args: unknown[]): void => {
-    send({ kind: "log", level, message: cut(format(args), config.maxLogChars) });
-  };
-
-  // ---- 3. console --------------------------------------------------------
-  const consoleLevels: Record<string, LogLevel> = {
-    debug: "debug",
-    trace: "debug",
-    log: "info",
-    info: "info",
-    dir: "info",
-    dirxml: "info",
-    table: "info",
-    warn: "warn",
-    error: "error",
-  };
-  const newConsole: Record<string, (...args: unknown[]) => void> = {};
+  // ---- messaging and 3. console ----------------------------------------
+  const bridge = bridgeClient(c, config);
+  const { send, call, pending, log, cut, describe } = bridge;
   const noop = () => {};
-  for (const name of Object.keys(g.console)) newConsole[name] = noop;
-  for (const [name, level] of Object.entries(consoleLevels)) {
-    newConsole[name] = (...args: unknown[]) => log(level, args);
-  }
-  newConsole.assert = (cond?: unknown, ...args: unknown[]) => {
-    if (!cond) log("error", ["Assertion failed", ...args]);
-  };
-  g.console = newConsole;
+  g.console = bridge.console(g.console);
 
   // ---- 4. the script -----------------------------------------------------
-  /** Error a host call failed with: the host's code and message only. */
-  class MoatError extends Error {
-    // The host's codes must be ones scripts are told of (types/moat.d.ts).
-    code: MoatApiErrorCode;
-    constructor(info: ErrorInfo) {
-      super(info.message);
-      this.name = "MoatError";
-      this.code = info.code;
-    }
-  }
-
-  interface Pending {
-    resolve(v: unknown): void;
-    reject(e: unknown): void;
-  }
-  const pending = new Map<number, Pending>();
-  let lastId = 0;
-  let maxCallsInFlight = 1000;
+  // Only under `moat script try` (set at `start`): the clock and timers on virtual time.
+  let virtualClock: VirtualTimers | undefined;
   let onStopBudgetMs = 3000;
 
   let started = false;
@@ -272,17 +135,6 @@ export function workerMain(config: WorkerConfig): void {
   let runFn: (() => unknown) | undefined;
   let resolveStopping: () => void = noop;
   const stopping = new Promise<void>((r) => (resolveStopping = r));
-
-  const describe = (err: unknown): { message: string; debug: string } => {
-    try {
-      if (err instanceof Error) {
-        return { message: String(err.message), debug: String(err.stack ?? "") };
-      }
-      return { message: `non-error thrown: ${format([err])}`, debug: "" };
-    } catch {
-      return { message: "an unprintable value was thrown", debug: "" };
-    }
-  };
 
   const finish = async (state: "ok" | "error", message: string, debug: string) => {
     if (ending) return;
@@ -296,11 +148,7 @@ export function workerMain(config: WorkerConfig): void {
         send({ kind: "cancel", id });
       } catch { /* best effort */ }
     }
-    for (const t of userTimers) {
-      realClearTimeout(t);
-      realClearInterval(t);
-    }
-    userTimers.clear();
+    timers.clearAll();
     // Let code waiting on `moat.stopping` run up to its next await first.
     await new Promise<void>((r) => realSetTimeout(r, 0));
     const stops = async () => {
@@ -325,6 +173,8 @@ export function workerMain(config: WorkerConfig): void {
         log("warn", [`on_stop functions did not finish within ${onStopBudgetMs} ms`]);
       } catch { /* best effort */ }
     }
+    // The timers it fired last are counted in the trace of `moat script try`.
+    virtualClock?.flush();
     endSent = true;
     send({
       kind: "ended",
@@ -350,254 +200,59 @@ export function workerMain(config: WorkerConfig): void {
     if (typeof fn !== "function") misuse(`moat.${what} needs a function, got ${typeof fn}`);
   };
 
-  /** Send a call; returns its id and a promise of the answer. */
-  const call = <M extends MethodName>(
-    method: M,
-    args: Methods[M]["args"],
-  ): { id: number; result: Promise<Methods[M]["result"]> } => {
-    if (pending.size >= maxCallsInFlight) {
-      throw new RangeError(`too many calls in flight (limit ${maxCallsInFlight})`);
-    }
-    const id = ++lastId;
-    const result = new Promise<Methods[M]["result"]>((resolve, reject) => {
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-    });
-    try {
-      send({ kind: "call", id, method, args } as SandboxMessage);
-    } catch (err) {
-      pending.delete(id);
-      throw err;
-    }
-    return { id, result };
+  // The one reading of the argument forms of time_at, wait and run_at (the
+  // host checks the result again): a spec string or array, or the spec as
+  // two or more separate arguments ("12", "hr", 10, "min"), each optionally
+  // followed by the options; or the options alone.
+  const timeArgs = (args: unknown[]): [TimeSpec, TimeOptions] => {
+    if (args.length === 0) return [] as unknown as [TimeSpec, TimeOptions];
+    const last = args[args.length - 1];
+    const withOptions = last !== null && typeof last === "object" && !Array.isArray(last);
+    const spec = withOptions ? args.slice(0, -1) : args;
+    const options = (withOptions ? last : {}) as TimeOptions;
+    if (spec.length === 0) return [[], options];
+    const token = (v: unknown) => typeof v === "string" || typeof v === "number";
+    if (spec.length > 1 && token(spec[0])) return [spec as TimeSpec, options];
+    if (spec.length > 1) return [...args] as unknown as [TimeSpec, TimeOptions];
+    return [spec[0] as TimeSpec, options];
   };
-  const timeArgs = (spec: unknown, options: unknown): [TimeSpec, TimeOptions] => {
-    // `moat.wait({ now })`: a base time as the sole argument.
-    if (
-      spec !== null && typeof spec === "object" && !Array.isArray(spec) && options === undefined
-    ) {
-      return [[], spec as TimeOptions];
-    }
-    return [spec as TimeSpec, (options ?? {}) as TimeOptions];
+  // run_at's function comes after the spec, before the options if any.
+  const runAtArgs = (args: unknown[]): [unknown, unknown[]] => {
+    const at = typeof args[args.length - 1] === "function" ? args.length - 1 : args.length - 2;
+    return [args[at], args.filter((_, i) => i !== at)];
   };
+
+  // ---- 5. the MoaT tree: data, tree nodes, monitors (_worker_tree.ts) ---
+  const tree = treeView(fail, () => ending);
 
   const loggerOf = (level: LogLevel) => (...args: unknown[]): void => {
     requireSetup(`logger.${level}()`);
     log(level, args);
   };
 
-  // ---- 5. the MoaT tree: data, tree nodes, monitors --------------------
-  // Every value the script can read synchronously, by root-relative key,
-  // kept current by the host's `data` and `tree` events.
-  const cache = new Map<string, Json>();
-  let dataValues = new Map<string, { value: Json; type: string | null }>();
-  let dataRefs = new Map<string, string | null>();
-  interface MoatNode {
-    readonly path: string;
-    readonly value: Json | undefined;
-    get(name: string): Json | MoatNode | undefined;
-    keys(): string[];
-  }
-  const nodes = new Map<string, MoatNode>();
-  const nodeSet = new WeakSet<object>();
-  const childrenOf = (path: string): string[] => {
-    const names = new Set<string>();
-    const pre = path + "/";
-    for (const k of cache.keys()) {
-      if (k.startsWith(pre)) names.add(k.slice(pre.length).split("/")[0]!);
-    }
-    return [...names].sort();
-  };
-  const exists = (path: string): boolean => {
-    if (cache.has(path)) return true;
-    const pre = path + "/";
-    for (const k of cache.keys()) if (k.startsWith(pre)) return true;
-    return false;
-  };
-  const nodeOf = (path: string): MoatNode => {
-    let n = nodes.get(path);
-    if (n) return n;
-    n = Object.freeze({
-      path,
-      get value(): Json | undefined {
-        return cache.get(path);
-      },
-      get(name: string): Json | MoatNode | undefined {
-        if (typeof name !== "string" || name === "") return undefined;
-        const key = `${path}/${name}`;
-        const pre = key + "/";
-        for (const k of cache.keys()) if (k.startsWith(pre)) return nodeOf(key);
-        return cache.get(key);
-      },
-      keys(): string[] {
-        return childrenOf(path);
-      },
-      toString(): string {
-        return `[moat node ${path}]`;
-      },
-    });
-    nodes.set(path, n);
-    nodeSet.add(n);
-    return n;
-  };
-  const loadSnapshot = (snap: NodeSnapshot): void => {
-    for (const k of [...cache.keys()]) {
-      if (k === snap.path || k.startsWith(snap.path + "/")) cache.delete(k);
-    }
-    for (const [rel, v] of Object.entries(snap.entries)) {
-      cache.set(rel === "" ? snap.path : `${snap.path}/${rel}`, v);
-    }
-  };
-  const applyData = (ev: DataEvent): void => {
-    const refs = new Map<string, string | null>();
-    for (const [key, snap] of Object.entries(ev.refs)) {
-      if (snap) loadSnapshot(snap);
-      refs.set(key, snap ? snap.path : null);
-    }
-    dataValues = new Map(Object.entries(ev.values));
-    dataRefs = refs;
-  };
-  /** What a monitor's function gets (types/moat.d.ts `MoatChange`). */
-  interface Change {
-    readonly node: MoatNode;
-    readonly is_new: boolean | null;
-    readonly added: string[];
-    readonly deleted: string[];
-  }
-  interface Monitor {
-    path: string;
-    fn: (change: Change) => unknown;
-    children: string[];
-  }
-  const monitors: Monitor[] = [];
-  const deliver = (m: Monitor, isNew: boolean | null, added: string[], deleted: string[]) => {
-    try {
-      const r = m.fn(Object.freeze({ node: nodeOf(m.path), is_new: isNew, added, deleted }));
-      if (r && typeof (r as Promise<unknown>).then === "function") {
-        (r as Promise<unknown>).then(undefined, fail);
-      }
-    } catch (err) {
-      fail(err);
-    }
-  };
-  const applyTree = (ev: TreeEvent): void => {
-    const touched = new Set<string>();
-    for (const c of ev.changes) {
-      if (c.value === null) cache.delete(c.key);
-      else cache.set(c.key, c.value);
-      touched.add(c.key);
-    }
-    for (const m of [...monitors]) {
-      let hit = false;
-      for (const k of touched) {
-        if (k === m.path || k.startsWith(m.path + "/")) {
-          hit = true;
-          break;
-        }
-      }
-      if (!hit || ending) continue;
-      const now = childrenOf(m.path);
-      const before = new Set(m.children);
-      const after = new Set(now);
-      m.children = now;
-      deliver(
-        m,
-        exists(m.path) ? false : null,
-        now.filter((c) => !before.has(c)),
-        [...before].filter((c) => !after.has(c)),
-      );
-    }
-  };
-  const checkSegments = (segments: unknown[]): string => {
-    // Bad arguments throw at the call site (catchable), unlike lifecycle misuse.
-    if (segments.length === 0) {
-      throw new TypeError("moat.tree.lookup() needs at least one path segment");
-    }
-    const parts: string[] = [];
-    for (const seg of segments) {
-      if (typeof seg !== "string" && typeof seg !== "number") {
-        throw new TypeError(`moat.tree.lookup() takes strings, got ${typeof seg}`);
-      }
-      for (const p of String(seg).split("/")) {
-        if (p === "" || p === "." || p === "..") {
-          throw new TypeError(`moat.tree.lookup(): bad path segment ${stringify(String(seg))}`);
-        }
-        parts.push(p);
-      }
-    }
-    return parts.join("/");
-  };
+  // ---- 6. RPC and alerts (_worker_messages.ts) ---------------------------
+  const messages = scriptMessages(bridge, fail, () => ending);
+  const toJson = messages.toJson;
 
-  // ---- 6. RPC and alerts -------------------------------------------------
-  /** Only JSON crosses the bridge: undefined becomes null; a cycle is a TypeError. */
-  const toJson = (value: unknown, what: string): Json => {
-    if (value === undefined) return null;
-    try {
-      return parse(stringify(value)) as Json;
-    } catch {
-      throw new TypeError(`${what}: the value cannot be sent as JSON`);
-    }
-  };
-  const rpcHandlers = new Map<number, (args: unknown) => unknown>();
-  const alertHandlers = new Map<number, (topic: string, data: unknown) => unknown>();
-  // Deliveries that arrive before the registration's id is known here.
-  const early = new Map<number, (() => void)[]>();
-  const register = <F>(id: number, map: Map<number, F>, fn: F) => {
-    map.set(id, fn);
-    for (const run of early.get(id) ?? []) run();
-    early.delete(id);
-  };
-  const later = (id: number, run: () => void) => {
-    const list = early.get(id) ?? [];
-    if (list.length < 1000) list.push(run);
-    early.set(id, list);
-  };
-  const onRpc = (ev: RpcEvent): void => {
-    const handler = rpcHandlers.get(ev.id);
-    if (!handler) return later(ev.id, () => onRpc(ev));
-    const reply = (ok: boolean, value: Json) => {
-      if (ending) return;
+  // ---- moat.debug_obj: the registered value, sent again when asked ------
+  let debugObject: { value: unknown } | undefined;
+  /** A `debug` event: send the debug object as it is now, or why it cannot be shown. */
+  const refreshDebug = (): void => {
+    if (debugObject === undefined || ending) return;
+    const note = (why: string): void => {
       try {
-        call("rpc_reply", [ev.call, ok, value]).result.then(undefined, () => {});
-      } catch (err) {
-        // The reply did not fit the bridge (or too many calls are in
-        // flight): the caller still gets one answer, a short error.
-        const why = String(describe(err).message).slice(0, 500);
-        try {
-          call("rpc_reply", [ev.call, false, {
-            message: `the reply could not be sent: ${why}`,
-            class: "RangeError",
-          }]).result.then(undefined, () => {});
-        } catch {
-          // The host's handler timeout answers the caller.
-        }
-      }
+        const text = `[the debug object cannot be shown: ${cut(why, 500)}]`;
+        call("debug_obj", [text]).result.then(undefined, () => {});
+      } catch { /* too many calls in flight: the host shows the last value */ }
     };
-    Promise.resolve().then(() => handler(ev.args)).then(
-      (v) => {
-        try {
-          reply(true, toJson(v, `the result of RPC ${ev.name}`));
-        } catch (err) {
-          reply(false, { message: describe(err).message, class: "TypeError" });
-        }
-      },
-      (err) => {
-        const { message } = describe(err);
-        const cls = err instanceof Error ? String(err.name) : "Error";
-        reply(false, { message, class: cls });
-      },
-    );
-  };
-  const onAlert = (ev: AlertEvent): void => {
-    const handler = alertHandlers.get(ev.id);
-    if (!handler) return later(ev.id, () => onAlert(ev));
-    if (ending) return;
+    let json: Json;
     try {
-      const r = handler(ev.topic, ev.data);
-      if (r && typeof (r as Promise<unknown>).then === "function") {
-        (r as Promise<unknown>).then(undefined, fail);
-      }
+      json = toJson(debugObject.value, "moat.debug_obj()");
+      // Asking must never end the script: a value that grew too large
+      // (for the bridge or the value_size quota) is shown as a note.
+      call("debug_obj", [json]).result.then(undefined, (err) => note(describe(err).message));
     } catch (err) {
-      fail(err);
+      note(describe(err).message);
     }
   };
 
@@ -605,6 +260,12 @@ export function workerMain(config: WorkerConfig): void {
   const MAX_LOAD_CALLS = 100;
   let loadCalls = 0;
   let scriptName = "";
+  // The code of the script and of each library it loaded: what moat.thread
+  // may run. A string, extended with `+=`: no method the script can replace.
+  let scriptCode = "";
+
+  // ---- 8. moat.thread (_thread_client.ts) -------------------------------
+  const threads = threadClient(c, config, () => scriptCode, () => scriptName);
   const loaded = new Map<string, Promise<Record<string, unknown>>>();
   // deno-lint-ignore no-explicit-any
   let libraryMoat: (chain: string[]) => any = () => moat;
@@ -628,6 +289,7 @@ export function workerMain(config: WorkerConfig): void {
     const p = (async () => {
       const { script, code } = await call("load", [name]).result;
       const lib = libraryMoat([...chain, name]);
+      scriptCode += `${code}\n`;
       const body = `${code}\n//# sourceURL=moat-script:${encodeURIComponent(script)}`;
       await new AsyncFunction("moat", body).call(undefined, lib);
       return lib.exports as Record<string, unknown>;
@@ -678,25 +340,30 @@ export function workerMain(config: WorkerConfig): void {
         warn: loggerOf("warn"),
         error: loggerOf("error"),
       }),
-      time_at(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+      time_at(...args: unknown[]): Promise<number> {
         requireSetup("time_at()");
-        return call("time_at", timeArgs(spec, options)).result;
+        return call("time_at", timeArgs(args)).result;
       },
-      wait(spec: TimeSpec | TimeOptions, options?: TimeOptions): Promise<number> {
+      wait(...args: unknown[]): Promise<number> {
         requireSetup("wait()");
-        return call("wait", timeArgs(spec, options)).result;
+        return call("wait", timeArgs(args)).result;
       },
-      run_at(
-        spec: TimeSpec | TimeOptions,
-        fn: () => unknown,
-        options?: TimeOptions,
-      ): { cancel(): void } {
+      run_at(...args: unknown[]): { cancel(): void } {
         requireSetup("run_at()");
+        const [fn, spec] = runAtArgs(args);
         requireFunction("run_at()", fn);
-        const { id, result } = call("wait", timeArgs(spec, options));
+        const [timeSpec, options] = timeArgs(spec);
+        const { id, result } = call("run_at", [timeSpec, options]);
         let cancelled = false;
-        result.then(() => {
-          if (!cancelled && !ending) return fn();
+        result.then(async ({ due, late }) => {
+          if (cancelled || ending) return;
+          await (fn as (f: { due: number; late: boolean }) => unknown)({ due, late });
+          // Only now is the firing done: the host records it (docs/time.md, "Catch-up").
+          if (typeof options?.id === "string") {
+            await call("fired", [options.id, due]).result.catch((e) => {
+              if (!ending) throw e;
+            });
+          }
         }).then(undefined, (err) => {
           if (!cancelled) fail(err);
         });
@@ -716,17 +383,11 @@ export function workerMain(config: WorkerConfig): void {
         // The type argument is only a cast for the script's type checker.
         get<T>(key: string): T | undefined {
           requireSetup("data.get()");
-          const v = dataValues.get(key);
-          if (v === undefined) return undefined;
-          if (v.type === "str/ref") {
-            const path = dataRefs.get(key);
-            return path ? nodeOf(path) as T : undefined;
-          }
-          return v.value as T;
+          return tree.dataGet(key) as T | undefined;
         },
         keys(): string[] {
           requireSetup("data.keys()");
-          return [...dataValues.keys()].sort();
+          return tree.dataKeys();
         },
         async set(key: string, value: unknown): Promise<void> {
           requireSetup("data.set()");
@@ -740,35 +401,33 @@ export function workerMain(config: WorkerConfig): void {
           }
           if (json === undefined) throw new TypeError(`moat.data.set(${stringify(key)}): no value`);
           await call("data_set", [key, json]).result;
-          const old = dataValues.get(key);
-          dataValues.set(key, { value: json, type: old?.type ?? null });
+          tree.dataWritten(key, json);
         },
       }),
       tree: Object.freeze({
-        async lookup(...segments: unknown[]): Promise<MoatNode | undefined> {
+        async lookup(...segments: unknown[]): Promise<TreeNode | undefined> {
           requireSetup("tree.lookup()");
-          const path = checkSegments(segments);
+          const path = tree.checkSegments(segments);
           const snap = await call("tree_lookup", [path]).result;
           if (snap === null) return undefined;
-          loadSnapshot(snap);
-          return nodeOf(snap.path);
+          tree.loadSnapshot(snap);
+          return tree.nodeOf(snap.path);
         },
       }),
-      monitor(node: unknown): <F extends (change: Change) => unknown>(fn: F) => F {
+      monitor(node: unknown): <F extends (change: TreeChange) => unknown>(fn: F) => F {
         requireSetup("monitor()");
-        if (node === null || typeof node !== "object" || !nodeSet.has(node)) {
+        if (!tree.isNode(node)) {
           throw new TypeError(
             "moat.monitor() needs a node from moat.tree.lookup() or a str/ref data value",
           );
         }
-        const path = (node as MoatNode).path;
+        const path = node.path;
         return (fn) => {
           requireFunction("monitor()(fn)", fn);
-          const m: Monitor = { path, fn, children: childrenOf(path) };
+          const children = tree.childrenOf(path);
           call("tree_watch", [path]).result.then(() => {
             if (ending) return;
-            monitors.push(m);
-            deliver(m, true, [], []);
+            tree.monitor(path, fn, children);
           }, fail);
           return fn;
         };
@@ -798,7 +457,7 @@ export function workerMain(config: WorkerConfig): void {
         if (typeof name !== "string" || name === "") throw new TypeError("moat.rpc() needs a name");
         return (handler) => {
           requireFunction("rpc()(handler)", handler);
-          call("rpc_serve", [name]).result.then((id) => register(id, rpcHandlers, handler), fail);
+          call("rpc_serve", [name]).result.then((id) => messages.serve(id, handler), fail);
           return handler;
         };
       },
@@ -812,7 +471,7 @@ export function workerMain(config: WorkerConfig): void {
         return (handler) => {
           requireFunction("on_alert()(handler)", handler);
           call("alert_listen", [pattern]).result.then(
-            (id) => register(id, alertHandlers, handler),
+            (id) => messages.listen(id, handler),
             fail,
           );
           return handler;
@@ -844,9 +503,18 @@ export function workerMain(config: WorkerConfig): void {
         }
         return call("alert", [String(topic), json]).result.then(() => {});
       },
+      thread<A extends unknown[], R>(
+        fn: (...args: A) => R,
+        ...args: A
+      ): Promise<Awaited<R>> {
+        requireSetup("thread()");
+        return threads.run(fn, args) as Promise<Awaited<R>>;
+      },
       debug_obj(value: unknown): void {
         requireSetup("debug_obj()");
         call("debug_obj", [toJson(value, "moat.debug_obj()")]).result.then(undefined, fail);
+        // Kept, not copied: `moat debug` asks for it as it is then.
+        debugObject = { value };
       },
       // What scripts are promised (types/moat.d.ts) is what they get.
     } satisfies MoatApi,
@@ -879,6 +547,7 @@ export function workerMain(config: WorkerConfig): void {
       // The script is the body of an async function: top-level await works,
       // and nothing goes through the module loader (which would cache it on
       // disk). `sourceURL` names it in stack traces.
+      scriptCode += `${code}\n`;
       const body = `${code}\n//# sourceURL=moat-script:${encodeURIComponent(script)}`;
       const main = new AsyncFunction("moat", body);
       await main.call(undefined, moat);
@@ -916,21 +585,49 @@ export function workerMain(config: WorkerConfig): void {
   /** Deliveries into the script. A malformed one is dropped, never thrown. */
   const onEvent = (e: ScriptEvent): void => {
     try {
-      if (e.event === "data") applyData(e.data);
-      else if (e.event === "tree") applyTree(e.data);
-      else if (e.event === "rpc") onRpc(e.data);
-      else if (e.event === "alert") onAlert(e.data);
+      if (e.event === "data") tree.applyData(e.data);
+      else if (e.event === "tree") tree.applyTree(e.data);
+      else if (e.event === "rpc") messages.onRpc(e.data);
+      else if (e.event === "alert") messages.onAlert(e.data);
+      else if (e.event === "debug") refreshDebug();
     } catch {
       // The host sends well-formed events; nothing a script did can get here.
     }
   };
 
+  // ---- virtual time (only `moat script try`) ---------------------------
+  /** `a` and `b` with the counts of equal kinds and delays added up (at most 100 entries). */
+  const mergeFirings = (a: TimerFiring[], b: TimerFiring[]): TimerFiring[] => {
+    if (a.length === 0) return b;
+    const out = a.map((f) => ({ ...f }));
+    for (const f of b) {
+      const same = out.find((o) => o.repeat === f.repeat && o.delayMs === f.delayMs);
+      if (same !== undefined) same.count += f.count;
+      else if (out.length < 100) out.push({ ...f });
+    }
+    return out;
+  };
+  // Host messages other than `ping` received, for `settled.seen`.
+  let seen = 0;
+
   listen("message", (e) => {
+    const data = (e as MessageEvent).data;
+    if (typeof data !== "string") {
+      // Not from the host: the sandbox process says a thread is done.
+      threads.onDone(data as ThreadDoneMessage);
+      virtualClock?.poke();
+      return;
+    }
     let msg: HostMessage;
     try {
-      msg = parse((e as MessageEvent).data);
+      msg = parse(data);
     } catch {
       return;
+    }
+    if (msg.kind !== "ping") {
+      seen++;
+      // Whatever this message starts, the script settles again after it.
+      virtualClock?.poke();
     }
     switch (msg.kind) {
       case "ping":
@@ -941,22 +638,48 @@ export function workerMain(config: WorkerConfig): void {
       case "start": {
         if (started) return;
         started = true;
-        maxCallsInFlight = msg.options.maxCallsInFlight;
+        bridge.setMaxCallsInFlight(msg.options.maxCallsInFlight);
         onStopBudgetMs = msg.options.onStopBudgetMs;
+        const vt = msg.options.virtualTime;
+        if (vt !== undefined && Number.isFinite(vt.startMs)) {
+          // Timers fired while a thread ran, reported once the script rests.
+          let held: TimerFiring[] = [];
+          virtualClock = virtualScriptTimers(g, vt.startMs, (nextMs, fired) => {
+            // A script waiting for a thread is not at rest: the clock waits
+            // for the thread as it waits for a call in flight.
+            if (threads.busy() && !ending) {
+              held = mergeFirings(held, fired);
+              return;
+            }
+            const all = mergeFirings(held, fired);
+            held = [];
+            // An ending script is not at rest (its `ended` is on the way):
+            // it reports the timers it fired, nothing more.
+            if (ending && all.length === 0) return;
+            try {
+              send({ kind: "settled", seen, nextMs, fired: all, ending });
+            } catch { /* never too large: at most 100 entries */ }
+          }, () => seen + bridge.sentCount() + threads.finished());
+          installTimers(virtualClock);
+          virtualClock.poke();
+        }
         g.moat = moat;
         scriptName = msg.script;
         for (const e of msg.initial ?? []) onEvent(e);
         void runScript(msg.code, msg.script);
         return;
       }
-      case "reply": {
-        const p = pending.get(msg.id);
-        if (p === undefined) return;
-        pending.delete(msg.id);
-        if (msg.ok) p.resolve(msg.value);
-        else p.reject(new MoatError(msg.error));
+      case "clock":
+        virtualClock?.setNow(msg.nowMs);
         return;
-      }
+      case "reply":
+        bridge.answer(
+          msg.id,
+          msg.ok,
+          msg.ok ? msg.value : undefined,
+          msg.ok ? undefined : msg.error,
+        );
+        return;
       case "stop": {
         if (!started) {
           if (!endSent) {

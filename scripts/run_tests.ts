@@ -30,6 +30,7 @@ export const OWN_PROCESS = [
   "host/store/etcd_store_test.ts",
   "host/store/watch_hub_test.ts",
   "tests/e2e/run_test.ts",
+  "tests/e2e/signals_test.ts",
   "tests/e2e/secure_etcd_test.ts",
   "tests/cli/big_data_test.ts",
   "tests/reliability",

@@ -20,6 +20,9 @@
 /** A time specification: `"mon 7 hr 30 min"` or `["mon", 7, "hr", 30, "min"]` (docs/time.md). */
 type MoatTimeSpec = string | (string | number)[];
 
+/** One token of a time spec given as separate arguments: `moat.wait("12", "hr", 10, "min")`. */
+type MoatTimeToken = string | number;
+
 /** Options of the time functions. */
 interface MoatTimeOptions {
   /** The base time, Unix seconds. @default now */
@@ -30,6 +33,34 @@ interface MoatTimeOptions {
    * @default null
    */
   current?: boolean | null;
+}
+
+/**
+ * Options of `moat.wait` and `moat.run_at`: those of `time_at`, and a
+ * schedule that survives failover, restarts and code updates (docs/time.md,
+ * "Catch-up").
+ */
+interface MoatScheduleOptions extends MoatTimeOptions {
+  /**
+   * The schedule's name, unique per task (letters, digits, `_`, `.`, `-`;
+   * at most 100): the host records each completed firing under it.
+   */
+  id?: string;
+  /**
+   * Seconds: when a firing was due at most this long ago and is not
+   * recorded as done (the script was not running then), it fires at once,
+   * late, exactly once. Needs `id`, the default `current` and no `now`.
+   * @default no catch-up
+   */
+  catch_up?: number;
+}
+
+/** One firing of a `moat.run_at` schedule, the callback's argument. */
+interface MoatFiring {
+  /** The Unix time (seconds) the firing was due. */
+  due: number;
+  /** True when it fires late: a catch-up of a firing missed while the script did not run. */
+  late: boolean;
 }
 
 /** A timer set with `moat.run_at`. */
@@ -274,6 +305,7 @@ type MoatErrorCode =
   | "load_cycle"
   | "load_failed"
   | "rpc_error"
+  | "no_server"
   | "quota"
   | "limit"
   | "too_large"
@@ -378,8 +410,11 @@ interface Moat {
   readonly logger: MoatLogger;
   /**
    * The Unix time (seconds) at which `spec` matches (docs/time.md), in the
-   * installation's time zone. An empty spec matches every moment, so only
-   * `current: true` makes sense with it: `moat.time_at([], { current: true })` is now.
+   * installation's time zone: the moment `moat.wait` with the same arguments
+   * would wait until. The spec is one string, an array, or separate arguments
+   * (`moat.time_at("12", "hr", 10, "min")`), each optionally followed by the
+   * options; `moat.time_at({ now: T })` is T, `moat.time_at([], { current: true })` now.
+   * Sun events (`"30 min before sunset"`) use the installation's `/config/location`.
    * @example
    * ```ts
    * const next = await moat.time_at("-1 fri 7 hr 30 min");
@@ -388,27 +423,63 @@ interface Moat {
    */
   time_at(spec: MoatTimeSpec, options?: MoatTimeOptions): Promise<number>;
   time_at(options: MoatTimeOptions): Promise<number>;
+  time_at(...spec: [MoatTimeToken, MoatTimeToken, ...MoatTimeToken[]]): Promise<number>;
+  time_at(
+    ...specThenOptions: [MoatTimeToken, MoatTimeToken, ...MoatTimeToken[], MoatTimeOptions]
+  ): Promise<number>;
   /**
-   * Wait until `spec` matches; resolves with the Unix time reached.
-   * `moat.wait({ now: T })` waits until Unix time T.
+   * Wait until `spec` matches; resolves with the Unix time reached. The
+   * spec takes the forms of `time_at`: `moat.wait("12", "hr", "10", "min")`
+   * is `moat.wait("12 hr 10 min")`; `moat.wait({ now: T })` waits until Unix time T.
+   * With `id` and `catch_up`, a firing missed within `catch_up` seconds
+   * returns at once, with the time it was due.
    * @example
    * ```ts
+   * await moat.wait("6 hr 30 min", { id: "morning", catch_up: 3600 }); // today's, if missed
    * await moat.wait("12 hr"); // the next noon
    * await moat.wait({ now: (await moat.time_at([], { current: true })) + 60 }); // a minute
    * ```
    */
-  wait(spec: MoatTimeSpec, options?: MoatTimeOptions): Promise<number>;
-  wait(options: MoatTimeOptions): Promise<number>;
+  wait(spec: MoatTimeSpec, options?: MoatScheduleOptions): Promise<number>;
+  wait(options: MoatScheduleOptions): Promise<number>;
+  wait(...spec: [MoatTimeToken, MoatTimeToken, ...MoatTimeToken[]]): Promise<number>;
+  wait(
+    ...specThenOptions: [MoatTimeToken, MoatTimeToken, ...MoatTimeToken[], MoatScheduleOptions]
+  ): Promise<number>;
   /**
-   * Call `fn` once when `spec` matches. The timer dies with the script; an
-   * error in `fn` ends the script.
+   * Call `fn` once when `spec` matches, with the firing (`{ due, late }`).
+   * The timer dies with the script; an error in `fn` ends the script. With
+   * `id`, the firing counts as done (is recorded) when `fn` has returned. `fn` follows the spec in any of its forms
+   * and precedes the options: `moat.run_at("23", "hr", fn, { current: true })`.
    * @example
    * ```ts
    * const t = moat.run_at("23 hr", () => moat.data.set("light", false));
    * moat.on_stop(() => t.cancel());
    * ```
    */
-  run_at(spec: MoatTimeSpec, fn: () => unknown, options?: MoatTimeOptions): MoatTimer;
+  run_at(
+    spec: MoatTimeSpec,
+    fn: (firing: MoatFiring) => unknown,
+    options?: MoatScheduleOptions,
+  ): MoatTimer;
+  run_at(options: MoatScheduleOptions, fn: (firing: MoatFiring) => unknown): MoatTimer;
+  run_at(
+    ...specThenFn: [
+      MoatTimeToken,
+      MoatTimeToken,
+      ...MoatTimeToken[],
+      (firing: MoatFiring) => unknown,
+    ]
+  ): MoatTimer;
+  run_at(
+    ...specFnOptions: [
+      MoatTimeToken,
+      MoatTimeToken,
+      ...MoatTimeToken[],
+      (firing: MoatFiring) => unknown,
+      MoatScheduleOptions,
+    ]
+  ): MoatTimer;
   /**
    * The task's values (`data/`), read synchronously, written with `set`.
    * @example
@@ -476,8 +547,10 @@ interface Moat {
   load<T extends object = Record<string, unknown>>(name: string): Promise<T>;
   /**
    * In a library run by `moat.load`: the object that `moat.load` resolves
-   * to; put what the library offers on it. (In a script that is not loaded
-   * as a library it is `undefined`.)
+   * to; put what the library offers on it. In the script a task runs it is
+   * an empty object of its own that nobody reads, so that a library's code
+   * also runs as a task (a loaded script behaves as if copied into the
+   * loading one).
    * @example
    * ```ts
    * moat.exports.celsius = (f: number) => (f - 32) * 5 / 9;
@@ -529,15 +602,54 @@ interface Moat {
    */
   alert(topic: string, data?: unknown): Promise<void>;
   /**
-   * Register a value to show through the debug mechanism (the task's
-   * `script` entry, keyed by the script's path).
+   * Register a value to show through the debug mechanism: `moat debug`
+   * (the host's `moat.debug.<host>` RPC) answers
+   * `{ "task": { "script": { <task path>: value } } }`, keyed by the path
+   * of the task that runs the script (one script may run in many tasks).
+   * The value is kept, not copied: each `moat debug` shows it as it is at
+   * that moment (as JSON, at most `value_size` bytes, else a note saying
+   * why it is not shown). A later call registers another value instead.
    * @example
    * ```ts
    * const state = { switched: 0 };
    * moat.debug_obj(state);
+   * state.switched++; // moat debug shows { "switched": 1 }
    * ```
    */
   debug_obj(value: unknown): void;
+  /**
+   * Run `fn(...args)` in a thread of its own and resolve to its result, so
+   * that a long computation does not hold up the script: its monitors, RPC
+   * handlers, timers and the host's heartbeat keep working meanwhile.
+   *
+   * - `fn` must be written in the script's code (or a library it loaded):
+   *   a function or an arrow function, not a method, accessor, built-in or
+   *   bound function. It must be self-contained: it runs in another
+   *   global scope, where the script's variables and `moat` do not exist;
+   *   pass what it needs as `args`.
+   * - `args` and the result are structured-cloned (JSON values, `Date`,
+   *   `Map`, typed arrays, errors, …; not functions). What `fn` throws
+   *   rejects the promise.
+   * - The thread has the same restrictions as the script (no network,
+   *   files, `eval`, …; its `console` writes to the task's log). Its CPU
+   *   time and memory count against the script's limits, and it is killed
+   *   when the script ends.
+   * - At most 4 threads run at once; further calls wait until one is free
+   *   (at most 1000 may wait; more reject with a `RangeError`).
+   * @example
+   * ```ts
+   * const primes = await moat.thread((n: number) => {
+   *   let count = 0;
+   *   for (let i = 2; i < n; i++) {
+   *     let prime = true;
+   *     for (let d = 2; d * d <= i; d++) if (i % d === 0) prime = false;
+   *     if (prime) count++;
+   *   }
+   *   return count;
+   * }, 100_000);
+   * ```
+   */
+  thread<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): Promise<Awaited<R>>;
 }
 
 /** The MoaT scripting environment. */

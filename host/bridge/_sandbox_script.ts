@@ -6,12 +6,16 @@
  * @module
  */
 
-import type {
-  ErrorCode,
-  LogLevel,
-  MethodName,
-  Methods,
-  ReplyMessage,
+import {
+  type ErrorCode,
+  type HostMessage,
+  type LogLevel,
+  MAX_THREADS,
+  type MethodName,
+  type Methods,
+  type ReplyMessage,
+  type ScriptEvent,
+  THREAD_ROOM_BYTES,
 } from "../../sandbox/protocol.ts";
 import { type ChildExit, describe, limitData, type SandboxChild } from "./_child.ts";
 import { type SandboxLimits, TokenBucket } from "./limits.ts";
@@ -19,7 +23,6 @@ import { readProc, readVmData, ScriptGuard, type Watchdog } from "./_watchdog.ts
 import { argValidators, BridgeError, checkMessage } from "./validate.ts";
 import type { CallContext } from "./method_table.ts";
 import type { ScriptEnd, ScriptHandle, StartOptions } from "./isolation.ts";
-import type { ScriptEvent } from "../../sandbox/protocol.ts";
 
 /** What the pool watches each script with. */
 export interface Guarding {
@@ -49,6 +52,15 @@ export class SandboxScript implements ScriptHandle {
   #logsDropped = 0;
   #floodCount = 0;
   #floodSecond = 0;
+  /** Messages sent to the sandbox other than pings (what `settled.seen` counts). */
+  #sent = 0;
+  // ---- room for thread Workers in the data-size rlimit ----
+  #prlimit: string | undefined;
+  /** The hard data-size limit, bytes (undefined: no rlimit set). */
+  #dataHard: number | undefined;
+  #roomBusy = false;
+  #roomAgain = false;
+  #roomWanted = 0;
 
   constructor(child: SandboxChild, options: StartOptions, guarding: Guarding) {
     this.#child = child;
@@ -66,12 +78,17 @@ export class SandboxScript implements ScriptHandle {
     }, readProc(child.pid));
     this.#unwatch = guarding.watchdog.watch(child.pid, this.#guard);
     if (guarding.prlimit !== undefined) {
-      // A hard cap on memory the process may map beyond what it has now,
-      // so that a burst of ArrayBuffers fails at once; the RSS watch is
-      // the finer limit.
+      // A cap on memory the process may map beyond what it has now, so
+      // that a burst of ArrayBuffers fails at once; the RSS watch is the
+      // finer limit. The soft limit is the cap; the hard one leaves room
+      // for the address space that `moat.thread` Workers reserve, which
+      // the host grants one start at a time (#room). The sandbox cannot
+      // raise its own soft limit: it has no way to call setrlimit.
       const now = readVmData(child.pid);
       if (now !== undefined) {
-        void limitData(guarding.prlimit, child.pid, now + limits.memory * 2 ** 20);
+        this.#prlimit = guarding.prlimit;
+        this.#dataHard = now + limits.memory * 2 ** 20 + MAX_THREADS * THREAD_ROOM_BYTES;
+        void limitData(guarding.prlimit, child.pid, now + limits.memory * 2 ** 20, this.#dataHard);
       }
     }
     child.onMessage = (v) => this.#onMessage(v);
@@ -82,7 +99,7 @@ export class SandboxScript implements ScriptHandle {
       this.#finish({ state: "fail", message: exitMessage(exit, options), debug: "" });
       return this.#end!;
     });
-    child.send({
+    this.#send({
       kind: "start",
       task: options.task,
       script: options.script,
@@ -92,6 +109,7 @@ export class SandboxScript implements ScriptHandle {
         onStopBudgetMs: options.onStopBudgetMs ?? 3000,
         // The Worker refuses extra calls itself; the host refuses them too.
         maxCallsInFlight: this.#maxInFlight,
+        ...(options.virtualTime ? { virtualTime: { startMs: options.virtualTime.startMs } } : {}),
       },
     });
   }
@@ -99,7 +117,7 @@ export class SandboxScript implements ScriptHandle {
   stop(reason: string): Promise<ScriptEnd> {
     if (this.#end === undefined && this.#stopTimer === undefined) {
       const grace = this.#options.stopGraceMs ?? 4000;
-      this.#child.send({ kind: "stop", reason });
+      this.#send({ kind: "stop", reason });
       this.#stopTimer = setTimeout(() => {
         this.#finish({
           state: "fail",
@@ -118,7 +136,53 @@ export class SandboxScript implements ScriptHandle {
 
   sendEvent(event: ScriptEvent): void {
     if (this.#end !== undefined) return;
-    this.#child.send({ kind: "event", ...event });
+    this.#send({ kind: "event", ...event });
+  }
+
+  setVirtualTime(nowMs: number): void {
+    if (this.#end !== undefined || this.#options.virtualTime === undefined) return;
+    this.#send({ kind: "clock", nowMs });
+  }
+
+  /** Send to the sandbox, counting what `settled.seen` counts. */
+  #send(msg: HostMessage): void {
+    this.#child.send(msg); // throws (before writing) for a value that is not JSON
+    this.#sent++;
+    try {
+      this.#options.virtualTime?.onSent();
+    } catch { /* must not throw; if it does, the sandbox is not to blame */ }
+  }
+
+  /**
+   * Set the soft data-size limit to what the process maps now plus
+   * `memory`, and plus room for one thread Worker's isolate when a start
+   * asked for it (then answer `thread_room`). One `prlimit` at a time, at
+   * most 50 a second, however often the sandbox asks.
+   */
+  #room(): void {
+    if (this.#roomBusy) {
+      this.#roomAgain = true;
+      return;
+    }
+    this.#roomBusy = true;
+    void (async () => {
+      do {
+        this.#roomAgain = false;
+        const wanted = this.#roomWanted;
+        this.#roomWanted = 0;
+        const vm = readVmData(this.pid);
+        if (this.#prlimit !== undefined && this.#dataHard !== undefined && vm !== undefined) {
+          const soft = vm + this.#limits.memory * 2 ** 20 + (wanted > 0 ? THREAD_ROOM_BYTES : 0);
+          await limitData(this.#prlimit, this.pid, Math.min(soft, this.#dataHard), this.#dataHard);
+        }
+        if (this.#end !== undefined) break;
+        // Not counted in #sent: the sandbox process answers it itself; the
+        // script's Worker never sees it.
+        for (let i = 0; i < wanted; i++) this.#child.send({ kind: "thread_room" });
+        await new Promise((r) => setTimeout(r, 20));
+      } while (this.#roomAgain && this.#end === undefined);
+      this.#roomBusy = false;
+    })();
   }
 
   /** Record the first end, drop every call in flight, kill the process. */
@@ -180,6 +244,29 @@ export class SandboxScript implements ScriptHandle {
       case "ready":
         this.#warn("refused a message from the sandbox: second ready");
         return;
+      case "threads":
+        if (msg.need) this.#roomWanted++;
+        this.#room();
+        return;
+      case "settled": {
+        const link = this.#options.virtualTime;
+        if (link === undefined) {
+          this.#warn("refused a message from the sandbox: settled without virtual time");
+          return;
+        }
+        try {
+          if (msg.ending) {
+            // Not at rest: only its timers' count.
+            if (msg.fired.length > 0) link.onFired(msg.fired);
+            return;
+          }
+          // Stale when the host has sent something since: the script may have work again.
+          if (msg.seen !== this.#sent) return;
+          link.onFired(msg.fired);
+          link.onSettled({ nextMs: msg.nextMs });
+        } catch { /* must not throw */ }
+        return;
+      }
     }
   }
 
@@ -264,10 +351,10 @@ export class SandboxScript implements ScriptHandle {
   #reply(reply: ReplyMessage): void {
     if (this.#end !== undefined) return;
     try {
-      this.#child.send(reply);
+      this.#send(reply);
     } catch (err) {
       // A handler result that is not JSON (a BigInt, a cycle): still one reply.
-      this.#child.send({
+      this.#send({
         kind: "reply",
         id: reply.id,
         ok: false,

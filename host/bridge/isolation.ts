@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { LogLevel, ScriptEvent } from "../../sandbox/protocol.ts";
+import type { LogLevel, ScriptEvent, TimerFiring } from "../../sandbox/protocol.ts";
 import type { MethodTable } from "./method_table.ts";
 import type { SandboxLimits } from "./limits.ts";
 
@@ -53,6 +53,33 @@ export interface StartOptions {
    * (`calls_in_flight` yields to `maxCallsInFlight`). See docs/security.md.
    */
   limits?: Partial<SandboxLimits>;
+  /**
+   * Only for `moat script try`: run the script's own clock and timers on
+   * virtual time (see {@linkcode VirtualTimeLink}). Absent: real time.
+   */
+  virtualTime?: VirtualTimeLink;
+}
+
+/** What the script's Worker said when it settled (see `SettledMessage` in sandbox/protocol.ts). */
+export interface Settled {
+  /** When its earliest pending timer is due, ms since the epoch; null: none. */
+  nextMs: number | null;
+}
+
+/**
+ * The virtual clock of a `moat script try` run as one script sees it: where
+ * it starts, and how the script reports. Move it with
+ * {@linkcode ScriptHandle.setVirtualTime}.
+ */
+export interface VirtualTimeLink {
+  /** The virtual time at start, ms since the Unix epoch. */
+  startMs: number;
+  /** The script has settled since the last message the host sent it. Must not throw. */
+  onSettled(settled: Settled): void;
+  /** Timer callbacks the script ran (at the current virtual time). Must not throw. */
+  onFired(fired: TimerFiring[]): void;
+  /** The host sent the script a message (other than a heartbeat): it may have work again. */
+  onSent(): void;
 }
 
 /** A running script. */
@@ -71,6 +98,11 @@ export interface ScriptHandle {
   kill(reason: string): Promise<ScriptEnd>;
   /** Deliver an event into the script (its data, monitors, alerts, RPC requests). */
   sendEvent(event: ScriptEvent): void;
+  /**
+   * Only on scripts started with `virtualTime`: the virtual time is now
+   * `nowMs` (ms since the epoch); the script's due timers fire.
+   */
+  setVirtualTime?(nowMs: number): void;
 }
 
 /** Runs scripts in isolation. */

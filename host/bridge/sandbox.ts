@@ -30,6 +30,8 @@ import type { Isolation, ScriptHandle, StartOptions } from "./isolation.ts";
 import { type Guarding, SandboxScript } from "./_sandbox_script.ts";
 
 export { BridgeError } from "./validate.ts";
+// The flags a compiled sandbox is built with (scripts/compile.ts).
+export { sandboxRunFlags } from "./_child.ts";
 export {
   type CallContext,
   mapMethods,
@@ -37,7 +39,14 @@ export {
   type MethodTable,
 } from "./method_table.ts";
 export { DEFAULT_LIMITS, type SandboxLimits } from "./limits.ts";
-export type { Isolation, ScriptEnd, ScriptHandle, StartOptions } from "./isolation.ts";
+export type {
+  Isolation,
+  ScriptEnd,
+  ScriptHandle,
+  Settled,
+  StartOptions,
+  VirtualTimeLink,
+} from "./isolation.ts";
 
 /** Options of {@linkcode SandboxPool}. */
 export interface SandboxPoolOptions {
@@ -49,6 +58,17 @@ export interface SandboxPoolOptions {
   warm?: number;
   /** The sandbox main module. @default sandbox/process.ts beside this tree */
   processModule?: string | URL;
+  /**
+   * A sandbox program to spawn instead of `deno run … processModule`: the
+   * `moat-sandbox` that `deno task compile` builds, whose flags (those of a
+   * sandbox's `deno run`, the heap limit included) are compiled in. It is
+   * started without arguments, under `prlimit` and `nice` as `deno` is;
+   * `denoPath`, `heapMb` and `processModule` do not apply to it. `null`:
+   * none, whatever the environment says (docs/compile.md).
+   * @default the `MOAT_SANDBOX_BIN` environment variable, if set and not
+   * empty and neither `denoPath` nor `processModule` is given
+   */
+  sandboxBin?: string | null;
   /** A sandbox that is not ready after this long is killed. @default 10000 */
   readyTimeoutMs?: number;
   /** Default limits of every script (each may override them). @default DEFAULT_LIMITS */
@@ -86,6 +106,7 @@ export class SandboxPool implements Isolation {
     denoPath: string;
     heapMb: number;
     processModule: string;
+    sandboxBin: string | undefined;
     readyTimeoutMs: number;
     prlimit: string | undefined;
     fileSizeBytes: number;
@@ -121,6 +142,13 @@ export class SandboxPool implements Isolation {
       processModule: String(
         options.processModule ?? new URL("../../sandbox/process.ts", import.meta.url),
       ),
+      // A pool told which deno or module to run runs that: the environment
+      // names the sandbox of a pool that was told nothing.
+      sandboxBin: options.sandboxBin !== undefined
+        ? options.sandboxBin ?? undefined
+        : options.denoPath === undefined && options.processModule === undefined
+        ? Deno.env.get("MOAT_SANDBOX_BIN") || undefined
+        : undefined,
       readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
       prlimit: options.prlimit === undefined ? findBinary("prlimit") : options.prlimit ?? undefined,
       fileSizeBytes: (options.fileSizeMb ?? 32) * 2 ** 20,

@@ -44,6 +44,8 @@ function signal<T = void>(): { promise: Promise<T>; resolve(v: T): void } {
 const stubMethods: MethodTable = makeStubs({
   time_at: () => Promise.resolve(1_700_000_000),
   wait: () => Promise.resolve(1_700_000_000),
+  run_at: () => Promise.resolve({ due: 1_700_000_000, late: false }),
+  fired: () => Promise.resolve(null),
 });
 
 interface Run {
@@ -429,7 +431,7 @@ Deno.test("cancelling a run_at aborts the host's wait and the callback never run
   const aborted = signal<unknown>();
   const methods: MethodTable = {
     ...stubMethods,
-    wait: (_args, { signal: s }) =>
+    run_at: (_args, { signal: s }) =>
       new Promise((_, reject) =>
         s.addEventListener("abort", () => {
           aborted.resolve(s.reason);
@@ -459,10 +461,39 @@ Deno.test("cancelling a run_at aborts the host's wait and the callback never run
 Deno.test("run_at calls its function when the wait returns", async () => {
   const { end, messages } = await run(`
     moat.setup();
-    moat.run_at("12 hr", () => { console.log("fired"); moat.end(); });
+    moat.run_at("12 hr", (f) => { console.log("fired " + JSON.stringify(f)); moat.end(); });
   `);
   assert.equal(end.state, "ok");
-  assert.deepEqual(messages, ["fired"]);
+  assert.deepEqual(messages, ['fired {"due":1700000000,"late":false}']);
+});
+
+Deno.test("run_at with an id reports its firing done once the function returned", async () => {
+  const done = signal<unknown[]>();
+  const methods: MethodTable = {
+    ...stubMethods,
+    run_at: () => Promise.resolve({ due: 1_700_000_000, late: true }),
+    fired: (args) => {
+      done.resolve(args);
+      return Promise.resolve(null);
+    },
+  };
+  const r = await start(
+    `
+    moat.setup();
+    moat.run_at("12 hr", async ({ due, late }) => {
+      await null;
+      console.log("ran " + due + " " + late);
+    }, { id: "heat", catch_up: 60 });
+  `,
+    { methods },
+  );
+  try {
+    await within(r.logged("ran 1700000000 true"), 60_000, "the callback");
+    assert.deepEqual(await within(done.promise, 60_000, "fired"), ["heat", 1_700_000_000]);
+    assert.equal((await within(r.script.stop("done"), 60_000, "stop")).state, "ok");
+  } finally {
+    await r.pool.close();
+  }
 });
 
 Deno.test("calls pending when the script ends are aborted on the host", async () => {

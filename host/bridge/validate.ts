@@ -15,10 +15,12 @@ import {
   type LogLevel,
   MAX_END_TEXT_CHARS,
   MAX_LOG_CHARS,
+  MAX_TIMER_FIRINGS,
   type MethodName,
   type Methods,
   type SandboxMessage,
   type TimeOptions,
+  type TimerFiring,
   type TimeSpec,
 } from "../../sandbox/protocol.ts";
 
@@ -66,7 +68,14 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-/** `[spec, options?]` of `time_at` and `wait`. */
+/** The longest schedule id (`options.id` of `wait` and `run_at`). */
+export const MAX_SCHEDULE_ID_CHARS = 100;
+/** A schedule id: one segment of an etcd key, like a variable name. */
+export const SCHEDULE_ID = new RegExp(`^[A-Za-z_][A-Za-z0-9_.-]{0,${MAX_SCHEDULE_ID_CHARS - 1}}$`);
+/** The longest catch-up window (`options.catch_up`): 366 days, in seconds. */
+export const MAX_CATCH_UP_S = 366 * 86400;
+
+/** `[spec, options?]` of `time_at`, `wait` and `run_at`. */
 function timeArgs(method: string, args: unknown[]): [TimeSpec, TimeOptions] {
   if (args.length < 1 || args.length > 2) {
     throw badArgs(method, `expected (spec, options), got ${args.length} arguments`);
@@ -107,6 +116,23 @@ function timeArgs(method: string, args: unknown[]): [TimeSpec, TimeOptions] {
         throw badArgs(method, `options.current must be true, false or null, got ${quote(v)}`);
       }
       options.current = v;
+    } else if (key === "id" && method !== "time_at") {
+      if (typeof v !== "string" || !SCHEDULE_ID.test(v)) {
+        throw badArgs(
+          method,
+          `options.id must be 1 to ${MAX_SCHEDULE_ID_CHARS} letters, digits, "_", "." or "-", ` +
+            `starting with a letter or "_", got ${quote(v)}`,
+        );
+      }
+      options.id = v;
+    } else if (key === "catch_up" && method !== "time_at") {
+      if (typeof v !== "number" || !(v >= 0 && v <= MAX_CATCH_UP_S)) {
+        throw badArgs(
+          method,
+          `options.catch_up must be seconds from 0 to ${MAX_CATCH_UP_S}, got ${quote(v)}`,
+        );
+      }
+      options.catch_up = v;
     } else {
       throw badArgs(method, `unknown option ${quote(key)}`);
     }
@@ -137,6 +163,20 @@ function strings(method: string, args: unknown[], names: string[], max: number[]
 export const argValidators: ArgValidators = Object.freeze({
   time_at: (args: unknown[]) => timeArgs("time_at", args),
   wait: (args: unknown[]) => timeArgs("wait", args),
+  run_at: (args: unknown[]) => timeArgs("run_at", args),
+  fired: (args: unknown[]): [string, number] => {
+    if (args.length !== 2) {
+      throw badArgs("fired", `expected (id, due), got ${args.length} arguments`);
+    }
+    const [id, due] = args;
+    if (typeof id !== "string" || !SCHEDULE_ID.test(id)) {
+      throw badArgs("fired", `id must be a schedule id, got ${quote(id)}`);
+    }
+    if (typeof due !== "number" || !Number.isFinite(due)) {
+      throw badArgs("fired", `due must be Unix seconds, got ${quote(due)}`);
+    }
+    return [id, due];
+  },
   data_set: (args: unknown[]): [string, Json] => {
     if (args.length !== 2) {
       throw badArgs("data_set", `expected (key, value), got ${args.length} arguments`);
@@ -291,7 +331,40 @@ export function checkMessage(value: unknown): Checked {
     case "pong":
       if (!isId(value.id)) return { ok: false, why: "pong without a valid id" };
       return { ok: true, message: { kind, id: value.id } };
+    case "settled":
+      return checkSettled(value);
+    case "threads":
+      if (typeof value.need !== "boolean") return { ok: false, why: "threads without need" };
+      return { ok: true, message: { kind, need: value.need } };
     default:
       return { ok: false, why: `unknown message kind ${quote(kind)}` };
   }
+}
+
+/** `settled` (only under `moat script try`): its counts and times, each checked. */
+function checkSettled(value: Record<string, unknown>): Checked {
+  if (!isId(value.seen)) return { ok: false, why: "settled without a valid seen count" };
+  const next = value.nextMs;
+  if (next !== null && (typeof next !== "number" || !Number.isFinite(next))) {
+    return { ok: false, why: `settled with a bad nextMs ${quote(next)}` };
+  }
+  const list = value.fired;
+  if (!Array.isArray(list) || list.length > MAX_TIMER_FIRINGS) {
+    return { ok: false, why: "settled with a bad list of fired timers" };
+  }
+  const fired: TimerFiring[] = [];
+  for (const f of list) {
+    if (
+      !isPlainObject(f) || typeof f.repeat !== "boolean" || typeof f.delayMs !== "number" ||
+      !Number.isFinite(f.delayMs) || f.delayMs < 0 || !isId(f.count)
+    ) {
+      return { ok: false, why: "settled with a bad fired timer entry" };
+    }
+    fired.push({ repeat: f.repeat, delayMs: f.delayMs, count: f.count });
+  }
+  if (typeof value.ending !== "boolean") return { ok: false, why: "settled without ending" };
+  return {
+    ok: true,
+    message: { kind: "settled", seen: value.seen, nextMs: next, fired, ending: value.ending },
+  };
 }

@@ -8,6 +8,14 @@ Deno.test("checkMessage accepts each well-formed kind", () => {
     { kind: "cancel", id: 3 },
     { kind: "log", level: "warn", message: "hi" },
     { kind: "ended", state: "error", message: "m", debug: "d" },
+    { kind: "settled", seen: 4, nextMs: null, fired: [], ending: false },
+    {
+      kind: "settled",
+      seen: 9,
+      nextMs: 1772452801000,
+      fired: [{ repeat: true, delayMs: 1000, count: 60 }],
+      ending: true,
+    },
   ];
   for (const m of good) assert.deepEqual(checkMessage(m), { ok: true, message: m });
 });
@@ -28,6 +36,24 @@ Deno.test("checkMessage refuses malformed messages, keeping the id of a call to 
     [{ kind: "log", level: "info" }, /without a message/],
     [{ kind: "ended", state: "fail" }, /unknown state "fail"/],
     [{ kind: "ready" }, /without a version/],
+    [{ kind: "settled", seen: -1, nextMs: null, fired: [], ending: false }, /seen count/],
+    [{ kind: "settled", seen: 1, nextMs: "soon", fired: [], ending: false }, /bad nextMs "soon"/],
+    [{ kind: "settled", seen: 1, nextMs: null, fired: {}, ending: false }, /fired timers/],
+    [
+      { kind: "settled", seen: 1, nextMs: null, fired: new Array(101).fill(null), ending: false },
+      /fired timers/,
+    ],
+    [
+      {
+        kind: "settled",
+        seen: 1,
+        nextMs: null,
+        fired: [{ repeat: "yes", delayMs: 1, count: 1 }],
+        ending: false,
+      },
+      /fired timer entry/,
+    ],
+    [{ kind: "settled", seen: 1, nextMs: null, fired: [] }, /without ending/],
   ];
   for (const [value, why, id] of bad) {
     const r = checkMessage(value);

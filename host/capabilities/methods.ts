@@ -10,9 +10,9 @@
  */
 
 import type { Clock } from "../time/clock.ts";
-import { timeAt } from "../time/time_at.ts";
-import { TimeSpecError } from "../time/time_spec.ts";
-import { waitUntilSpec } from "../time/wait.ts";
+import { parseTimeSpec, TimeSpecError, type TimeSpecInput } from "../time/time_spec.ts";
+import { waitTarget, waitUntilSpec } from "../time/wait.ts";
+import { type Location, parseLocation } from "../time/sun.ts";
 import type { ScriptView } from "./script_view.ts";
 import { checkTag, type ErrorRecords, RESERVED_TAGS } from "./error_records.ts";
 import type { ScriptBus } from "./script_bus.ts";
@@ -22,12 +22,17 @@ import { DefinitionError } from "../scripts/definitions.ts";
 import { ScriptCheckError } from "../scripts/check.ts";
 import { BridgeError, mapMethods, type MethodTable } from "../bridge/sandbox.ts";
 import { CapabilityError } from "./capability_error.ts";
+import type { DebugObject } from "./debug_object.ts";
+import { latestDue, type Schedules } from "./schedules.ts";
+import type { Firing, TimeOptions, TimeSpec } from "../../sandbox/protocol.ts";
 
 /** What the methods of one run need from the host. */
 export interface MethodContext {
   clock: Clock;
   /** The installation's time zone now (`/config/timezone`, else the host's). */
   zone(): string;
+  /** The installation's location now, as written in `/config/location` ("LAT LON"), if set. */
+  location?(): string | undefined;
   /** The task's path. */
   task: string;
   /** The running script's name. */
@@ -41,6 +46,10 @@ export interface MethodContext {
   bus: ScriptBus;
   /** What the run may make the installation spend (quotas.ts). */
   quotas: Quotas;
+  /** The run's debug object (`moat.debug_obj`). */
+  debug: DebugObject;
+  /** The run's schedules: records of firings, catch-up, and the lease fence. */
+  schedules: Schedules;
 }
 
 function timeError(e: unknown): never {
@@ -48,6 +57,27 @@ function timeError(e: unknown): never {
     throw new CapabilityError("time_spec", e.message);
   }
   throw e;
+}
+
+/**
+ * The location for `spec`: only a spec with a sun event needs one, so a
+ * malformed `/config/location` troubles only those, naming the key.
+ */
+function locationFor(ctx: MethodContext, spec: TimeSpecInput): { location?: Location } {
+  const raw = ctx.location?.()?.trim();
+  if (raw === undefined || raw === "") return {};
+  let needed = false;
+  try {
+    needed = parseTimeSpec(spec).event !== undefined;
+  } catch {
+    // timeAt reports the bad spec itself.
+  }
+  if (!needed) return {};
+  try {
+    return { location: parseLocation(raw) };
+  } catch (e) {
+    throw new CapabilityError("time_spec", `/config/location: ${(e as Error).message}`);
+  }
 }
 
 /** A script's error tag: well-formed, and not one of the host's own. */
@@ -85,6 +115,80 @@ function toBridge(e: unknown): unknown {
   return e instanceof CapabilityError ? new BridgeError(e.code, e.message, { cause: e }) : e;
 }
 
+/**
+ * `moat.wait` and `moat.run_at`: sleep until the spec's moment, or, with
+ * `catch_up`, fire at once a firing due within the window that is not done;
+ * never hand a firing to the script once the lease may have expired.
+ */
+async function scheduled(
+  ctx: MethodContext,
+  quota: StoreQuotas,
+  kind: "wait" | "run_at",
+  spec: TimeSpec,
+  options: TimeOptions,
+  signal: AbortSignal,
+): Promise<Firing> {
+  const { id, catch_up: catchUp } = options;
+  const current = options.current ?? null;
+  if (catchUp !== undefined && id === undefined) {
+    throw new CapabilityError("bad_args", `Cannot call ${kind}: catch_up needs an id`);
+  }
+  if (catchUp !== undefined && (options.now !== undefined || current !== null)) {
+    throw new CapabilityError(
+      "bad_args",
+      `Cannot call ${kind}: catch_up works only with the default current and without now`,
+    );
+  }
+  const due = { clock: ctx.clock, zone: ctx.zone(), ...locationFor(ctx, spec) };
+  const base = { ...due, ...(options.now !== undefined ? { now: options.now } : {}), current };
+  const disarm = id === undefined ? undefined : ctx.schedules.arm(id);
+  try {
+    let target: number;
+    let late = false;
+    const done = id === undefined ? -Infinity : ctx.schedules.lastDone(id);
+    try {
+      const missed = catchUp ? latestDue(spec, ctx.clock.now() / 1000, catchUp, due) : undefined;
+      if (missed !== undefined && missed > done) {
+        target = missed;
+        late = true;
+      } else {
+        target = waitTarget(spec, base);
+        // A firing done already (by this run or one before) does not fire again.
+        for (let i = 0; target <= done && i < 100; i++) {
+          const next = waitTarget(spec, { ...base, now: target });
+          if (next <= target) break;
+          target = next;
+        }
+        if (target <= done) {
+          // The schedule's only firing is done: it never fires again.
+          await new Promise<never>((_, reject) => {
+            signal.throwIfAborted();
+            signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+          });
+        }
+        await waitUntilSpec([], { ...due, now: target, signal });
+      }
+    } catch (e) {
+      if (signal.aborted) throw new CapabilityError("cancelled", "the wait was cancelled");
+      return timeError(e);
+    }
+    if (id !== undefined) quota.write(utf8Length(id) + 200);
+    // The fence, at the last moment before the script learns of the firing.
+    ctx.schedules.guard();
+    if (id !== undefined) {
+      ctx.schedules.fire(id, target, {
+        late,
+        spec,
+        catchUp: catchUp ?? 0,
+        due,
+      }, kind);
+    }
+    return { due: target, late };
+  } finally {
+    disarm?.();
+  }
+}
+
 /** Build the method table of one script run. */
 export function hostMethods(ctx: MethodContext): MethodTable {
   const table = capabilityMethods(ctx);
@@ -104,28 +208,28 @@ function capabilityMethods(ctx: MethodContext): MethodTable {
     // deno-lint-ignore require-await
     async time_at([spec, options]) {
       try {
-        return timeAt(spec, {
-          now: options.now ?? ctx.clock.now() / 1000,
-          current: options.current ?? null,
+        // The same target a wait with these arguments would sleep until.
+        return waitTarget(spec, {
+          clock: ctx.clock,
           zone: ctx.zone(),
+          ...locationFor(ctx, spec),
+          ...(options.now !== undefined ? { now: options.now } : {}),
+          current: options.current ?? null,
         });
       } catch (e) {
         return timeError(e);
       }
     },
     async wait([spec, options], call) {
-      try {
-        return await waitUntilSpec(spec, {
-          clock: ctx.clock,
-          zone: ctx.zone(),
-          ...(options.now !== undefined ? { now: options.now } : {}),
-          current: options.current ?? null,
-          signal: call.signal,
-        });
-      } catch (e) {
-        if (call.signal.aborted) throw new CapabilityError("cancelled", "the wait was cancelled");
-        return timeError(e);
-      }
+      return (await scheduled(ctx, quota, "wait", spec, options, call.signal)).due;
+    },
+    run_at([spec, options], call) {
+      return scheduled(ctx, quota, "run_at", spec, options, call.signal);
+    },
+    // deno-lint-ignore require-await
+    async fired([id, due]) {
+      ctx.schedules.callbackReturned(id, due);
+      return null;
     },
     async data_set([key, value]) {
       const bytes = jsonBytes(value);
@@ -210,7 +314,7 @@ function capabilityMethods(ctx: MethodContext): MethodTable {
     // deno-lint-ignore require-await
     async debug_obj([value]) {
       quota.value(jsonBytes(value), "the debug object");
-      ctx.bus.debug = value;
+      ctx.debug.set(value);
       return null;
     },
   };

@@ -21,6 +21,8 @@ import type { Quotas } from "./quotas.ts";
 import { ScriptView } from "./script_view.ts";
 import { ScriptBus } from "./script_bus.ts";
 import { hostMethods } from "./methods.ts";
+import { DebugObject } from "./debug_object.ts";
+import { Schedules } from "./schedules.ts";
 
 /** A script ready to run: its name and the JavaScript to evaluate. */
 export interface LoadedScript {
@@ -42,12 +44,58 @@ export interface HostCapabilities {
   clock: Clock;
   /** The installation's time zone now (`/config/timezone`, else the host's). */
   zone(): string;
+  /**
+   * The installation's location now (`/config/location`, "LAT LON"), for
+   * sun events in time specs.
+   * @default read from the store and followed through `hub` (see {@linkcode followLocation})
+   */
+  location?(): string | undefined;
   /** Error records (`moat.set_error`). */
   errors: ErrorRecords;
   /** The bus scripts serve, call and alert on. */
   bus: Bus;
   /** Where runs claim the RPC names they serve (no squatting across scripts). */
   rpcNames?: RpcNames;
+}
+
+const followed = new WeakMap<WatchHub, Promise<() => string | undefined>>();
+
+/**
+ * `/config/location` of the installation, read once per host (per watch
+ * hub) and followed through the hub's watch, as the host follows
+ * `/config/timezone`: every run of the host sees the newest value.
+ */
+export function followLocation(
+  host: Pick<HostCapabilities, "store" | "layout" | "hub">,
+): Promise<() => string | undefined> {
+  let found = followed.get(host.hub);
+  if (found === undefined) {
+    const key = `${host.layout.configPrefix}location`;
+    let value: string | undefined;
+    let changes = 0;
+    host.hub.subscribe(key, (events) => {
+      const mine = events.filter((e) => e.kv.key === key);
+      const last = mine[mine.length - 1];
+      if (last === undefined) return;
+      changes++;
+      value = last.type === "put" ? last.kv.value : undefined;
+    }, {
+      onResync: () => {
+        const before = changes;
+        void host.store.get(key).then((kv) => {
+          // A later event already set the newest value.
+          if (changes === before) value = kv?.value;
+        }, () => {});
+      },
+    });
+    const get = () => value;
+    found = host.store.get(key).then((kv) => {
+      if (changes === 0) value = kv?.value;
+      return get;
+    }, () => get);
+    followed.set(host.hub, found);
+  }
+  return found;
 }
 
 /** One run: whose capabilities these are. */
@@ -64,6 +112,16 @@ export interface RunSpec {
   quotas: Quotas;
   /** `moat.load`: fetch another script (and remember that this run uses it). */
   load(name: string): Promise<LoadedScript>;
+  /**
+   * Whether the run's lease is certainly still held (`Lease.held`): nothing
+   * scheduled fires once it is not.
+   * @default always held (a run without a lease to lose)
+   */
+  held?(): boolean;
+  /** Report trouble the script cannot act on (a firing's record not written). */
+  warn?(message: string): void;
+  /** Trace what the script cannot see (each scheduled firing), at debug level. */
+  debug?(message: string): void;
 }
 
 /** The capabilities of one run; see the module doc. */
@@ -76,20 +134,44 @@ export class RunCapabilities {
   readonly methods: MethodTable;
   /** The task's `moat.data` as the script starts. */
   readonly initial: DataEvent;
+  /** The run's schedules (records of firings, catch-up). */
+  readonly schedules: Schedules;
+  #debug: DebugObject;
+  #debugRequests = 0;
 
-  private constructor(view: ScriptView, bus: ScriptBus, methods: MethodTable, initial: DataEvent) {
+  private constructor(
+    view: ScriptView,
+    bus: ScriptBus,
+    methods: MethodTable,
+    initial: DataEvent,
+    debug: DebugObject,
+    schedules: Schedules,
+  ) {
     this.view = view;
     this.bus = bus;
     this.methods = methods;
     this.initial = initial;
+    this.#debug = debug;
+    this.schedules = schedules;
   }
 
   /** Open the capabilities of `run`: read the task's data and follow its changes. */
   static async open(host: HostCapabilities, run: RunSpec): Promise<RunCapabilities> {
     const view = new ScriptView(host, run);
     let initial: DataEvent;
+    let schedules: Schedules;
     try {
       initial = await view.open();
+      schedules = await Schedules.open({
+        store: host.store,
+        layout: host.layout,
+        clock: host.clock,
+        task: run.task,
+        token: run.token,
+        held: run.held ?? (() => true),
+        ...(run.warn ? { warn: run.warn } : {}),
+        ...(run.debug ? { debug: run.debug } : {}),
+      });
     } catch (e) {
       view.close();
       throw e;
@@ -101,9 +183,12 @@ export class RunCapabilities {
         ? { claims: { names: rpcNames, script: run.script, task: run.task, lease: run.lease } }
         : {}),
     });
+    const location = host.location ?? await followLocation(host);
+    const debug = new DebugObject();
     const methods = hostMethods({
       clock: host.clock,
       zone: host.zone,
+      location,
       task: run.task,
       script: run.script,
       view,
@@ -111,13 +196,25 @@ export class RunCapabilities {
       load: run.load,
       bus,
       quotas: run.quotas,
+      debug,
+      schedules,
     });
-    return new RunCapabilities(view, bus, methods, initial);
+    return new RunCapabilities(view, bus, methods, initial, debug, schedules);
   }
 
-  /** The script's debug object (`moat.debug_obj`), if it set one. */
+  /** The script's debug object (`moat.debug_obj`) as it last sent it, if it set one. */
   get debug(): Json | undefined {
-    return this.bus.debug;
+    return this.#debug.value;
+  }
+
+  /**
+   * The script's debug object (`moat.debug_obj`) as it is now, if it set
+   * one: the script is asked for a fresh copy (see debug_object.ts).
+   */
+  debugNow(): Promise<Json | undefined> {
+    return this.#debug.current(() =>
+      this.view.emit({ event: "debug", data: { request: ++this.#debugRequests } })
+    );
   }
 
   /** Start delivering events into the script through `send` (those queued first). */
@@ -129,5 +226,7 @@ export class RunCapabilities {
   async close(): Promise<void> {
     this.view.close();
     await this.bus.close();
+    // Records of firings that completed are written before the run's end is.
+    await this.schedules.close();
   }
 }

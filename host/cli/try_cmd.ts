@@ -1,8 +1,9 @@
 /**
  * `moat script try FILE [key=value…] [--at TIME] [--until SPEC|--for DURATION]
- * [--tz ZONE] [--tree FILE] [--events FILE] [--lib NAME=FILE…]`: run a script
- * locally, on the embedded store and bus, through virtual time (see
- * try_session.ts for how the clock moves).
+ * [--tz ZONE] [--tree FILE] [--events FILE] [--lib NAME=FILE…] [--no-typecheck]
+ * [--json]`: run a script locally, on the embedded store and bus, through
+ * virtual time (see try_session.ts for how the clock moves). The code gets
+ * the checks of `moat script def add` first: what is tried is what would run.
  *
  * @module
  */
@@ -14,10 +15,11 @@ import { DataFileError, parseDataFile } from "./data_file.ts";
 import { parseNow } from "./time_cmd.ts";
 import { formatSpan, type TryEvent, type TryLibrary, trySession } from "./try_session.ts";
 import { checkScript, isLanguage, type Language, languageOf } from "../scripts/check.ts";
+import { typeCheckScript } from "../scripts/typecheck.ts";
+import { installationLocation, installationZone } from "./installation_zone.ts";
 import { checkName } from "../names.ts";
 import { parseAssignments } from "../tasks/task_defs.ts";
 import { timeAt } from "../time/time_at.ts";
-import { hostZone } from "../time/zone.ts";
 import { parseTimeSpec } from "../time/time_spec.ts";
 
 const UNIT_MS: Record<string, number> = {
@@ -138,12 +140,17 @@ export function parseEvents(
     }
     const atMs = parseTime(at, `${what}: "at"`, zone, startMs);
     if (atMs < startMs) throw new UsageError(`${what}: "at" ${JSON.stringify(at)} is before --at`);
-    const kinds = ["alert", "call", "put", "delete"].filter((k) => typeof ev[k] === "string");
+    const kinds = [
+      ...["alert", "call", "put", "delete"].filter((k) => typeof ev[k] === "string"),
+      ...["stop", "start"].filter((k) => ev[k] === true),
+    ];
     if (kinds.length !== 1) {
       throw new UsageError(
-        `${what}: needs one of "alert": TOPIC, "call": NAME, "put": PATH or "delete": PATH`,
+        `${what}: needs one of "alert": TOPIC, "call": NAME, "put": PATH, "delete": PATH, ` +
+          `"stop": true or "start": true`,
       );
     }
+    if (kinds[0] === "stop" || kinds[0] === "start") return { atMs, kind: kinds[0] };
     if (kinds[0] === "put" || kinds[0] === "delete") {
       const path = (ev[kinds[0]] as string).replace(/^\/+|\/+$/g, "");
       if (path === "" || path.split("/").some((s) => s === "" || s === "." || s === "..")) {
@@ -193,6 +200,12 @@ function scriptName(ctx: CommandContext, file: string): string {
   }
 }
 
+/** The checks of `moat script def add`: syntax and imports, then (unless skipped) the types. */
+function checkCode(ctx: CommandContext, file: string, code: string, language: Language): void {
+  checkScript(file, code, language);
+  if (ctx.values["no-typecheck"] !== true) typeCheckScript(file, code, language);
+}
+
 async function libraries(ctx: CommandContext): Promise<TryLibrary[]> {
   const raw = ctx.values.lib;
   const list = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
@@ -210,7 +223,7 @@ async function libraries(ctx: CommandContext): Promise<TryLibrary[]> {
     }
     const code = await readText(file, "--lib");
     const language = languageOf(file);
-    checkScript(file, code, language);
+    checkCode(ctx, file, code, language);
     out.push({ name, code, language });
   }
   return out;
@@ -230,8 +243,22 @@ write to the task's data/, each line prefixed with the virtual time in --tz.
 key=value words become the task's data (as with moat script add); a key the script
 writes with moat.data.set must exist, e.g. light=false.
 
-Time: moat.time_at, moat.wait and moat.run_at use the virtual clock; Date.now()
-and new Date() inside a script are the real time. moat.call timeouts are real time.
+Checks: the code gets the checks of moat script def add first (syntax, no import
+or export, and the types against the moat API unless --no-typecheck); so does
+each --lib.
+
+Time: the script's own clock and timers run on the virtual clock: Date.now(),
+new Date() (no arguments), performance.now(), setTimeout, setInterval and their
+clear…, as well as moat.time_at, moat.wait and moat.run_at. The clock moves only
+when the script rests (every pending thing is a timer or a wait); a script that
+never yields stops virtual time and is stopped by its CPU budget. Real time still
+rules moat.call timeouts, the on_stop budget and the sandbox's limits. Timer
+firings are summed up at the end, one "timer" line per kind and delay.
+
+Zone: --tz, else /config/timezone in etcd when etcd answers within 1.5 s, else
+the machine's zone; the first line says which. Location (for sun events such as
+"30 min before sunset"): --location, else /config/location in etcd, read the
+same way; without either, a spec with a sun event fails.
 
 Both files are JSON, or YAML when the name ends in .yaml or .yml.
 --tree FILE: an object of paths below the root and their values, e.g.
@@ -246,9 +273,16 @@ Both files are JSON, or YAML when the name ends in .yaml or .yml.
   {"at": TIME, "call": NAME, "args": …}      call an RPC and print the reply
   {"at": TIME, "put": PATH, "value": …}      write a value into the tree
   {"at": TIME, "delete": PATH}               delete a key and everything below it
+  {"at": TIME, "stop": true}                 stop the script as its host would (on_stop runs)
+  {"at": TIME, "start": true}                start it again (a restart, a take-over)
+Firings of schedules with an id (moat.wait/run_at {id, catch_up}) print a "fire"
+line; a catch-up of a firing missed while the script was stopped is marked "late".
+
+--json prints each line as one JSON object: {"time": ISO, "unix": seconds,
+"kind": "info"|"wait"|"data"|…, "text": the rest of the line}.
 
 Exit code 0 when the run reached its end or the script ended ok, 1 when the script
-ended with an error or failed, 2 for bad arguments.`,
+ended with an error or failed (or failed its check), 2 for bad arguments.`,
   options: {
     at: {
       type: "string",
@@ -269,8 +303,15 @@ ended with an error or failed, 2 for bad arguments.`,
     tz: {
       type: "string",
       arg: "ZONE",
-      help:
-        "the installation's time zone (/config/timezone) and of the output (default: the host's)",
+      help: "the installation's time zone and of the output " +
+        "(default: /config/timezone in etcd, else the machine's)",
+    },
+    location: {
+      type: "string",
+      arg: "LAT,LON",
+      help: "the installation's location for sun events, decimal degrees, north and east " +
+        "positive, e.g. 52.52,13.405 or --location=-33.87,151.21 (default: /config/location " +
+        "in etcd)",
     },
     tree: {
       type: "string",
@@ -280,7 +321,8 @@ ended with an error or failed, 2 for bad arguments.`,
     events: {
       type: "string",
       arg: "FILE",
-      help: "inject alerts, RPC calls and tree changes at virtual times (JSON or YAML, see above)",
+      help:
+        "inject alerts, RPC calls, tree changes, stops and starts at virtual times (JSON or YAML, see above)",
     },
     lib: {
       type: "string",
@@ -294,6 +336,11 @@ ended with an error or failed, 2 for bad arguments.`,
       arg: "LANG",
       help: "typescript or javascript (default: from the file name; typescript for -)",
     },
+    "no-typecheck": {
+      type: "boolean",
+      help: "skip the type check against the moat API (the syntax and import check still runs)",
+    },
+    json: { type: "boolean", help: "print the trace as JSON lines (see above)" },
   },
   minArgs: 1,
   async run(ctx) {
@@ -304,11 +351,18 @@ ended with an error or failed, 2 for bad arguments.`,
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
-    const zone = typeof ctx.values.tz === "string" ? ctx.values.tz : hostZone();
-    try {
-      new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    } catch {
-      throw new UsageError(`--tz "${zone}" is not a known IANA time zone`);
+    // The installation's zone (/config/timezone) when etcd answers, unless --tz says.
+    const { zone, from: zoneFrom } = await installationZone(
+      ctx.globals,
+      typeof ctx.values.tz === "string" ? ctx.values.tz : undefined,
+    );
+    // The installation's location (/config/location) likewise, unless --location says.
+    const { location, from: locationFrom } = await installationLocation(
+      ctx.globals,
+      typeof ctx.values.location === "string" ? ctx.values.location : undefined,
+    );
+    if (location !== undefined && locationFrom !== "") {
+      ctx.io.err(`note: location ${location.latitude} ${location.longitude} (${locationFrom})`);
     }
     const startMs = typeof ctx.values.at === "string"
       ? parseTime(ctx.values.at, "--at", zone, 0)
@@ -320,7 +374,11 @@ ended with an error or failed, 2 for bad arguments.`,
     if (typeof ctx.values.until === "string") {
       try {
         parseTimeSpec(ctx.values.until);
-        endMs = timeAt(ctx.values.until, { now: startMs / 1000, zone }) * 1000;
+        endMs = timeAt(ctx.values.until, {
+          now: startMs / 1000,
+          zone,
+          ...(location !== undefined ? { location } : {}),
+        }) * 1000;
       } catch (e) {
         throw new UsageError(`--until: ${(e as Error).message}`);
       }
@@ -328,12 +386,16 @@ ended with an error or failed, 2 for bad arguments.`,
       endMs = startMs +
         parseDuration(typeof ctx.values.for === "string" ? ctx.values.for : "1d", "--for");
     }
-    const tree = typeof ctx.values.tree === "string"
+    const tree: [string, string][] = typeof ctx.values.tree === "string"
       ? treeEntries(
         parseData(await readText(ctx.values.tree, "--tree"), "--tree", ctx.values.tree),
         ctx.values.tree,
       )
       : [];
+    // The run's host reads /config/location as an installation's would (--tree may override).
+    if (location !== undefined) {
+      tree.unshift(["config/location", `${location.latitude} ${location.longitude}`]);
+    }
     const events = typeof ctx.values.events === "string"
       ? parseEvents(
         parseData(await readText(ctx.values.events, "--events"), "--events", ctx.values.events),
@@ -348,7 +410,7 @@ ended with an error or failed, 2 for bad arguments.`,
       ? await new Response(Deno.stdin.readable).text()
       : await readText(file, "script");
     const language = languageFor(ctx, file);
-    checkScript(file, code, language);
+    checkCode(ctx, file, code, language);
 
     const began = performance.now();
     const result = await trySession({
@@ -360,11 +422,14 @@ ended with an error or failed, 2 for bad arguments.`,
       startMs,
       endMs,
       zone,
+      ...(location !== undefined ? { location } : {}),
       tree,
       events,
       libraries: libs,
       out: ctx.io.out,
       verbose: ctx.globals.verbose,
+      json: ctx.values.json === true,
+      zoneFrom,
     });
     const real = ((performance.now() - began) / 1000).toFixed(2);
     const late = events.filter((e) => e.atMs > endMs).length;

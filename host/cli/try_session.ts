@@ -3,22 +3,30 @@
  * sandbox, on the embedded store and bus, with a `VirtualClock` that jumps
  * ahead whenever the script has nothing left to do at the current moment.
  *
- * How the clock moves: every sign of life is watched — a bridge call
- * starting or ending, an event sent into the sandbox, a log line, a change
- * in the store. When none has happened for a short real-time quiet period
- * (and no call other than a `wait` is in flight), the script is waiting:
- * the clock advances to the earliest pending sleep (a `moat.wait`,
- * `moat.run_at`) or injected event, whichever comes first, and the loop
- * starts over. When nothing is pending before the end, the clock jumps to
- * the end and the script is stopped.
+ * How the clock moves: the script's Worker runs its own clock and timers on
+ * virtual time (`Date`, `performance.now()`, `setTimeout`, `setInterval`;
+ * see sandbox/_worker_timers.ts) and reports `settled` whenever it has
+ * nothing left to run: its microtasks have drained and no timer is due. The
+ * clock moves only while the latest such report is current (nothing was sent
+ * to the script since), no bridge call other than a `wait` is in flight, and
+ * the host's own promise chains have run without a change. Then it advances
+ * to the earliest of: the script's next timer, the next pending `moat.wait`
+ * or `moat.run_at`, the next injected event; the script's clock is told
+ * first, then the waits due wake. When nothing is pending before the end,
+ * the clock jumps to the end and the script is stopped. A script that
+ * never yields never settles: virtual time stands still, and its CPU budget
+ * stops it as on a host.
  *
  * What it prints, each line after the virtual time in the zone: log lines,
  * waits (`wait until …`), writes to the task's `data/` (`data KEY = VALUE`),
- * error records set and cleared, and the injected events with RPC replies.
+ * error records set and cleared, the injected events with RPC replies, and
+ * at the end one `timer` line per kind and delay of timer that fired, with
+ * its count. With `json`, each line is a JSON object instead.
  *
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { MemoryStore } from "../store/memory_store.ts";
 import type { WatchEvent } from "../store/store.ts";
 import { Layout, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
@@ -28,13 +36,16 @@ import {
   mapMethods,
   SandboxPool,
   type ScriptHandle,
+  type Settled,
   type StartOptions,
 } from "../bridge/sandbox.ts";
+import type { TimerFiring } from "../../sandbox/protocol.ts";
 import { Host } from "../tasks/host.ts";
 import type { Transition } from "../tasks/task_runner.ts";
 import { LocalBus } from "../bus/local_bus.ts";
 import { VirtualClock } from "../time/virtual_clock.ts";
 import { localIso } from "../time/zone.ts";
+import type { Location } from "../time/sun.ts";
 import { waitTarget } from "../time/wait.ts";
 import { servicesOn } from "./services.ts";
 import { escapeControl as esc, terminalJson } from "../text.ts";
@@ -45,7 +56,10 @@ export type TryEvent =
   | { atMs: number; kind: "alert"; topic: string; data: unknown }
   | { atMs: number; kind: "call"; name: string; args: unknown; timeoutMs: number }
   | { atMs: number; kind: "put"; path: string; value: string }
-  | { atMs: number; kind: "delete"; path: string };
+  | { atMs: number; kind: "delete"; path: string }
+  /** Stop the script as its host would (on_stop runs), or start it again. */
+  | { atMs: number; kind: "stop" }
+  | { atMs: number; kind: "start" };
 
 /** A script stored beside the one tried (a library for `moat.load`). */
 export interface TryLibrary {
@@ -69,6 +83,8 @@ export interface TryOptions {
   endMs: number;
   /** IANA zone of the installation (`/config/timezone`) and of the printed times. */
   zone: string;
+  /** The installation's location (`/config/location`), for the waits on sun events it prints. */
+  location?: Location;
   /** Extra keys, relative to the root, and their text values. */
   tree: [string, string][];
   events: TryEvent[];
@@ -77,12 +93,10 @@ export interface TryOptions {
   out(line: string): void;
   /** Print debug log lines too. @default false */
   verbose?: boolean;
-  /** Real ms without any activity before the clock may move. @default 20 */
-  quietMs?: number;
-  /** Real ms without activity before deciding that nothing more will happen. @default 250 */
-  idleMs?: number;
-  /** Give up when the script never rests for this long, real ms. @default 30000 */
-  busyLimitMs?: number;
+  /** Print each line as a JSON object (`time`, `unix`, `kind`, `text`). @default false */
+  json?: boolean;
+  /** Where the zone came from, for the first line (e.g. `from /moat/config/timezone`). @default "" */
+  zoneFrom?: string;
 }
 
 /** How a try run ended. */
@@ -114,113 +128,79 @@ export function formatSpan(ms: number): string {
   return parts.length ? parts.join(" ") : `${ms} ms`;
 }
 
-/** The log line that says the script's code starts to run (never shown). */
-const START_MARK = "[moat script try: the script starts]";
-
-/** Real ms of quiet after the script went to sleep in a `wait` call. */
-const SLEEP_QUIET_MS = 5;
-
-/** Tracks signs of life, in real time. */
-class Activity {
-  last = performance.now();
-  /** Bridge calls in flight that do not wait on the clock. */
-  busy = 0;
-
-  /** Whether the latest sign of life was a `wait` call starting (the script went to sleep). */
-  asleep = false;
-
-  /** Wakes a pending `quiet` early (when the script went to sleep). */
-  #poke: (() => void) | undefined;
-
-  bump(asleep = false): void {
-    this.last = performance.now();
-    this.asleep = asleep;
-    if (asleep) this.#poke?.();
-  }
-
-  /**
-   * Resolve once nothing has happened for `ms` and no call is busy; false
-   * when that did not happen within `limitMs` or `stop()` says so.
-   */
-  async quiet(ms: number, limitMs: number, stop: () => boolean): Promise<boolean> {
-    const began = performance.now();
-    for (;;) {
-      if (stop()) return true;
-      const now = performance.now();
-      // A script that has just gone to sleep rests sooner than one that is working.
-      const need = this.asleep ? Math.min(ms, SLEEP_QUIET_MS) : ms;
-      if (this.busy === 0 && now - this.last >= need) return true;
-      if (now - began > limitMs) return false;
-      const left = this.busy > 0 ? need : need - (now - this.last);
-      // A sign of life meanwhile only moves the end of the quiet period.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.max(1, left));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#poke = done;
-      });
-      this.#poke = undefined;
-    }
-  }
-}
-
-/** An `Isolation` that reports every call, event and log line of its scripts. */
-class WatchedIsolation implements Isolation {
+/**
+ * An `Isolation` that runs its scripts on virtual time and reports what the
+ * try loop needs: calls in flight (other than waits), when the script has
+ * settled, the timers it fired.
+ */
+class TryIsolation implements Isolation {
   #inner: Isolation;
-  #activity: Activity;
+  #session: SessionState;
   #onWait: (spec: unknown, options: unknown) => void;
-  /** Called when a script's first line is about to run. */
-  onStarted: () => void = () => {};
+  #onFire: (id: string, due: number, late: boolean) => void;
+  #startMs: () => number;
 
-  constructor(inner: Isolation, activity: Activity, onWait: (s: unknown, o: unknown) => void) {
+  constructor(
+    inner: Isolation,
+    session: SessionState,
+    startMs: () => number,
+    onWait: (s: unknown, o: unknown) => void,
+    onFire: (id: string, due: number, late: boolean) => void,
+  ) {
     this.#inner = inner;
-    this.#activity = activity;
+    this.#session = session;
+    this.#startMs = startMs;
     this.#onWait = onWait;
+    this.#onFire = onFire;
   }
 
   async start(options: StartOptions): Promise<ScriptHandle> {
-    const act = this.#activity;
+    const s = this.#session;
     const methods = mapMethods(options.methods, (name, fn) => async (args, ctx) => {
-      const clocked = name === "wait";
-      act.bump(clocked);
+      // A wait rests on the clock; any other call is work the clock waits for.
+      const clocked = name === "wait" || name === "run_at";
       if (clocked) {
         const [spec, opts] = args;
         this.#onWait(spec, opts);
       } else {
-        act.busy++;
+        s.busy++;
       }
+      s.changed();
+      const calledMs = this.#startMs();
       try {
-        return await fn(args, ctx);
+        const result = await fn(args, ctx);
+        // A firing of a schedule with an id: one trace line, marked when late.
+        const id = clocked ? (args[1] as { id?: unknown } | undefined)?.id : undefined;
+        if (typeof id === "string") {
+          const firing = typeof result === "number"
+            ? { due: result, late: result * 1000 < calledMs }
+            : result as { due: number; late: boolean };
+          this.#onFire(id, firing.due, firing.late);
+        }
+        return result;
       } finally {
-        if (!clocked) act.busy--;
-        act.bump();
+        if (!clocked) s.busy--;
+        s.changed();
       }
     });
     const handle = await this.#inner.start({
       ...options,
-      // The sandbox gives no sign when the script's code begins to run (its
-      // Worker may take a moment to boot): this line, on the script's first
-      // line so that line numbers stay, is that sign.
-      code: `console.debug(${JSON.stringify(START_MARK)});${options.code}`,
       methods,
-      onLog: (level, message) => {
-        act.bump();
-        if (message === START_MARK) this.onStarted();
-        else options.onLog(level, message);
+      virtualTime: {
+        startMs: this.#startMs(),
+        onSettled: (settled) => {
+          s.settled = settled;
+          s.changed();
+        },
+        onFired: (fired) => s.onFired(fired),
+        onSent: () => {
+          s.settled = undefined;
+          s.changed();
+        },
       },
     });
-    return {
-      ended: handle.ended,
-      pid: handle.pid,
-      stop: (reason) => handle.stop(reason),
-      kill: (reason) => handle.kill(reason),
-      sendEvent: (event) => {
-        act.bump();
-        handle.sendEvent(event);
-      },
-    };
+    s.handle = handle;
+    return handle;
   }
 
   close(): Promise<void> {
@@ -228,11 +208,48 @@ class WatchedIsolation implements Isolation {
   }
 }
 
+/** What the try loop and its isolation share. */
+class SessionState {
+  /** Bridge calls in flight that do not wait on the clock, and injected RPC calls. */
+  busy = 0;
+  /** The script's latest report that it has settled, while it is current. */
+  settled: Settled | undefined;
+  /** The running script, once started. */
+  handle: ScriptHandle | undefined;
+  /** Counts every change, so that a quiet spell can be told from a busy one. */
+  version = 0;
+  onFired: (fired: TimerFiring[]) => void = () => {};
+  #wake: (() => void) | undefined;
+
+  changed(): void {
+    this.version++;
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  /** Resolves at the next change. */
+  next(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const prev = this.#wake;
+      this.#wake = () => {
+        prev?.();
+        resolve();
+      };
+    });
+  }
+}
+
+/**
+ * One macrotask turn of the host: its own promise chains (store watches,
+ * bus deliveries) run. Not `setTimeout(…, 0)`, which nested is clamped to 4 ms.
+ */
+function turn(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 /** Run one script through virtual time; see the module doc. */
 export async function trySession(o: TryOptions): Promise<TryResult> {
-  const quietMs = o.quietMs ?? 20;
-  const idleMs = o.idleMs ?? 250;
-  const busyLimitMs = o.busyLimitMs ?? 30_000;
   const clock = new VirtualClock(o.startMs);
   const store = new MemoryStore({ clock });
   const bus = new LocalBus();
@@ -240,15 +257,26 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
   const layout = new Layout(ROOT);
   const services = servicesOn(store, ROOT);
   const task = `${HOST}/${o.name}`;
-  const activity = new Activity();
+  const session = new SessionState();
   const time = () => localIso(clock.now() / 1000, o.zone);
+  const timerTally = new TimerTally();
   // Every piece of `text` that comes from the script, the store or the input
   // files is escaped (esc, terminalJson) by the caller: one line per entry.
-  const say = (what: string, text: string) => o.out(`${time()} ${what.padEnd(5)} ${text}`);
+  const say = (what: string, text: string) => {
+    if (o.json) {
+      o.out(terminalJson({ time: time(), unix: clock.now() / 1000, kind: what, text }));
+    } else {
+      o.out(`${time()} ${what.padEnd(5)} ${text}`);
+    }
+  };
+  const sayTimers = () => {
+    for (const line of timerTally.flush((ms) => localIso(ms / 1000, o.zone))) say("timer", line);
+  };
+  session.onFired = (fired) => timerTally.add(fired, clock.now());
 
   const logger: Logger = {
     log(level: LogLevel, source: string, message: string) {
-      activity.bump();
+      session.changed();
       if (level === "debug" && !o.verbose) return;
       const text = esc(message);
       say(level, source === task ? text : `[${esc(source)}] ${text}`);
@@ -256,20 +284,21 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
   };
 
   let ended: Transition | undefined;
-  let started = false;
-  let onChange: () => void = () => {};
+  /** Between a `stop` and a `start` event: no host runs the script. */
+  let stopped = false;
   const onTransition = (t: Transition) => {
-    if (t.task !== task || t.state === "start") return;
+    if (t.task !== task || t.state === "start" || stopped) return;
     ended = t;
-    onChange();
+    session.changed();
   };
 
-  const isolation = new WatchedIsolation(pool, activity, (spec, opts) => {
+  const isolation = new TryIsolation(pool, session, () => clock.now(), (spec, opts) => {
     const options = (opts ?? {}) as { now?: number; current?: boolean | null };
     try {
       const target = waitTarget(spec as string, {
         clock,
         zone: o.zone,
+        ...(o.location !== undefined ? { location: o.location } : {}),
         ...(options.now !== undefined ? { now: options.now } : {}),
         current: options.current ?? null,
       });
@@ -284,18 +313,16 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
     } catch {
       // A bad spec: the wait itself fails and the script sees why.
     }
+  }, (id, due, late) => {
+    say("fire", `${esc(id)} due ${localIso(due, o.zone)}${late ? " late (catch-up)" : ""}`);
   });
 
-  isolation.onStarted = () => {
-    started = true;
-    onChange();
-  };
   let host: Host | undefined;
   const dataPrefix = layout.taskDir(task) + TASK_KEYS.data;
   const errorPointers = layout.statusDir(task) + STATUS_KEYS.errors;
   const errorMsg = new RegExp(`^${ROOT}/status/errors/([^/]+)/[^/]+/msg$`);
   const watch = await store.watch(ROOT + "/", (events: WatchEvent[]) => {
-    activity.bump();
+    session.changed();
     for (const e of events) {
       const m = errorMsg.exec(e.kv.key);
       if (m && e.type === "put") say("error", `${esc(m[1]!)} set: ${esc(e.kv.value)}`);
@@ -307,14 +334,37 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
       say("data", e.type === "put" ? `${esc(key)} = ${esc(e.kv.value)}` : `${esc(key)} deleted`);
     }
   });
+
+  /**
+   * Resolves once the script rests: it has settled since the last message
+   * sent to it, no call other than a wait is in flight, and the host's own
+   * promise chains (store watches, bus deliveries, a wait arming its timer)
+   * have run without any change. Or once it has ended. No real-time bound:
+   * a script that never yields is stopped by its CPU budget.
+   */
+  const rest = async (): Promise<void> => {
+    for (;;) {
+      if (ended) return;
+      if (stopped && session.busy === 0) return;
+      if (session.settled !== undefined && session.busy === 0) {
+        const version = session.version;
+        await turn();
+        await turn();
+        if (session.version === version) return;
+        continue;
+      }
+      await session.next();
+    }
+  };
+
   const calls = new Set<Promise<void>>();
   let steps = 0;
   try {
     say(
       "try",
-      `${esc(o.source)} as task ${esc(task)}, zone ${esc(o.zone)}, until ${
-        localIso(o.endMs / 1000, o.zone)
-      }`,
+      `${esc(o.source)} as task ${esc(task)}, zone ${esc(o.zone)}${
+        o.zoneFrom ? ` (${esc(o.zoneFrom)})` : ""
+      }, until ${localIso(o.endMs / 1000, o.zone)}`,
     );
     await store.put(`${ROOT}/config/run/ttl`, TTL);
     await store.put(`${ROOT}/config/run/restart`, "0");
@@ -341,78 +391,65 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
     }
     await services.scripts.add(o.name, o.code, { language: o.language, descr: o.source });
     await services.tasks.add(o.name, task, { data: o.data });
-    host = new Host({
-      store,
-      layout,
-      hostName: HOST,
-      isolation,
-      logger,
-      clock,
-      once: true,
-      bus,
-      onTransition,
-    });
+    const newHost = () =>
+      new Host({
+        store,
+        layout,
+        hostName: HOST,
+        isolation,
+        logger,
+        clock,
+        once: true,
+        bus,
+        onTransition,
+      });
+    host = newHost();
     await host.start();
-    // The sandbox takes a moment to start; nothing moves the clock before it has.
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error("the script did not start within 30 s")),
-        30_000,
-      );
-      onChange = () => {
-        if (started || ended) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      onChange();
-    });
-    let firstRest = true;
     const events = [...o.events].sort((a, b) => a.atMs - b.atMs);
     while (!ended) {
-      const rested = await activity.quiet(
-        firstRest ? idleMs : quietMs,
-        busyLimitMs,
-        () => ended !== undefined,
-      );
-      firstRest = false;
+      // Nothing moves the clock before the script has started and rests.
+      await rest();
       if (ended) break;
-      if (!rested) {
-        throw new Error(
-          `the script kept busy for ${busyLimitMs / 1000} s of real time at ${time()} ` +
-            "without waiting: is it in a loop that never waits?",
-        );
-      }
-      const next = (): number | undefined => {
-        const due = clock.nextDue;
-        const ev = events[0]?.atMs;
-        const t = due === undefined ? ev : ev === undefined ? due : Math.min(due, ev);
-        return t !== undefined && t <= o.endMs ? t : undefined;
-      };
-      let at = next();
-      if (at === undefined) {
-        // Nothing due before the end: make sure the script is really done.
-        await activity.quiet(idleMs, busyLimitMs, () => ended !== undefined);
-        if (ended) break;
-        at = next();
-      }
-      if (at === undefined) {
+      const due = [clock.nextDue, session.settled?.nextMs ?? undefined, events[0]?.atMs]
+        .filter((t): t is number => t !== undefined);
+      const at = due.length > 0 ? Math.max(clock.now(), Math.min(...due)) : undefined;
+      if (at === undefined || at > o.endMs) {
         if (clock.now() < o.endMs) {
           steps++;
+          session.handle?.setVirtualTime?.(o.endMs);
           await clock.set(o.endMs);
         }
         break;
       }
-      if (at > clock.now()) {
-        steps++;
-        const from = clock.now();
-        await clock.advance(at - from);
+      if (at > clock.now()) steps++;
+      if (clock.nextDue === at) {
+        // The script's clock first (its timers due then fire), then the
+        // waits due then wake: what they resume reads the new time.
+        session.handle?.setVirtualTime?.(at);
+        await clock.advance(at - clock.now());
       } else {
-        await clock.advance(0);
+        // Nothing of the host's wakes: its clock first, so that what the
+        // script's timers print carries the new time.
+        await clock.advance(at - clock.now());
+        session.handle?.setVirtualTime?.(at);
       }
       while (events.length > 0 && events[0]!.atMs <= clock.now()) {
         const ev = events.shift()!;
-        if (ev.kind === "put") {
+        if (ev.kind === "stop") {
+          if (stopped) continue;
+          say("stop", "stopping the script (as its host would)");
+          stopped = true;
+          await host?.close();
+          host = undefined;
+          session.settled = undefined;
+          session.handle = undefined;
+        } else if (ev.kind === "start") {
+          if (!stopped) continue;
+          say("start", "starting the script again");
+          stopped = false;
+          host = newHost();
+          await host.start();
+        } else if (ev.kind === "put") {
           say("put", `${esc(ev.path)} = ${esc(ev.value)}`);
           await store.put(`${ROOT}/${ev.path}`, ev.value);
         } else if (ev.kind === "delete") {
@@ -424,21 +461,22 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
           await bus.alert(ev.topic, ev.data);
         } else {
           say("call", `${esc(ev.name)} ${terminalJson(ev.args)}`);
-          activity.busy++;
+          session.busy++;
           const p = bus.call(ev.name, ev.args, { timeoutMs: ev.timeoutMs }).then(
             (r) => say("reply", `${esc(ev.name)} → ${terminalJson(r)}`),
             (e) => say("reply", `${esc(ev.name)} failed: ${esc((e as Error).message)}`),
           ).finally(() => {
-            activity.busy--;
-            activity.bump();
+            session.busy--;
+            session.changed();
             calls.delete(p);
           });
           calls.add(p);
         }
-        activity.bump();
+        session.changed();
       }
     }
     await Promise.allSettled([...calls]);
+    sayTimers();
     if (ended) {
       const e = ended as Transition;
       return {
@@ -461,5 +499,37 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
     await watch.close();
     await bus.close();
     await store.close();
+  }
+}
+
+/** Counts the script's timer firings by kind and delay, for one compact line each. */
+class TimerTally {
+  #groups = new Map<string, { what: string; count: number; firstMs: number; lastMs: number }>();
+
+  add(fired: TimerFiring[], atMs: number): void {
+    for (const f of fired) {
+      const what = `${f.repeat ? "setInterval" : "setTimeout"} ${
+        f.delayMs >= 1000 ? formatSpan(f.delayMs) : `${f.delayMs} ms`
+      }`;
+      const g = this.#groups.get(what);
+      if (g === undefined) {
+        this.#groups.set(what, { what, count: f.count, firstMs: atMs, lastMs: atMs });
+      } else {
+        g.count += f.count;
+        g.lastMs = atMs;
+      }
+    }
+  }
+
+  /** One line per kind and delay, then forget them. */
+  flush(show: (ms: number) => string): string[] {
+    const lines = [...this.#groups.values()].map((g) =>
+      `${g.what}: fired ${g.count} ${g.count === 1 ? "time" : "times"}` +
+      (g.firstMs === g.lastMs
+        ? ` at ${show(g.firstMs)}`
+        : `, first at ${show(g.firstMs)}, last at ${show(g.lastMs)}`)
+    );
+    this.#groups.clear();
+    return lines;
   }
 }

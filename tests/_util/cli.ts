@@ -5,6 +5,8 @@
  * @module
  */
 
+import { assert, assertEquals, assertIncludes } from "./assert.ts";
+
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 
 /** What one run of `moat` did. */
@@ -22,6 +24,18 @@ export interface RunMoatOptions {
   env?: Record<string, string>;
   /** Working directory. */
   cwd?: string;
+  /**
+   * Start it in a session and process group of its own (`setsid`), so that
+   * `Deno.kill(-pid, …)` signals its whole group and nothing else.
+   * @default false
+   */
+  detached?: boolean;
+  /**
+   * The `deno` arguments that start moat, before ARGS: `["task", "run"]`
+   * (with `cwd` the checkout) starts it as `deno task run` does.
+   * @default MOAT_RUN_ARGS
+   */
+  launcher?: string[];
 }
 
 /** The `deno run` arguments that start the CLI, as `deno task moat` does. */
@@ -49,7 +63,7 @@ function ownTmp(env: Record<string, string> | undefined): { env: object; remove(
 export async function runMoat(args: string[], options: RunMoatOptions = {}): Promise<CliResult> {
   const tmp = ownTmp(options.env);
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...MOAT_RUN_ARGS, ...args],
+    args: [...(options.launcher ?? MOAT_RUN_ARGS), ...args],
     env: { NO_COLOR: "1", ...tmp.env, ...(options.env ?? {}) },
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -85,12 +99,13 @@ export interface MoatProcess {
 export function spawnMoat(args: string[], options: RunMoatOptions = {}): MoatProcess {
   const tmp = ownTmp(options.env);
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...MOAT_RUN_ARGS, ...args],
+    args: [...(options.launcher ?? MOAT_RUN_ARGS), ...args],
     env: { NO_COLOR: "1", ...tmp.env, ...(options.env ?? {}) },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
     ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.detached ? { detached: true } : {}),
   }).spawn();
   const lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -166,4 +181,39 @@ export function waitForLineIn(
     };
     for (const p of procs) unsubs.push(p.subscribe(check));
   });
+}
+
+/**
+ * The error lines of a failed run: the one `error: …` line, without the
+ * `Try "moat … --help"` hint that follows it after a usage error (exit 2).
+ * Throws when anything else is on stderr.
+ */
+export function errorLines(r: CliResult): string[] {
+  const lines = r.stderr.trim().split("\n");
+  if (r.code === 2) {
+    const hint = lines.pop() ?? "";
+    if (!/^Try "moat[^"]* --help" for more information\.$/.test(hint)) {
+      throw new Error(`a usage error without its --help hint:\n${r.stderr}`);
+    }
+  }
+  return lines;
+}
+
+/**
+ * A check that a run was refused: `refused(run, code, text)` asserts that
+ * `run` exited with `code`, said `error: …` naming `text` without a stack
+ * trace, and left etcd as it was before, as `dump()` reads it.
+ */
+export function refusalCheck(
+  dump: () => Promise<string>,
+): (run: () => Promise<CliResult>, code: number, text: string) => Promise<void> {
+  return async (run, code, text) => {
+    const before = await dump();
+    const res = await run();
+    assertEquals(res.code, code, `exit code; stderr: ${res.stderr}`);
+    assertIncludes(res.stderr, text);
+    assert(/^error: /m.test(res.stderr), `no "error: " line in ${JSON.stringify(res.stderr)}`);
+    assert(!res.stderr.includes("    at "), `stack trace leaked: ${res.stderr}`);
+    assertEquals(await dump(), before, "etcd changed");
+  };
 }

@@ -24,9 +24,11 @@ export interface HostHarnessOptions {
   clock?: Clock;
   /** Run each task once, without restarts. @default false */
   once?: boolean;
+  /** The host's name. @default "h" */
+  hostName?: string;
 }
 
-/** Build a host named "h" on a fresh MemoryStore; close it with `close()`. */
+/** Build a host (named "h" unless told) on a fresh MemoryStore; close it with `close()`. */
 export function hostHarness(options: HostHarnessOptions = {}) {
   const store = new MemoryStore(options.clock ? { clock: options.clock } : {});
   const logger = new MemoryLogger();
@@ -35,7 +37,7 @@ export function hostHarness(options: HostHarnessOptions = {}) {
   const host = new Host({
     store,
     layout: new Layout("/moat"),
-    hostName: "h",
+    hostName: options.hostName ?? "h",
     isolation: pool,
     logger,
     ...(options.bus ? { bus: options.bus } : {}),

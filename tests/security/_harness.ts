@@ -16,6 +16,7 @@ import { MemoryLogger } from "../../host/log.ts";
 import { type SandboxLimits, SandboxPool } from "../../host/bridge/sandbox.ts";
 import { Host } from "../../host/tasks/host.ts";
 import { servicesOn } from "../../host/cli/services.ts";
+import { LocalBus } from "../../host/bus/local_bus.ts";
 
 /**
  * The pool's limits: every one far out of reach, so that the neighbour and
@@ -63,6 +64,20 @@ export interface Outcome {
   logs: string[];
 }
 
+/**
+ * Assert that an attempt met the memory bounds: two bounds race, so either
+ * the data size rlimit failed an allocation in the script (its error,
+ * matching `refused`, ended the script), or the RSS sample (every 250 ms)
+ * killed the process as out of memory.
+ */
+export function assertMemoryBound(out: Outcome, refused: RegExp = /allocation failed/i): void {
+  assert(
+    (out.state === "error" && refused.test(out.message)) ||
+      (out.state === "fail" && /out of memory/.test(out.message)),
+    `${out.state}: ${out.message}`,
+  );
+}
+
 const NEIGHBOUR_PATH = "sec/neighbour";
 
 /** A host with a neighbour; see the module doc. */
@@ -72,6 +87,8 @@ export class SecurityHost {
   readonly pool: SandboxPool;
   readonly host: Host;
   readonly services = servicesOn(this.store, "/moat");
+  /** The bus of the host's scripts: a test may call the RPCs they serve. */
+  readonly bus = new LocalBus();
   /** The pool's own temporary folder (its sandboxes' folders). */
   readonly tmpDir = Deno.makeTempDirSync({ prefix: "moat-security-" });
   #n = 0;
@@ -85,6 +102,7 @@ export class SecurityHost {
       hostName: "sec",
       isolation: this.pool,
       logger: this.logger,
+      bus: this.bus,
     });
   }
 
@@ -156,6 +174,7 @@ export class SecurityHost {
       await this.host.close();
     } finally {
       await this.pool.close();
+      await this.bus.close();
       await this.store.close();
       await Deno.remove(this.tmpDir, { recursive: true }).catch(() => {});
     }

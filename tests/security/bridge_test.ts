@@ -152,6 +152,26 @@ const CASES: [
     },
   ],
   [
+    "a flood of requests for thread room leaves the host answering; malformed ones are refused",
+    {
+      lines: [
+        ...Array.from({ length: 2000 }, () => '{"kind":"threads","need":true}'),
+        '{"kind":"threads"}',
+        '{"kind":"threads","need":"yes"}',
+        call(1, "time_at"),
+      ],
+      replies: 1,
+    },
+    (r) => {
+      assertEquals(r.state, "ok", r.message);
+      assertEquals(r.replies.map((x) => [x.id, x.ok]), [[1, true]]);
+      assert(
+        r.warnings.filter((w) => /threads without need/.test(w)).length === 2,
+        r.warnings.join("\n"),
+      );
+    },
+  ],
+  [
     "a flood of calls beyond call_rate is refused with code limit",
     // TEST_LIMITS: 100 calls per second, 5 s of burst.
     { lines: Array.from({ length: 800 }, (_, i) => call(i + 1, "time_at")), replies: 800 },

@@ -131,33 +131,48 @@ Deno.test("the sandbox process's home, caches and temporary folder lie inside it
 });
 
 /**
- * Lists every name reachable from `globalThis` and `navigator` through own
- * keys and prototypes, as "globalThis.fetch", "WorkerNavigator.prototype.userAgent",
- * "Object.prototype[Symbol(…)]", and logs them in lines of at most ~16 Ki
+ * A function (as source text) that lists every name reachable from
+ * `globalThis` and `navigator` through own keys and prototypes, as
+ * "globalThis.fetch", "WorkerNavigator.prototype.userAgent",
+ * "Object.prototype[Symbol(…)]", sorted.
+ */
+const LIST_NAMES = `() => {
+  const names = [];
+  const seen = new Set();
+  const walk = (root, rootName) => {
+    let label = rootName;
+    for (let o = root; o !== null; o = Object.getPrototypeOf(o)) {
+      if (seen.has(o)) break;
+      seen.add(o);
+      if (o !== root) {
+        const c = Object.getOwnPropertyDescriptor(o, "constructor");
+        const name = c && typeof c.value === "function" ? c.value.name : "";
+        label = name ? name + ".prototype" : label + ".[[Prototype]]";
+      }
+      for (const k of Reflect.ownKeys(o)) {
+        names.push(typeof k === "symbol" ? label + "[" + String(k) + "]" : label + "." + k);
+      }
+    }
+  };
+  walk(globalThis, "globalThis");
+  walk(navigator, "navigator");
+  return names.sort();
+}`;
+
+/** The names of the `GLOBALS [...]` lines a listing logged, in order. */
+function listed(logs: string[]): string[] {
+  return logs
+    .filter((l) => l.startsWith("GLOBALS "))
+    .flatMap((l) => JSON.parse(l.slice("GLOBALS ".length)) as string[]);
+}
+
+/**
+ * Lists the names (LIST_NAMES) and logs them in lines of at most ~16 Ki
  * characters, paced to stay under the log_volume limit.
  */
 const LIST_GLOBALS = `
 moat.setup();
-const names = [];
-const seen = new Set();
-const walk = (root, rootName) => {
-  let label = rootName;
-  for (let o = root; o !== null; o = Object.getPrototypeOf(o)) {
-    if (seen.has(o)) break;
-    seen.add(o);
-    if (o !== root) {
-      const c = Object.getOwnPropertyDescriptor(o, "constructor");
-      const name = c && typeof c.value === "function" ? c.value.name : "";
-      label = name ? name + ".prototype" : label + ".[[Prototype]]";
-    }
-    for (const k of Reflect.ownKeys(o)) {
-      names.push(typeof k === "symbol" ? label + "[" + String(k) + "]" : label + "." + k);
-    }
-  }
-};
-walk(globalThis, "globalThis");
-walk(navigator, "navigator");
-names.sort();
+const names = (${LIST_NAMES})();
 let line = [];
 let size = 0;
 let lines = 0;
@@ -185,9 +200,7 @@ Deno.test({
     const h = await host();
     const out = await h.run(LIST_GLOBALS);
     assertEquals(out.state, "ok", out.message);
-    const found: string[] = out.logs
-      .filter((l) => l.startsWith("GLOBALS "))
-      .flatMap((l) => JSON.parse(l.slice("GLOBALS ".length)) as string[]);
+    const found = listed(out.logs);
     const lines = out.logs.filter((l) => l.startsWith("GLOBALS ")).length;
     assertEquals(
       out.logs.find((l) => l.startsWith("GLOBALS-END ")),
@@ -222,6 +235,44 @@ Deno.test({
         `Then rewrite the list with ${UPDATE_ENV}=1 deno test --allow-all ` +
         "tests/security/globals_test.ts and commit it (docs/security.md).",
       ].join("\n"),
+    );
+    await h.assertHealthy();
+  },
+});
+
+/** The same listing, made by a `moat.thread` function and returned to the script. */
+const LIST_THREAD_GLOBALS = `
+moat.setup();
+const list = ${LIST_NAMES};
+const names = await moat.thread(list);
+for (let i = 0; i < names.length; i += 400) {
+  moat.logger.info("GLOBALS " + JSON.stringify(names.slice(i, i + 400)));
+  await new Promise((r) => setTimeout(r, 300));
+}
+moat.logger.info("GLOBALS-END " + names.length);
+moat.end();
+`;
+
+Deno.test({
+  name: "a moat.thread function reaches the globals of the allow-list, but moat",
+  ...SHARED,
+  fn: async () => {
+    const h = await host();
+    const out = await h.run(LIST_THREAD_GLOBALS);
+    assertEquals(out.state, "ok", out.message);
+    const found = listed(out.logs);
+    assertEquals(out.logs.find((l) => l.startsWith("GLOBALS-END ")), `GLOBALS-END ${found.length}`);
+    const allowed = (JSON.parse(await Deno.readTextFile(ALLOWLIST)) as string[])
+      .filter((n) => n !== "globalThis.moat");
+    const allowedSet = new Set(allowed);
+    const foundSet = new Set(found);
+    assertEquals(
+      {
+        added: found.filter((n) => !allowedSet.has(n)),
+        missing: allowed.filter((n) => !foundSet.has(n)),
+      },
+      { added: [], missing: [] },
+      "a thread's globals differ from the script's allow-list (without moat)",
     );
     await h.assertHealthy();
   },

@@ -11,7 +11,14 @@
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
-import { closeShared, CPU_BUDGET, HEARTBEAT, SHARED, sharedHost } from "./_harness.ts";
+import {
+  assertMemoryBound,
+  closeShared,
+  CPU_BUDGET,
+  HEARTBEAT,
+  SHARED,
+  sharedHost,
+} from "./_harness.ts";
 
 const host = sharedHost();
 
@@ -200,13 +207,7 @@ Deno.test({
     const out = await h.run(
       `moat.setup();\nconst keep = [];\nfor (;;) { keep.push(new Uint8Array(8 << 20).fill(1)); await new Promise((r) => setTimeout(r, 20)); }`,
     );
-    // Two bounds race: the RSS sample (every 250 ms) kills the process, or
-    // the data size rlimit fails the next allocation in the script first.
-    assert(
-      (out.state === "error" && /allocation failed/i.test(out.message)) ||
-        (out.state === "fail" && /out of memory/.test(out.message)),
-      `${out.state}: ${out.message}`,
-    );
+    assertMemoryBound(out);
     await h.assertHealthy();
   },
 });
@@ -222,12 +223,7 @@ const b = new Uint8Array(6 * 1024 * 1024 * 1024);
 b.fill(1);
 moat.end();
 `);
-    assert(
-      (out.state === "error" &&
-        /allocation failed|Invalid typed array length/i.test(out.message)) ||
-        (out.state === "fail" && /out of memory/.test(out.message)),
-      `${out.state}: ${out.message}`,
-    );
+    assertMemoryBound(out, /allocation failed|Invalid typed array length/i);
     await h.assertHealthy();
   },
 });
