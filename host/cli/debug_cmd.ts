@@ -25,10 +25,12 @@ export const debugCommand: Command = {
     "more than 2 s shows its last one; one too large for value_size shows a note).",
     "TASK limits the answer to that task and those below it (a tree path: h1/porch",
     "holds h1/porch/light, not h1/porchsvc). When no running script there has a",
-    "debug object, that is said on standard error (exit 0).",
+    "debug object, that is said on standard error (exit 0). The output is JSON",
+    "with or without --json, which is accepted as on every command that prints data.",
   ].join("\n"),
   options: {
     timeout: { type: "string", arg: "S", help: "seconds to wait for the host (default 5)" },
+    json: { type: "boolean", help: "print JSON (as without it: the output is JSON)" },
   },
   maxArgs: 1,
   async run(ctx) {

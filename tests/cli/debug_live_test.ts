@@ -53,6 +53,12 @@ Deno.test("moat debug shows a debug object as it is at the time of the call", as
 
     // Registered at 0, changed 1000 times since.
     assertEquals(await debug(), { hits: 1000, who: "Alice", blob: "" });
+    // --json is accepted, as on every command that prints data: the same JSON.
+    const asJson = await moat("debug", "--json", "--timeout", "60", "live/counter");
+    assertEquals(asJson.code, 0, asJson.stderr);
+    assertEquals(JSON.parse(asJson.stdout), {
+      task: { script: { "live/counter": { hits: 1000, who: "Alice", blob: "" } } },
+    });
 
     // A value the object reads live, changed from outside.
     assertEquals((await moat("script", "param", "live/counter", "who=Bob")).code, 0);
