@@ -91,7 +91,9 @@ Deno.test("every alert handler gets a copy; patterns match; task state alerts ar
     const sawSenderOk = new Promise<void>((r) => senderOk = r);
     await t.bus.onAlert("moat.task.h.#", (topic, data) => {
       states.push(`${topic} ${(data as { state: string }).state}`);
-      if (topic === "moat.task.h.sender" && (data as { state: string }).state === "ok") senderOk();
+      const { state, status } = data as { state: string; status: string };
+      // qbroker's state name, and moat-scripts' word for it.
+      if (topic === "moat.task.h.sender" && state === "done" && status === "ok") senderOk();
     });
     const listener = `moat.setup();
 moat.on_alert("home.*.temp")((topic, data) => moat.logger.info("star " + topic + " " + data.v));

@@ -194,6 +194,7 @@ Deno.test("a qbroker-shaped Python peer and a moat host interoperate over Rabbit
     const data = alert.data as Json;
     assertEquals(data.task, "qb/peer");
     assertEquals(data.state, "start");
+    assertEquals(data.status, "start");
     assertEquals(data.reason, null);
     assertEquals(data.parent, null);
     assertEquals(data.result, null);
