@@ -44,8 +44,11 @@ export const RUNTIME_UNAVAILABLE = 3;
  */
 export const HOST_PERMISSIONS = ["--allow-all"];
 
-/** Files the host must carry that are not reached by static imports. */
-export const HOST_INCLUDES = ["types/moat.d.ts"];
+/**
+ * Files the host must carry that are not reached by static imports: the
+ * moat API types, and the Worker that type-checks a hand-written `new_code`.
+ */
+export const HOST_INCLUDES = ["types/moat.d.ts", "host/scripts/_typecheck_worker.ts"];
 
 /** The V8 heap limit compiled into the sandbox, MiB: `SandboxPool`'s default. */
 export const DEFAULT_HEAP_MB = 64;

@@ -10,8 +10,16 @@ import type { Store } from "../store/store.ts";
 import { type Layout, SCRIPT_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
 import type { LogLevel } from "../log.ts";
-import { checkScript, isLanguage, type Language, ScriptCheckError } from "./check.ts";
+import {
+  checkScript,
+  type Diagnostic,
+  isLanguage,
+  type Language,
+  ScriptCheckError,
+} from "./check.ts";
 import { DefinitionError, MissingScriptError, unixText } from "./definitions.ts";
+import type { TypeCheckInput } from "./typecheck.ts";
+import { typeCheckApart, TypeCheckUnavailableError } from "./typecheck_apart.ts";
 
 /** The key (below the script's `:code/`) where a rejected `new_code` is recorded. */
 export const NEW_CODE_ERROR = `${SCRIPT_KEYS.errors}new_code`;
@@ -22,18 +30,28 @@ export class CodeVersions {
   #layout: Layout;
   #clock: Clock;
   #log: (level: LogLevel, message: string) => void;
+  #typeCheck: (inputs: TypeCheckInput[]) => Promise<Diagnostic[][]>;
   /** Transpiled code by language + source, so restarts do not check again. */
   #cache = new Map<string, string>();
 
   constructor(
     store: Store,
     layout: Layout,
-    options: { clock: Clock; log: (level: LogLevel, message: string) => void },
+    options: {
+      clock: Clock;
+      log: (level: LogLevel, message: string) => void;
+      /**
+       * The type check of a proposed `new_code`: each input's problems.
+       * @default {@linkcode typeCheckApart} (a Worker, as `moat script def add` checks)
+       */
+      typeCheck?: (inputs: TypeCheckInput[]) => Promise<Diagnostic[][]>;
+    },
   ) {
     this.#store = store;
     this.#layout = layout;
     this.#clock = options.clock;
     this.#log = options.log;
+    this.#typeCheck = options.typeCheck ?? typeCheckApart;
   }
 
   /** The JavaScript of the version of `name` that should run now. */
@@ -73,9 +91,12 @@ export class CodeVersions {
   }
 
   /**
-   * Check `new_code` of `name` and promote it (`old_code` ← `code` ←
-   * `new_code`), or record why not under `error/new_code`. Several hosts may
-   * try at once: the transaction lets exactly one of them promote.
+   * Check `new_code` of `name` as `moat script def add` checks code (the
+   * code check, then the type check against the moat API) and promote it
+   * (`old_code` ← `code` ← `new_code`), or record why not under
+   * `error/new_code`. Several hosts may try at once: the transaction lets
+   * exactly one of them promote. When the type checker cannot run at all,
+   * the host logs so and promotes on the code check alone.
    */
   async promote(name: string): Promise<"promoted" | "rejected" | "none"> {
     try {
@@ -87,10 +108,9 @@ export class CodeVersions {
       if (!proposed || !code) return "none";
       if (byKey.get(SCRIPT_KEYS.current)?.value === "new") return "none";
       const lang = byKey.get(SCRIPT_KEYS.language)?.value ?? "typescript";
-      try {
-        this.#compile(name, proposed.value, isLanguage(lang) ? lang : "typescript");
-      } catch (e) {
-        if (!(e instanceof ScriptCheckError)) throw e;
+      const language: Language = isLanguage(lang) ? lang : "typescript";
+      const refusal = await this.#check(name, proposed.value, language);
+      if (refusal !== undefined) {
         await this.#store.txn(
           [{
             key: dir + SCRIPT_KEYS.newCode,
@@ -98,11 +118,11 @@ export class CodeVersions {
             op: "==",
             value: proposed.modRevision,
           }],
-          [{ type: "put", key: dir + NEW_CODE_ERROR, value: e.message }],
+          [{ type: "put", key: dir + NEW_CODE_ERROR, value: refusal.message }],
         );
         this.#log(
           "warn",
-          `new code of script ${name} rejected; the current version stays:\n${e.message}`,
+          `new code of script ${name} rejected; the current version stays:\n${refusal.message}`,
         );
         return "rejected";
       }
@@ -130,6 +150,33 @@ export class CodeVersions {
       this.#log("error", `could not promote new code of script ${name}: ${(e as Error).message}`);
       return "none";
     }
+  }
+
+  /** Why `code` may not run, as `def add` would say it; `undefined` when it may. */
+  async #check(
+    name: string,
+    code: string,
+    language: Language,
+  ): Promise<ScriptCheckError | undefined> {
+    try {
+      this.#compile(name, code, language);
+    } catch (e) {
+      if (e instanceof ScriptCheckError) return e;
+      throw e;
+    }
+    let problems: Diagnostic[];
+    try {
+      [problems = []] = await this.#typeCheck([{ file: name, code, language }]);
+    } catch (e) {
+      if (!(e instanceof TypeCheckUnavailableError)) throw e;
+      this.#log(
+        "warn",
+        `new code of script ${name} not type-checked (${e.message}); ` +
+          "promoting it on the code check alone",
+      );
+      return undefined;
+    }
+    return problems.length > 0 ? new ScriptCheckError(name, problems) : undefined;
   }
 
   /** Forget cached code. */

@@ -137,6 +137,16 @@ Deno.test("a promoted script restarts its tasks; bad new_code is rejected and re
     const err = await waitForKey(t.store, dir + "error/new_code", (v) => v !== undefined, 60_000);
     assertIncludes(err ?? "", "waiter:2:9");
     assertEquals((await t.store.get(dir + "code"))?.value, WAITS);
+    // A type error is refused as `moat script def add` refuses it.
+    await t.store.put(dir + "new_code", "moat.setup();\nmoat.setpu();\n");
+    await waitForKey(
+      t.store,
+      dir + "error/new_code",
+      (v) => v?.includes("waiter:2:6") === true,
+      60_000,
+    );
+    assertIncludes((await t.store.get(dir + "error/new_code"))?.value ?? "", "'setpu'");
+    assertEquals((await t.store.get(dir + "code"))?.value, WAITS);
     const started1 = (await t.store.get(status("h1/a", "started")))?.value;
     const v2 = 'moat.setup();\nmoat.logger.info("v2");\n';
     await t.store.put(dir + "new_code", v2);
