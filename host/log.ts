@@ -27,6 +27,29 @@ export function isLogLevel(s: string): s is LogLevel {
 }
 
 /**
+ * A sink writing whole lines to standard error. When nobody reads it any
+ * more (a closed pipe: `moat run 2>&1 | head`, a log collector that went
+ * away), later lines are dropped: the host goes on running its scripts, as
+ * a service must, rather than failing in whatever code logged.
+ */
+export function stderrLines(
+  stderr: { writeSync(b: Uint8Array): number } = Deno.stderr,
+): (line: string) => void {
+  const enc = new TextEncoder();
+  let closed = false;
+  return (line) => {
+    if (closed) return;
+    let buf = enc.encode(line + "\n");
+    try {
+      while (buf.length > 0) buf = buf.subarray(stderr.writeSync(buf));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+      closed = true;
+    }
+  };
+}
+
+/**
  * Writes `TIME LEVEL [source] message` lines to a sink (stderr by default),
  * with control characters in the source and message escaped.
  */
@@ -40,11 +63,7 @@ export class LineLogger implements Logger {
     options: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {},
   ) {
     this.#min = ORDER[options.level ?? "info"];
-    const enc = new TextEncoder();
-    this.#write = options.write ?? ((line) => {
-      let buf = enc.encode(line + "\n");
-      while (buf.length > 0) buf = buf.subarray(Deno.stderr.writeSync(buf));
-    });
+    this.#write = options.write ?? stderrLines();
     this.#now = options.now ?? Date.now;
   }
 

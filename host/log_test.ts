@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "./testing/assert.ts";
-import { LineLogger, MemoryLogger } from "./log.ts";
+import { LineLogger, MemoryLogger, stderrLines } from "./log.ts";
 
 const NOW = Date.UTC(2024, 0, 2, 3, 4, 5);
 
@@ -79,4 +79,47 @@ Deno.test("the memory logger keeps messages as they were logged", () => {
   const logger = new MemoryLogger();
   logger.log("info", "t", "a\nb\x1b");
   assertEquals(logger.lines.map((l) => l.message), ["a\nb\x1b"]);
+});
+
+Deno.test("standard error's sink drops lines once nobody reads them, and does not throw", () => {
+  const written: string[] = [];
+  let open = true;
+  const sink = stderrLines({
+    writeSync(b: Uint8Array) {
+      if (!open) throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+      written.push(new TextDecoder().decode(b));
+      return b.length;
+    },
+  });
+  sink("one");
+  open = false;
+  sink("two");
+  open = true;
+  sink("three");
+  assertEquals(written, ["one\n"]);
+});
+
+Deno.test("a process logging to a closed standard error goes on running", async () => {
+  const logModule = new URL("./log.ts", import.meta.url).href;
+  const code = `
+    import { LineLogger } from ${JSON.stringify(logModule)};
+    const logger = new LineLogger();
+    const buf = new Uint8Array(16);
+    await Deno.stdin.read(buf); // the parent has closed our stderr's reading end
+    for (let i = 0; i < 100; i++) logger.log("info", "host", "line " + i);
+    console.log("still running");
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", code],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  await child.stderr.cancel();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode("go\n"));
+  await w.close();
+  const stdout = new Response(child.stdout).text();
+  assertEquals((await child.status).code, 0);
+  assertEquals((await stdout).trim(), "still running");
 });

@@ -13,7 +13,7 @@ const EX = new URL("../../examples/", import.meta.url).pathname;
  * Generous: a simulated week that took this long would run on the wall
  * clock, not the virtual one. Not a speed bound: a busy machine is slow.
  */
-const WEEK_LIMIT_MS = 120_000;
+const WALL_CLOCK_WEEK_MS = 120_000;
 
 async function tryScript(args: string[], stdin?: string): Promise<CliResult & { ms: number }> {
   const began = performance.now();
@@ -38,8 +38,12 @@ async function withFiles<T>(
 
 const lines = (r: CliResult) => r.stdout.trimEnd().split("\n");
 
-function fast(r: CliResult & { ms: number }, what: string): void {
-  assert(r.ms < WEEK_LIMIT_MS, `${what} took ${Math.round(r.ms)} ms:\n${r.stdout}\n${r.stderr}`);
+/** That the run went on virtual time: it did not take anything like real time. */
+function onVirtualTime(r: CliResult & { ms: number }, what: string): void {
+  assert(
+    r.ms < WALL_CLOCK_WEEK_MS,
+    `${what} took ${Math.round(r.ms)} ms:\n${r.stdout}\n${r.stderr}`,
+  );
 }
 
 Deno.test("try runs daily_schedule.ts through a week: the light switches at its times", async () => {
@@ -54,7 +58,7 @@ Deno.test("try runs daily_schedule.ts through a week: the light switches at its 
     "7d",
   ]);
   assertEquals(r.code, 0, r.stderr);
-  fast(r, "a week of daily_schedule.ts");
+  onVirtualTime(r, "a week of daily_schedule.ts");
   const l = lines(r);
   assertEquals(
     l[0],
@@ -132,7 +136,7 @@ Deno.test("try injects alerts and RPC calls into rpc_service.ts and prints the r
       "7d",
     ]);
     assertEquals(r.code, 0, r.stderr);
-    fast(r, "a week of rpc_service.ts");
+    onVirtualTime(r, "a week of rpc_service.ts");
     const l = lines(r).filter((x) => !x.includes(" wait  ") && !x.includes("sandbox pid"));
     const from = l.findIndex((x) => x.includes("serving porch.light.get"));
     const expected = [
@@ -193,7 +197,7 @@ Deno.test("try seeds the tree from --tree and changes it with put/delete events 
   }, async (path) => {
     const r = await tryScript(freezerWeek(path("tree.json"), path("events.json")));
     assertEquals(r.code, 0, r.stderr);
-    fast(r, "a week of device_monitor.ts");
+    onVirtualTime(r, "a week of device_monitor.ts");
     const l = lines(r);
     for (
       const want of [
@@ -296,7 +300,7 @@ Deno.test("try runs every example through a simulated week, each in under 10 s",
           "7d",
         ]);
         assertEquals(r.code, code, `${r.stdout}\n${r.stderr}`);
-        fast(r, `a week of ${file}`);
+        onVirtualTime(r, `a week of ${file}`);
         check(r);
         console.log(`      ${file}: ${(r.ms / 1000).toFixed(2)} s wall, ${r.stderr.trim()}`);
       });
