@@ -18,6 +18,7 @@ import { benchSecurity } from "./security_bench.ts";
 import { benchMonitor } from "./monitor_bench.ts";
 import { benchLifecycle } from "./lifecycle_bench.ts";
 import { benchWeb } from "./web_bench.ts";
+import { benchGroups } from "./group_bench.ts";
 
 const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   time: benchTime,
@@ -28,6 +29,7 @@ const BENCHES: Record<string, () => Promise<Figure[]> | Figure[]> = {
   security: benchSecurity,
   lifecycle: benchLifecycle,
   web: () => benchWeb(),
+  groups: () => benchGroups(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -3,7 +3,8 @@
  * readable text and a value put by hand with `etcdctl put` is understood.
  *
  * - A value with a declared type (a script's `types/<var>`) is parsed by
- *   that type: `int`, `float`, `bool`, `str`, `str/ref`, `json`.
+ *   that type: `int`, `float`, `bool`, `str`, `str/ref`, `json`, `secret`
+ *   (a string kept apart from the task's data, docs/security.md).
  * - Any other value: text that parses as JSON is that JSON value, else the
  *   text itself. Writing reverses this: strings are stored as plain text
  *   unless that text would read back as something else, in which case they
@@ -15,7 +16,7 @@
  */
 
 /** The types a script variable can declare. */
-export const VALUE_TYPES = ["int", "float", "bool", "str", "str/ref", "json"] as const;
+export const VALUE_TYPES = ["int", "float", "bool", "str", "str/ref", "json", "secret"] as const;
 
 /** One of `VALUE_TYPES`. */
 export type ValueType = typeof VALUE_TYPES[number];
@@ -72,6 +73,7 @@ export function decodeTyped(text: string, type: ValueType, what = "value"): Valu
     }
     case "str":
     case "str/ref":
+    case "secret":
       return text;
     case "json":
       try {
@@ -102,6 +104,7 @@ export function encodeTyped(value: Value, type: ValueType, what = "value"): stri
       return String(value);
     case "str":
     case "str/ref":
+    case "secret":
       if (typeof value !== "string") {
         throw new TypeError(`${what} must be a str, got ${describe(value)}`);
       }

@@ -29,6 +29,8 @@ export const SCRIPT_KEYS = {
   created: "created",
   timestamp: "timestamp",
   current: "current",
+  /** The script's capability manifest, as JSON (host/capabilities/manifest.ts). */
+  caps: "caps",
   /** `types/<var>`: declared types of the script's variables. */
   types: "types/",
   /** `values/<var>`: default values of the script's variables. */
@@ -43,10 +45,18 @@ export const TASK_KEYS = {
   script: "script",
   scriptLoc: "script_loc",
   descr: "descr",
+  /** The task's capability manifest: replaces the script's whole (host/capabilities/manifest.ts). */
+  caps: "caps",
   /** `data/<var>`: the task's own values (`moat.data`). */
   data: "data/",
   /** `values/<var>`: per-task script variables over the script's `values/`. */
   values: "values/",
+  /**
+   * `secret/<var>`: the task's values of variables its script declares as
+   * `secret`; no script's tree view has them (`isSecretKey`), only the
+   * task's own `moat.data`.
+   */
+  secret: "secret/",
 } as const;
 
 /** The keys of a task's run status, relative to its `:task/` directory below `statusPrefix`. */
@@ -81,6 +91,16 @@ export const TASK_TAG = ":task";
 
 /** The tag segment of a script's directory (`<name>/:code/`). */
 export const CODE_TAG = ":code";
+
+/**
+ * Whether a root-relative key (`task/<path>/:task/secret/…`) or node is a
+ * task's secret value or their directory. This is a rule on the key alone:
+ * it holds whatever a script's `types/` say, so that hiding a secret cannot
+ * race with its type declaration.
+ */
+export function isSecretKey(rel: string): boolean {
+  return /^task\/.+\/:task\/secret(\/|$)/.test(rel);
+}
 
 /** Maps names to etcd keys below one root. */
 export class Layout {

@@ -20,7 +20,7 @@
  */
 
 import type { Captured } from "./_worker_lockdown.ts";
-import type { ThreadDoneMessage, ThreadStartMessage } from "./protocol.ts";
+import type { ErrorInfo, ThreadDoneMessage, ThreadStartMessage } from "./protocol.ts";
 import type { WorkerConfig } from "./_worker_bridge.ts";
 
 /** What {@linkcode threadClient} gives the `moat` object. */
@@ -54,6 +54,7 @@ export function threadClient(
   config: WorkerConfig,
   code: () => string,
   script: () => string,
+  moatError: (info: ErrorInfo) => Error,
 ): ThreadClient {
   interface Job {
     source: string;
@@ -141,7 +142,7 @@ export function threadClient(
       running.delete(msg.id);
       done++;
       if (msg.ok) job.resolve(msg.value);
-      else job.reject(msg.error);
+      else job.reject(msg.moat !== undefined ? moatError(msg.moat) : msg.error);
       pump();
     },
     busy: () => running.size > 0 || first !== undefined,

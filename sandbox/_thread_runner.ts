@@ -39,12 +39,15 @@ export interface ThreadRunnerOptions {
    * threads changed, so that the host sets the limit to fit again.
    */
   room(need: boolean): Promise<void>;
+  /** Called right after each thread's Worker is created (a group tells the host whose it is). */
+  spawned?(): void;
 }
 
 /** The threads of one script. */
 export class ThreadRunner {
   #o: ThreadRunnerOptions;
-  #url: string;
+  /** The threads' `blob:` URL, made at the first thread (most scripts start none). */
+  #url: string | undefined;
   #threads = new Map<number, Worker>();
   /** Thread Workers start one after the other, each with room made for it. */
   #starting: Promise<void> = Promise.resolve();
@@ -58,8 +61,6 @@ export class ThreadRunner {
 
   constructor(options: ThreadRunnerOptions) {
     this.#o = options;
-    // One blob for every thread: the bootstrap's text is the same each time.
-    this.#url = URL.createObjectURL(new Blob([options.source], { type: "text/javascript" }));
   }
 
   /** A message from the script's Worker that is not a JSON line: a thread to start. */
@@ -88,7 +89,22 @@ export class ThreadRunner {
       // (or failed): room made for one isolate is never spent by two, on a
       // machine however busy.
       this.#startingNow = true;
-      await this.#o.room(true);
+      try {
+        await this.#o.room(true);
+      } catch (e) {
+        // The host refused it (the script's manifest): no room was made.
+        this.#queued--;
+        this.#startingNow = false;
+        const message = (e as Error).message;
+        this.#o.done({
+          kind: "thread_done",
+          id: id as number,
+          ok: false,
+          error: new Error(message),
+          moat: { code: "denied", message },
+        });
+        return;
+      }
       this.#queued--;
       await this.#spawn(id as number, { kind: "thread_run", script, source, args });
       this.#startingNow = false;
@@ -96,16 +112,28 @@ export class ThreadRunner {
     });
   }
 
+  /** Terminate every thread (the script's member of a group leaves); no more start. */
+  close(): void {
+    this.#o = { ...this.#o, done: () => {}, line: () => {}, warn: () => {} };
+    for (const worker of this.#threads.values()) worker.terminate();
+    this.#threads.clear();
+    this.#queued = this.#o.maxThreads; // every later start is refused
+    if (this.#url !== undefined) URL.revokeObjectURL(this.#url);
+  }
+
   /** Start one thread; resolves when its isolate is up or it ended first. */
   #spawn(id: number, run: ThreadRunMessage): Promise<void> {
     let isUp!: () => void;
     const upOrEnded = new Promise<void>((resolve) => isUp = resolve);
+    // One blob for every thread: the bootstrap's text is the same each time.
+    this.#url ??= URL.createObjectURL(new Blob([this.#o.source], { type: "text/javascript" }));
     const worker = new Worker(this.#url, {
       type: "module",
       name: "moat-thread",
       deno: { permissions: "none" },
     } as WorkerOptions);
     this.#threads.set(id, worker);
+    this.#o.spawned?.();
     let up = false;
     const end = (msg: ThreadDoneMessage) => {
       if (this.#threads.get(msg.id) !== worker) return;
@@ -160,4 +188,9 @@ export class ThreadRunner {
     worker.postMessage(run);
     return upOrEnded;
   }
+}
+
+/** The host refused a thread: its message is the reason the script is told. */
+export class ThreadDenied extends Error {
+  override name = "ThreadDenied";
 }

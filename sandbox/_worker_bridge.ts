@@ -61,6 +61,8 @@ export interface BridgeClient {
   format(args: unknown[]): string;
   /** A message and a stack for anything thrown. */
   describe(err: unknown): { message: string; debug: string };
+  /** The `MoatError` a script gets for a refusal with this code and message. */
+  error(info: ErrorInfo): Error;
   /** The `console` a script gets: its output becomes log lines. */
   console(original: Record<string, unknown>): Record<string, (...args: unknown[]) => void>;
 }
@@ -175,6 +177,7 @@ export function bridgeClient(c: Captured, config: WorkerConfig): BridgeClient {
     cut,
     format,
     describe,
+    error: (info: ErrorInfo) => new MoatError(info),
     console(original: Record<string, unknown>) {
       const out: Record<string, (...args: unknown[]) => void> = {};
       const noop = () => {};

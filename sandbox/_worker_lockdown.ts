@@ -98,6 +98,8 @@ export function captureAndLockDown(
     "WebAssembly",
     "caches",
     "BroadcastChannel",
+    "Lock",
+    "LockManager",
   ];
   for (const name of removed) delete g[name];
   Object.defineProperty(g, "Function", { value: deny, writable: false, configurable: false });
@@ -111,8 +113,12 @@ export function captureAndLockDown(
   // found by name on the whole scope chain, so that a Deno version adding
   // one does not widen the sandbox; tests/security/globals_test.ts holds
   // the complete list of what stays.
+  // No Web Locks either: `navigator.locks` is one lock table per process,
+  // which the scripts of a sandbox group would share (one could see and
+  // hold another's locks).
   for (let o = g.navigator; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     if (Object.hasOwn(o, "gpu")) delete o.gpu;
+    if (Object.hasOwn(o, "locks")) delete o.locks;
   }
   for (let o = g; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const name of Object.getOwnPropertyNames(o)) {

@@ -43,27 +43,16 @@ import {
 } from "./protocol.ts";
 import { workerSource } from "./worker.ts";
 import { threadSource } from "./_thread_main.ts";
-import { ThreadRunner } from "./_thread_runner.ts";
+import { ThreadDenied, ThreadRunner } from "./_thread_runner.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-let ended = false;
 
 /** Write one line to the host, all of it, now (the host always reads). */
 function writeLine(text: string): void {
   const bytes = encoder.encode(text + "\n");
   let off = 0;
   while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
-}
-
-function sendLog(level: LogLevel, message: string): void {
-  writeLine(JSON.stringify({ kind: "log", level, message }));
-}
-
-function sendEnded(state: "ok" | "error", message: string, debug: string): void {
-  if (ended) return;
-  ended = true;
-  writeLine(JSON.stringify({ kind: "ended", state, message, debug }));
 }
 
 const isId = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -90,36 +79,8 @@ const FIELDS: { readonly [K in SandboxMessage["kind"]]: readonly string[] } = {
 /** What `check` made of a message: the line to forward, or why not. */
 type Checked = { line: string } | { why: string; callId?: number };
 
-/**
- * Check a message from the Worker (or a thread, which may send only `kinds`).
- * Returns the line to send to the host,
- * made from what was checked (the message's own fields, parsed and written
- * out again), else why not (and the call id to answer, if any). The host
- * checks everything again; this keeps a broken or hostile Worker from
- * putting anything but well-formed lines on the pipe.
- */
-function check(
-  text: unknown,
-  kinds: readonly SandboxMessage["kind"][] = SANDBOX_KINDS,
-): Checked {
-  if (typeof text !== "string") return { why: "not a string" };
-  if (tooLarge(text)) return { why: `message too large (${text.length} characters)` };
-  const bad = refuse(text);
-  if (bad) return bad;
-  const m = JSON.parse(text) as Record<string, unknown>;
-  const kind = m.kind as SandboxMessage["kind"];
-  if (!kinds.includes(kind)) return { why: `${kind} not allowed here` };
-  const out: Record<string, unknown> = { kind };
-  for (const f of FIELDS[kind]) if (Object.hasOwn(m, f)) out[f] = m[f];
-  const line = JSON.stringify(out);
-  // Written out again, lone surrogates take six characters: check again.
-  if (tooLarge(line)) return { why: `message too large (${line.length} characters)` };
-  if (kind === "ended") ended = true;
-  return { line };
-}
-
 /** Why a message (at most `MAX_LINE_BYTES`) may not go to the host, if it may not. */
-function refuse(text: string): { why: string; callId?: number } | undefined {
+function refuse(text: string, ended: boolean): { why: string; callId?: number } | undefined {
   let msg: unknown;
   try {
     msg = JSON.parse(text);
@@ -154,80 +115,246 @@ const config = {
   maxThreadsWaiting: MAX_THREADS_WAITING,
 };
 
-const worker = new Worker(
-  URL.createObjectURL(new Blob([workerSource(config)], { type: "text/javascript" })),
-  { type: "module", name: "moat-script", deno: { permissions: "none" } } as WorkerOptions,
-);
+/** How the host's refusal of a thread (`thread_room` with `denied`) begins. */
+const THREAD_ROOM_PREFIX = '{"kind":"thread_room",';
 
-/** The script's `moat.thread` Workers: siblings of its Worker, in this process. */
-const threads = new ThreadRunner({
-  source: threadSource(config),
-  maxThreads: MAX_THREADS,
-  done: (msg) => {
-    if (!ended) worker.postMessage(msg);
-  },
-  line: (text) => {
-    if (ended) return;
-    // A thread may only log; it has no calls and no end of its own to report.
-    const bad = check(text, ["log"]);
-    if ("line" in bad) writeLine(bad.line);
-    else sendLog("warn", `sandbox refused a message from a thread: ${bad.why}`);
-  },
-  warn: (message) => {
-    if (!ended) sendLog("warn", message);
-  },
-  room: (need) => {
-    if (ended) return new Promise<void>(() => {}); // the host kills us soon
-    writeLine(JSON.stringify({ kind: "threads", need }));
-    if (!need) return Promise.resolve();
-    return new Promise<void>((resolve) => roomWaiters.push(resolve));
-  },
-});
-
-/** Thread starts waiting for the host's `thread_room`, in order. */
-const roomWaiters: (() => void)[] = [];
 /** The host's answer to `threads` with `need`, exactly as the host writes it. */
 const THREAD_ROOM_LINE = JSON.stringify({ kind: "thread_room" });
+
+/** The ping a leaving member's Worker must answer (`DROP_PONG`) before it is terminated. */
+const DROP_ID = Number.MAX_SAFE_INTEGER;
+const DROP_PING = JSON.stringify({ kind: "ping", id: DROP_ID });
+const DROP_PONG = JSON.stringify({ kind: "pong", id: DROP_ID });
 
 /** The Worker may send every kind but `threads`, which only this process sends. */
 const WORKER_KINDS = SANDBOX_KINDS.filter((k) => k !== "threads");
 
-worker.onmessage = (e: MessageEvent) => {
-  if (ended) return; // after `ended` the host kills us; nothing more matters
-  // JSON text is for the host; a structured clone asks for a thread.
-  if (typeof e.data !== "string") {
-    threads.start(e.data);
-    return;
-  }
-  const bad = check(e.data, WORKER_KINDS);
-  if ("line" in bad) {
-    writeLine(bad.line);
-    return;
-  }
-  sendLog("warn", `sandbox refused a message from the script: ${bad.why}`);
-  if (bad.callId !== undefined) {
-    // Every call is answered exactly once: this one will never reach the host.
-    worker.postMessage(JSON.stringify({
-      kind: "reply",
-      id: bad.callId,
-      ok: false,
-      error: { code: "bad_message", message: `call refused by the sandbox: ${bad.why}` },
-    }));
-  }
-};
+/** The Worker's source as a `blob:` URL, made once (a group starts many). */
+let workerUrl: string | undefined;
+/** The threads' bootstrap, made once. */
+let threadText: string | undefined;
+/**
+ * Workers created in this process so far. Deno names the OS thread of its
+ * k-th Worker `worker-k` (measured on 2.9.6): a group tells the host which
+ * are a member's, so that the host can tell whose threads use the CPU.
+ */
+let workerCount = 0;
 
-// An error the Worker's own handlers did not catch (e.g. in the bootstrap)
-// would kill this process; instead the script ends with state error.
-worker.onerror = (e: ErrorEvent) => {
-  e.preventDefault();
-  sendEnded("error", String(e.message ?? "uncaught error in the script's Worker"), "");
-  worker.terminate();
-};
-worker.onmessageerror = () => {
-  sendLog("warn", "sandbox could not deserialise a message from the script");
-};
+/**
+ * One script: its Worker, its threads, and the checked relay between them
+ * and the host. `write` puts one line on the way to the host; in a group
+ * it tags the line with this member's number, which the script cannot
+ * choose: the tag is the Worker object the message came from.
+ */
+class Member {
+  #write: (line: string) => void;
+  #ended = false;
+  #worker: Worker;
+  #threads: ThreadRunner;
+  /** Thread starts waiting for the host's `thread_room`, in order. */
+  #roomWaiters: { go: () => void; no: (why: string) => void }[] = [];
+  /** The Worker was terminated after an error it could not handle. */
+  #failed = false;
+  /** While leaving: called when the Worker answers the ping `drop` sent. */
+  #onPong: (() => void) | undefined;
 
-/** Relay host lines to the Worker; the Worker parses and checks them. */
+  /** `spawned`: called with the number (`workerCount`) of each Worker made for this script. */
+  constructor(write: (line: string) => void, spawned: (k: number) => void = () => {}) {
+    this.#write = write;
+    workerUrl ??= URL.createObjectURL(
+      new Blob([workerSource(config)], { type: "text/javascript" }),
+    );
+    const worker = new Worker(
+      workerUrl,
+      { type: "module", name: "moat-script", deno: { permissions: "none" } } as WorkerOptions,
+    );
+    this.#worker = worker;
+    spawned(++workerCount);
+    /** The script's `moat.thread` Workers: siblings of its Worker, in this process. */
+    this.#threads = new ThreadRunner({
+      source: threadText ??= threadSource(config),
+      maxThreads: MAX_THREADS,
+      done: (msg) => {
+        if (!this.#ended) worker.postMessage(msg);
+      },
+      line: (text) => {
+        if (this.#ended) return;
+        // A thread may only log; it has no calls and no end of its own to report.
+        const bad = this.#check(text, ["log"]);
+        if ("line" in bad) this.#write(bad.line);
+        else this.#log("warn", `sandbox refused a message from a thread: ${bad.why}`);
+      },
+      warn: (message) => {
+        if (!this.#ended) this.#log("warn", message);
+      },
+      room: (need) => {
+        if (this.#ended) return new Promise<void>(() => {}); // the host kills us soon
+        this.#write(JSON.stringify({ kind: "threads", need }));
+        if (!need) return Promise.resolve();
+        return new Promise<void>((go, no) =>
+          this.#roomWaiters.push({ go, no: (why) => no(new ThreadDenied(why)) })
+        );
+      },
+      spawned: () => spawned(++workerCount),
+    });
+    worker.onmessage = (e: MessageEvent) => this.#fromWorker(e);
+    // An error the Worker's own handlers did not catch (e.g. in the bootstrap)
+    // would kill this process; instead the script ends with state error.
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#sendEnded("error", String(e.message ?? "uncaught error in the script's Worker"), "");
+      this.#failed = true;
+      worker.terminate();
+    };
+    worker.onmessageerror = () => {
+      this.#log("warn", "sandbox could not deserialise a message from the script");
+    };
+  }
+
+  /** A line from the host for this script. */
+  fromHost(line: string): void {
+    if (line === THREAD_ROOM_LINE) this.#roomWaiters.shift()?.go();
+    else if (line.startsWith(THREAD_ROOM_PREFIX)) this.#roomDenied(line);
+    else this.#worker.postMessage(line);
+  }
+
+  /** The host's `thread_room` with `denied`: the waiting start may not run. */
+  #roomDenied(line: string): void {
+    let why: unknown;
+    try {
+      why = (JSON.parse(line) as { denied?: unknown }).denied;
+    } catch { /* not from our host: refused below */ }
+    const waiter = this.#roomWaiters.shift();
+    if (typeof why === "string") waiter?.no(why);
+    else waiter?.no("moat.thread(): the host refused the thread");
+  }
+
+  /**
+   * A group's member leaves: end its Worker and its threads. Measured on
+   * Deno 2.9.6, `terminate()` does not stop a Worker that spins, so the
+   * Worker must first answer a ping (its message loop turns, so nothing
+   * spins now): `done(true)` then, else `done(false)` after `waitMs`, and
+   * the host ends the whole process.
+   */
+  drop(waitMs: number, done: (terminated: boolean) => void): void {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      this.#onPong = undefined;
+      this.#ended = true;
+      this.#threads.close();
+      if (ok) this.#worker.terminate();
+      done(ok);
+    };
+    if (this.#failed) return done(true); // terminated already, after its error
+    const timer = setTimeout(() => finish(false), waitMs);
+    this.#onPong = () => finish(true);
+    this.#worker.postMessage(DROP_PING);
+  }
+
+  #fromWorker(e: MessageEvent): void {
+    if (this.#onPong !== undefined && e.data === DROP_PONG) return this.#onPong();
+    if (this.#ended) return; // after `ended` the host kills us; nothing more matters
+    // JSON text is for the host; a structured clone asks for a thread.
+    if (typeof e.data !== "string") {
+      this.#threads.start(e.data);
+      return;
+    }
+    const bad = this.#check(e.data, WORKER_KINDS);
+    if ("line" in bad) {
+      this.#write(bad.line);
+      return;
+    }
+    this.#log("warn", `sandbox refused a message from the script: ${bad.why}`);
+    if (bad.callId !== undefined) {
+      // Every call is answered exactly once: this one will never reach the host.
+      this.#worker.postMessage(JSON.stringify({
+        kind: "reply",
+        id: bad.callId,
+        ok: false,
+        error: { code: "bad_message", message: `call refused by the sandbox: ${bad.why}` },
+      }));
+    }
+  }
+
+  #log(level: LogLevel, message: string): void {
+    this.#write(JSON.stringify({ kind: "log", level, message }));
+  }
+
+  #sendEnded(state: "ok" | "error", message: string, debug: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#write(JSON.stringify({ kind: "ended", state, message, debug }));
+  }
+
+  /**
+   * Check a message from the Worker (or a thread, which may send only `kinds`).
+   * Returns the line to send to the host,
+   * made from what was checked (the message's own fields, parsed and written
+   * out again), else why not (and the call id to answer, if any). The host
+   * checks everything again; this keeps a broken or hostile Worker from
+   * putting anything but well-formed lines on the pipe.
+   */
+  #check(text: unknown, kinds: readonly SandboxMessage["kind"][] = SANDBOX_KINDS): Checked {
+    if (typeof text !== "string") return { why: "not a string" };
+    if (tooLarge(text)) return { why: `message too large (${text.length} characters)` };
+    const bad = refuse(text, this.#ended);
+    if (bad) return bad;
+    const m = JSON.parse(text) as Record<string, unknown>;
+    const kind = m.kind as SandboxMessage["kind"];
+    if (!kinds.includes(kind)) return { why: `${kind} not allowed here` };
+    const out: Record<string, unknown> = { kind };
+    for (const f of FIELDS[kind]) if (Object.hasOwn(m, f)) out[f] = m[f];
+    const line = JSON.stringify(out);
+    // Written out again, lone surrogates take six characters: check again.
+    if (tooLarge(line)) return { why: `message too large (${line.length} characters)` };
+    if (kind === "ended") this.#ended = true;
+    return { line };
+  }
+}
+
+/**
+ * A sandbox group (`--group`): many scripts, one Worker each, in this one
+ * process. Every line carries a member number: `<n> <json>` both ways;
+ * `+<n>` from the host adds member n (its Worker's `ready` comes back as
+ * `<n> {"kind":"ready",…}`), `-<n>` removes it: once its Worker answered a
+ * ping, it is terminated and `-<n>` goes back; a Worker that does not
+ * answer within 2 s gets `!<n>` instead (the host then ends the process).
+ * `#<n> <k>` says that the process's k-th Worker (OS thread `worker-k`) is
+ * member n's, its script's or a thread's. The process itself says `ready`
+ * once, untagged.
+ */
+const GROUP = Deno.args.includes("--group");
+/** How long a leaving member's Worker has to answer its ping, ms. */
+const DROP_WAIT_MS = 2000;
+const members = new Map<number, Member>();
+
+/** One line from the host. */
+function hostLine(line: string, single: Member | undefined): void {
+  if (single !== undefined) return single.fromHost(line);
+  const sp = line.indexOf(" ");
+  const head = sp < 0 ? line : line.slice(0, sp);
+  if (head.startsWith("+")) {
+    const n = Number(head.slice(1));
+    if (!isId(n) || members.has(n)) return;
+    members.set(
+      n,
+      new Member((text) => writeLine(`${n} ${text}`), (k) => writeLine(`#${n} ${k}`)),
+    );
+  } else if (head.startsWith("-")) {
+    const n = Number(head.slice(1));
+    const m = members.get(n);
+    members.delete(n);
+    if (m === undefined) return writeLine(`-${n}`);
+    m.drop(DROP_WAIT_MS, (terminated) => writeLine(`${terminated ? "-" : "!"}${n}`));
+  } else {
+    members.get(Number(head))?.fromHost(line.slice(sp + 1));
+  }
+}
+
+const single = GROUP ? undefined : new Member(writeLine);
+if (GROUP) writeLine(JSON.stringify({ kind: "ready", version: PROTOCOL_VERSION }));
+
+/** Relay host lines to the Worker(s); each Worker parses and checks its own. */
 async function readHost(): Promise<void> {
   let buf = new Uint8Array(0);
   for await (const chunk of Deno.stdin.readable) {
@@ -239,11 +366,7 @@ async function readHost(): Promise<void> {
     }
     let start = 0;
     for (let nl = data.indexOf(10, start); nl >= 0; nl = data.indexOf(10, start)) {
-      if (nl > start) {
-        const line = decoder.decode(data.subarray(start, nl));
-        if (line === THREAD_ROOM_LINE) roomWaiters.shift()?.();
-        else worker.postMessage(line);
-      }
+      if (nl > start) hostLine(decoder.decode(data.subarray(start, nl)), single);
       start = nl + 1;
     }
     buf = data.slice(start);

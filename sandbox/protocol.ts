@@ -73,6 +73,8 @@ export const ERROR_CODES = [
   "too_large",
   "reserved",
   "taken",
+  // Outside the script's capability manifest (host/capabilities/manifest.ts).
+  "denied",
 ] as const;
 
 /** A machine-readable error code: one of {@linkcode ERROR_CODES}. */
@@ -330,9 +332,14 @@ export interface ClockMessage {
   nowMs: number;
 }
 
-/** The answer to {@linkcode ThreadsMessage} with `need`: a thread Worker may start now. */
+/**
+ * The answer to {@linkcode ThreadsMessage} with `need`: a thread Worker may
+ * start now, or, with `denied`, it may not start at all (the script's
+ * capability manifest says `"thread": false`; the message says so).
+ */
 export interface ThreadRoomMessage {
   kind: "thread_room";
+  denied?: string;
 }
 
 /** Address space the host allows for starting one thread Worker, bytes. */
@@ -507,7 +514,14 @@ export interface ThreadStartMessage {
 /** Sandbox process → script Worker: thread `id` is done; `value` or `error` is cloned. */
 export type ThreadDoneMessage =
   | { kind: "thread_done"; id: number; ok: true; value: unknown }
-  | { kind: "thread_done"; id: number; ok: false; error: unknown };
+  | {
+    kind: "thread_done";
+    id: number;
+    ok: false;
+    error: unknown;
+    /** Set when the host refused the thread: the script gets a `MoatError` of it. */
+    moat?: ErrorInfo;
+  };
 
 /** Sandbox process → thread Worker: what to run. Its first and only message. */
 export interface ThreadRunMessage {

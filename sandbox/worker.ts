@@ -265,7 +265,7 @@ export function workerMain(config: WorkerConfig): void {
   let scriptCode = "";
 
   // ---- 8. moat.thread (_thread_client.ts) -------------------------------
-  const threads = threadClient(c, config, () => scriptCode, () => scriptName);
+  const threads = threadClient(c, config, () => scriptCode, () => scriptName, bridge.error);
   const loaded = new Map<string, Promise<Record<string, unknown>>>();
   // deno-lint-ignore no-explicit-any
   let libraryMoat: (chain: string[]) => any = () => moat;

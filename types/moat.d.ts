@@ -225,8 +225,10 @@ interface MoatData {
   /**
    * A value, synchronously. Typed by the script's `types/<key>`; a `str/ref`
    * value reads as the node it names (`undefined` while that node does not
-   * exist); a declared key without any value reads as `null`; an unknown key
-   * as `undefined`. The type argument is only a cast for the type checker.
+   * exist); a `secret` value reads as a string (this is the only way any
+   * script reads it: it is the task's own, docs/security.md); a declared key
+   * without any value reads as `null`; an unknown key as `undefined`. The
+   * type argument is only a cast for the type checker.
    * @example
    * ```ts
    * const target = moat.data.get<number>("target") ?? 21;
@@ -243,7 +245,8 @@ interface MoatData {
    */
   keys(): string[];
   /**
-   * Write an existing key of the task's `data/`, checked against its type.
+   * Write an existing key of the task's `data/`, checked against its type
+   * (a `secret` key: a string, written to the task's `secret/`).
    * A key that none of the layers has is refused ("you cannot add new
    * values"), as is a value of the wrong type or a value that is not JSON.
    * Rejects with a `MoatError` then; nothing is written.
@@ -283,7 +286,8 @@ interface MoatTree {
  *   `no_such_key`, `not_running`, `time_spec`, `load_cycle`, `load_failed`,
  *   `rpc_error` (the RPC's server failed);
  * - what one script may make the installation spend (docs/security.md):
- *   `quota`, `limit`, `too_large`, `reserved`, `taken`.
+ *   `quota`, `limit`, `too_large`, `reserved`, `taken`;
+ * - what the script's capability manifest does not grant: `denied`.
  */
 type MoatErrorCode =
   | "bad_args"
@@ -310,7 +314,8 @@ type MoatErrorCode =
   | "limit"
   | "too_large"
   | "reserved"
-  | "taken";
+  | "taken"
+  | "denied";
 
 /** An error a host call failed with (a rejected promise of a `moat` call). */
 interface MoatError extends Error {
@@ -323,7 +328,8 @@ interface MoatError extends Error {
    * see docs/security.md), `limit` (over a sandbox limit, e.g. `call_rate`),
    * `too_large` (a node too big to look up), `reserved` (a name or error
    * tag that belongs to the hosts: `moat.*`, `job`), `taken` (an RPC name
-   * another script serves). Every code is listed at {@linkcode MoatErrorCode}.
+   * another script serves), `denied` (outside the script's capability
+   * manifest; the message names the capability). Every code is listed at {@linkcode MoatErrorCode}.
    */
   code: MoatErrorCode;
 }
@@ -636,6 +642,8 @@ interface Moat {
    *   when the script ends.
    * - At most 4 threads run at once; further calls wait until one is free
    *   (at most 1000 may wait; more reject with a `RangeError`).
+   * - A script whose capability manifest says `"thread": false` gets a
+   *   `MoatError` with code `denied` instead (docs/security.md).
    * @example
    * ```ts
    * const primes = await moat.thread((n: number) => {

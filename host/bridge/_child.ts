@@ -15,6 +15,8 @@ export interface ChildExit {
   signal: string | null;
   /** The last few KiB of its stderr, for the exit message. */
   stderrTail: string;
+  /** Why a group's member ended with its process (host/bridge/_group.ts), for the end message. */
+  message?: string;
 }
 
 /** Settings for {@linkcode SandboxChild.spawn}. */
@@ -39,6 +41,33 @@ export interface ChildOptions {
   nice: { path: string; value: number } | undefined;
   /** The folder to make the sandbox's own folder in; undefined: the system's temporary folder. */
   tmpDir: string | undefined;
+  /** A group process (`--group`): many scripts, lines tagged by member (host/bridge/_group.ts). */
+  group?: boolean;
+}
+
+/**
+ * What a script's host side ({@linkcode SandboxScript}) talks to: a whole
+ * sandbox process ({@linkcode SandboxChild}), or one member of a group
+ * process (host/bridge/_group.ts).
+ */
+export interface ChildLink {
+  /** The process id (a group's members share it). */
+  readonly pid: number;
+  /** Resolves once the script's side is gone. Never rejects. */
+  readonly gone: Promise<ChildExit>;
+  /** Called with each parsed JSON message of the script. */
+  onMessage: (value: unknown) => void;
+  /** Called with each line that is not protocol. */
+  onNoise: (stream: "stdout" | "stderr", line: string) => void;
+  /** Send one message to the script. */
+  send(message: HostMessage): void;
+  /** End the script's side: the process, or a member's Worker. */
+  kill(): void;
+  /**
+   * Only on a member of a group: the process is shared, so a verdict of
+   * the script's guard (heartbeat) ends every member; `reason` names the culprit.
+   */
+  abort?(reason: string): void;
 }
 
 /**
@@ -90,6 +119,11 @@ export class SandboxChild {
   readonly gone: Promise<ChildExit>;
   /** Called with each parsed JSON line after `ready`. Replaced by the owner. */
   onMessage: (value: unknown) => void = () => {};
+  /**
+   * A group process's lines after `ready`, raw (they are tagged, not JSON);
+   * undefined: parse each as JSON for `onMessage`. Replaced by the owner.
+   */
+  onLine: ((line: string) => void) | undefined;
   /** Called with each stdout/stderr line that is not protocol. Replaced by the owner. */
   onNoise: (stream: "stdout" | "stderr", line: string) => void = () => {};
 
@@ -106,6 +140,7 @@ export class SandboxChild {
     const writer = child.stdin.getWriter();
     writer.closed.catch(() => {});
     this.#writer = writer;
+    this.onLine = options.group ? () => {} : undefined;
     let setReady: () => void = () => {};
     let failReady: (e: Error) => void = () => {};
     this.ready = new Promise<void>((res, rej) => {
@@ -123,6 +158,11 @@ export class SandboxChild {
       for await (const item of readLines(child.stdout, MAX_LINE_BYTES)) {
         if (!("line" in item)) {
           this.#noise("stdout", `[a line of ${item.tooLong} bytes was dropped]`);
+          continue;
+        }
+        if (isReady && this.onLine !== undefined) {
+          const onLine = this.onLine;
+          this.#safe(() => onLine(item.line));
           continue;
         }
         let value: unknown;
@@ -193,6 +233,7 @@ export class SandboxChild {
       const command = options.sandboxBin === undefined
         ? [options.denoPath, "run", ...sandboxRunFlags(options.heapMb), options.processModule]
         : [options.sandboxBin];
+      if (options.group) command.push("--group");
       const child = new Deno.Command(wrap[0] ?? command[0]!, {
         args: [...wrap.slice(1), ...(wrap.length > 0 ? command : command.slice(1))],
         clearEnv: true,
@@ -225,6 +266,12 @@ export class SandboxChild {
     if (this.#exited) return;
     const bytes = this.#encoder.encode(JSON.stringify(message) + "\n");
     this.#writer.write(bytes).catch(() => {});
+  }
+
+  /** Send one line as it is (a group's tagged line); dropped once the process is gone. */
+  sendLine(line: string): void {
+    if (this.#exited) return;
+    this.#writer.write(this.#encoder.encode(line + "\n")).catch(() => {});
   }
 
   /** SIGKILL, if still running. */

@@ -17,7 +17,7 @@ import {
   type ScriptEvent,
   THREAD_ROOM_BYTES,
 } from "../../sandbox/protocol.ts";
-import { type ChildExit, describe, limitData, type SandboxChild } from "./_child.ts";
+import { type ChildExit, type ChildLink, describe, limitData } from "./_child.ts";
 import { type SandboxLimits, TokenBucket } from "./limits.ts";
 import { readProc, readVmData, ScriptGuard, type Watchdog } from "./_watchdog.ts";
 import { argValidators, BridgeError, checkMessage } from "./validate.ts";
@@ -31,11 +31,14 @@ export interface Guarding {
   prlimit: string | undefined;
 }
 
-/** One script in one sandbox process. */
+/**
+ * One script in one sandbox process, or in one Worker of a group's process
+ * (`child` is then the member's link, host/bridge/_group.ts).
+ */
 export class SandboxScript implements ScriptHandle {
   readonly ended: Promise<ScriptEnd>;
   readonly pid: number;
-  #child: SandboxChild;
+  #child: ChildLink;
   #options: StartOptions;
   #inflight = new Map<number, AbortController>();
   #end: ScriptEnd | undefined;
@@ -62,7 +65,7 @@ export class SandboxScript implements ScriptHandle {
   #roomAgain = false;
   #roomWanted = 0;
 
-  constructor(child: SandboxChild, options: StartOptions, guarding: Guarding) {
+  constructor(child: ChildLink, options: StartOptions, guarding: Guarding) {
     this.#child = child;
     this.#options = options;
     this.pid = child.pid;
@@ -72,12 +75,22 @@ export class SandboxScript implements ScriptHandle {
     this.#callBucket = new TokenBucket(limits.callRate, { burst: 5 });
     this.#logLines = new TokenBucket(limits.logRate);
     this.#logChars = new TokenBucket(limits.logVolume * 1024);
+    // A member of a group has the heartbeat of its own; the process's CPU
+    // and memory are the group's to watch (host/bridge/_group.ts).
+    const shared = child.abort !== undefined;
     this.#guard = new ScriptGuard(limits, {
-      kill: (reason) => this.#finish({ state: "fail", message: reason, debug: "" }),
+      kill: (reason) => {
+        child.abort?.(reason);
+        this.#finish({ state: "fail", message: reason, debug: "" });
+      },
       ping: (id) => this.#child.send({ kind: "ping", id }),
-    }, readProc(child.pid));
-    this.#unwatch = guarding.watchdog.watch(child.pid, this.#guard);
-    if (guarding.prlimit !== undefined) {
+    }, shared ? undefined : readProc(child.pid));
+    const guard = this.#guard;
+    this.#unwatch = guarding.watchdog.watch(
+      child.pid,
+      shared ? { tick: (now, _sample, stalled) => guard.tick(now, undefined, stalled) } : guard,
+    );
+    if (guarding.prlimit !== undefined && !shared) {
       // A cap on memory the process may map beyond what it has now, so
       // that a burst of ArrayBuffers fails at once; the RSS watch is the
       // finer limit. The soft limit is the cap; the hard one leaves room
@@ -244,10 +257,18 @@ export class SandboxScript implements ScriptHandle {
       case "ready":
         this.#warn("refused a message from the sandbox: second ready");
         return;
-      case "threads":
+      case "threads": {
+        const refusal = msg.need ? this.#options.threadRefusal?.() : undefined;
+        if (refusal !== undefined) {
+          // Not counted in #sent, like `thread_room`: the sandbox process
+          // answers the script itself.
+          this.#child.send({ kind: "thread_room", denied: refusal });
+          return;
+        }
         if (msg.need) this.#roomWanted++;
         this.#room();
         return;
+      }
       case "settled": {
         const link = this.#options.virtualTime;
         if (link === undefined) {
@@ -426,6 +447,7 @@ function defaultInternalError(error: unknown, method: string): void {
 }
 
 function exitMessage(exit: ChildExit, options: StartOptions): string {
+  if (exit.message !== undefined) return exit.message; // a group's member: the group says why
   const how = describe(exit);
   if (/out of memory|heap limit/i.test(exit.stderrTail)) {
     return `sandbox process of script "${options.script}" ran out of memory (${how})`;

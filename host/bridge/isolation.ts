@@ -54,6 +54,18 @@ export interface StartOptions {
    */
   limits?: Partial<SandboxLimits>;
   /**
+   * The sandbox group (the task's `group` run setting): scripts of one
+   * group share one sandbox process, one Worker each, and are one crash
+   * domain (docs/security.md). Absent: a process of its own.
+   */
+  group?: string;
+  /**
+   * Asked before each `moat.thread` Worker starts: a message refuses it
+   * (the script gets a `MoatError` with code `denied` and that message).
+   * Absent, or `undefined` returned: threads may start.
+   */
+  threadRefusal?(): string | undefined;
+  /**
    * Only for `moat script try`: run the script's own clock and timers on
    * virtual time (see {@linkcode VirtualTimeLink}). Absent: real time.
    */

@@ -6,8 +6,9 @@
  * reads the store. Each key keeps the revision it was last seen at (deleted
  * ones too), so that a late event or read cannot undo a newer one.
  *
- * It also keeps the size of the task's `data/` (keys, and bytes of keys and
- * values) as a running tally, for the `data_keys` and `data_size` quotas.
+ * It also keeps the size of the task's `data/` and `secret/` (keys, and
+ * bytes of keys and values) as a running tally, for the `data_keys` and
+ * `data_size` quotas.
  *
  * @module
  */
@@ -21,7 +22,7 @@ export type Layer = ReadonlyMap<string, string>;
 /** The mirror of some prefixes; see the module doc. */
 export class DataMirror {
   #prefixes: readonly string[];
-  #tallied: string;
+  #tallied: readonly string[];
   #layers = new Map<string, Map<string, string>>();
   /** The newest revision seen of each key, present or deleted. */
   #revs = new Map<string, number>();
@@ -30,11 +31,11 @@ export class DataMirror {
 
   /**
    * @param prefixes the directories mirrored (each ends with "/")
-   * @param tallied the one of them whose size is kept (the task's `data/`)
+   * @param tallied those of them whose size is kept (the task's `data/` and `secret/`)
    */
-  constructor(prefixes: readonly string[], tallied: string) {
+  constructor(prefixes: readonly string[], tallied: string | readonly string[]) {
     this.#prefixes = prefixes;
-    this.#tallied = tallied;
+    this.#tallied = typeof tallied === "string" ? [tallied] : tallied;
     for (const p of prefixes) this.#layers.set(p, new Map());
   }
 
@@ -43,12 +44,12 @@ export class DataMirror {
     return this.#layers.get(prefix)!;
   }
 
-  /** Keys below the tallied prefix. */
+  /** Keys below the tallied prefixes. */
   get dataKeys(): number {
     return this.#keys;
   }
 
-  /** Bytes of the keys (relative) and values below the tallied prefix, as UTF-8. */
+  /** Bytes of the keys (relative) and values below the tallied prefixes, as UTF-8. */
   get dataBytes(): number {
     return this.#bytes;
   }
@@ -95,7 +96,7 @@ export class DataMirror {
     const rel = key.slice(p.length);
     const old = layer.get(rel);
     if (old === value) return false;
-    if (p === this.#tallied) {
+    if (this.#tallied.includes(p)) {
       if (old === undefined) {
         this.#keys++;
         this.#bytes += utf8Length(rel);
@@ -116,7 +117,7 @@ export class DataMirror {
     const rel = key.slice(p.length);
     const old = layer.get(rel);
     if (old === undefined) return false;
-    if (p === this.#tallied) {
+    if (this.#tallied.includes(p)) {
       this.#keys--;
       this.#bytes -= utf8Length(rel) + utf8Length(old);
     }

@@ -19,11 +19,19 @@ export const JOB_TAG = "job";
 /** Tags only the host may set or clear: scripts cannot forge or hide its records. */
 export const RESERVED_TAGS: ReadonlySet<string> = new Set([JOB_TAG]);
 
+/** The prefix of the tags the host records refusals of a capability manifest under. */
+export const DENIED_TAG_PREFIX = "denied.";
+
+/** Whether `tag` is the host's: a reserved tag or a `denied.<capability>` record. */
+export function isHostTag(tag: string): boolean {
+  return RESERVED_TAGS.has(tag) || tag.startsWith(DENIED_TAG_PREFIX);
+}
+
 /** Options of {@linkcode ErrorRecords.set}. */
 export interface SetErrorOptions {
   /**
    * Most records the task may hold: recording a new tag beyond it first
-   * removes the task's oldest record (never a reserved one).
+   * removes the task's oldest record (never one of the host's, see {@linkcode isHostTag}).
    * @default unbounded
    */
   maxPerTask?: number;
@@ -173,13 +181,13 @@ export class ErrorRecords {
 
   /**
    * Remove the task's oldest records (by creation) until at most `keep`
-   * remain; reserved tags are kept and do not count.
+   * remain; the host's tags (isHostTag) are kept and do not count.
    */
   async #makeRoom(task: string, keep: number): Promise<void> {
     const dir = this.#layout.statusDir(task) + STATUS_KEYS.errors;
     const { kvs } = await this.#store.range(dir);
     const own = kvs
-      .filter((kv) => !RESERVED_TAGS.has(kv.key.slice(dir.length)))
+      .filter((kv) => !isHostTag(kv.key.slice(dir.length)))
       .sort((a, b) => a.createRevision - b.createRevision);
     for (const kv of own.slice(0, Math.max(0, own.length - keep))) {
       await this.clear(task, kv.key.slice(dir.length));

@@ -14,7 +14,8 @@ import { parseTimeSpec, TimeSpecError, type TimeSpecInput } from "../time/time_s
 import { waitTarget, waitUntilSpec } from "../time/wait.ts";
 import { type Location, parseLocation } from "../time/sun.ts";
 import type { ScriptView } from "./script_view.ts";
-import { checkTag, type ErrorRecords, RESERVED_TAGS } from "./error_records.ts";
+import { maskText } from "./secret_mask.ts";
+import { checkTag, DENIED_TAG_PREFIX, type ErrorRecords, isHostTag } from "./error_records.ts";
 import type { ScriptBus } from "./script_bus.ts";
 import { jsonBytes, type Quotas, StoreQuotas, utf8Length } from "./quotas.ts";
 import { checkName } from "../names.ts";
@@ -22,6 +23,7 @@ import { DefinitionError } from "../scripts/definitions.ts";
 import { ScriptCheckError } from "../scripts/check.ts";
 import { BridgeError, mapMethods, type MethodTable } from "../bridge/sandbox.ts";
 import { CapabilityError } from "./capability_error.ts";
+import { type Capability, DeniedError, type Grants } from "./manifest.ts";
 import type { DebugObject } from "./debug_object.ts";
 import { latestDue, type Schedules } from "./schedules.ts";
 import type { Firing, TimeOptions, TimeSpec } from "../../sandbox/protocol.ts";
@@ -50,6 +52,8 @@ export interface MethodContext {
   debug: DebugObject;
   /** The run's schedules: records of firings, catch-up, and the lease fence. */
   schedules: Schedules;
+  /** The capability manifest's limits (`data.write`, `load`); without it, none. */
+  grants?: Grants;
 }
 
 function timeError(e: unknown): never {
@@ -104,7 +108,7 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
 /** The host's own error tags: a script can neither set nor clear them. */
 function scriptTag(tag: string): string {
   const t = checkTag(tag);
-  if (RESERVED_TAGS.has(t)) {
+  if (isHostTag(t)) {
     throw new CapabilityError("reserved", `error tag "${t}" belongs to the host; use another tag`);
   }
   return t;
@@ -192,10 +196,19 @@ async function scheduled(
 /** Build the method table of one script run. */
 export function hostMethods(ctx: MethodContext): MethodTable {
   const table = capabilityMethods(ctx);
+  const recorded = new Set<Capability>();
   return mapMethods(table, (_name, handler) => async (args, call) => {
     try {
       return await handler(args, call);
     } catch (e) {
+      if (e instanceof DeniedError && !recorded.has(e.capability)) {
+        // One record per capability and run, not one per call: a script
+        // that retries in a loop must not turn its refusals into writes.
+        recorded.add(e.capability);
+        await ctx.errors.set(ctx.task, DENIED_TAG_PREFIX + e.capability, e.message, {
+          maxPerTask: ctx.quotas.errorRecords,
+        }).catch(() => {});
+      }
       throw toBridge(e);
     }
   });
@@ -232,6 +245,7 @@ function capabilityMethods(ctx: MethodContext): MethodTable {
       return null;
     },
     async data_set([key, value]) {
+      ctx.grants?.dataWrite(key);
       const bytes = jsonBytes(value);
       quota.value(bytes, `the value of "${key}"`);
       quota.write(bytes + utf8Length(key));
@@ -253,7 +267,11 @@ function capabilityMethods(ctx: MethodContext): MethodTable {
       quota.write(bytes + utf8Length(t));
       await guarded(
         "record the error",
-        () => ctx.errors.set(ctx.task, t, message, { maxPerTask: ctx.quotas.errorRecords }),
+        // The task's secret values are masked here too (secret_mask.ts).
+        () =>
+          ctx.errors.set(ctx.task, t, maskText(message, ctx.view.secretValues()), {
+            maxPerTask: ctx.quotas.errorRecords,
+          }),
       );
       return null;
     },
@@ -272,6 +290,7 @@ function capabilityMethods(ctx: MethodContext): MethodTable {
       if (name === ctx.script) {
         throw new CapabilityError("load_cycle", `script "${name}" cannot load itself`);
       }
+      ctx.grants?.load(name);
       const loaded = await quota.read(() =>
         guarded(`load script "${name}"`, async () => {
           try {

@@ -22,7 +22,10 @@ import { ScriptView } from "./script_view.ts";
 import { ScriptBus } from "./script_bus.ts";
 import { hostMethods } from "./methods.ts";
 import { DebugObject } from "./debug_object.ts";
+import { maskJson, maskText } from "./secret_mask.ts";
 import { Schedules } from "./schedules.ts";
+import { DeniedError, Grants, type Manifest } from "./manifest.ts";
+import { DENIED_TAG_PREFIX } from "./error_records.ts";
 
 /** A script ready to run: its name and the JavaScript to evaluate. */
 export interface LoadedScript {
@@ -110,6 +113,12 @@ export interface RunSpec {
   lease: string;
   /** What the run may make the installation spend. */
   quotas: Quotas;
+  /**
+   * The script's capability manifest (manifest.ts), its `limits` applied to
+   * `quotas` already. Libraries the run loads share it.
+   * @default none: every capability as without a manifest
+   */
+  manifest?: Manifest | undefined;
   /** `moat.load`: fetch another script (and remember that this run uses it). */
   load(name: string): Promise<LoadedScript>;
   /**
@@ -139,6 +148,12 @@ export class RunCapabilities {
   #debug: DebugObject;
   #debugRequests = 0;
 
+  /**
+   * Asked before each `moat.thread` starts: the `denied` message when the
+   * manifest says `"thread": false` (recorded once per run), else `undefined`.
+   */
+  readonly threadRefusal: () => string | undefined;
+
   private constructor(
     view: ScriptView,
     bus: ScriptBus,
@@ -146,7 +161,9 @@ export class RunCapabilities {
     initial: DataEvent,
     debug: DebugObject,
     schedules: Schedules,
+    threadRefusal: () => string | undefined,
   ) {
+    this.threadRefusal = threadRefusal;
     this.view = view;
     this.bus = bus;
     this.methods = methods;
@@ -157,7 +174,8 @@ export class RunCapabilities {
 
   /** Open the capabilities of `run`: read the task's data and follow its changes. */
   static async open(host: HostCapabilities, run: RunSpec): Promise<RunCapabilities> {
-    const view = new ScriptView(host, run);
+    const grants = new Grants(run.manifest);
+    const view = new ScriptView(host, { ...run, grants });
     let initial: DataEvent;
     let schedules: Schedules;
     try {
@@ -179,6 +197,7 @@ export class RunCapabilities {
     const { rpcNames } = host;
     const bus = new ScriptBus(host.bus, (e) => view.emit(e), {
       quotas: run.quotas,
+      grants,
       ...(rpcNames
         ? { claims: { names: rpcNames, script: run.script, task: run.task, lease: run.lease } }
         : {}),
@@ -198,13 +217,37 @@ export class RunCapabilities {
       quotas: run.quotas,
       debug,
       schedules,
+      grants,
     });
-    return new RunCapabilities(view, bus, methods, initial, debug, schedules);
+    let threadDeniedRecorded = false;
+    const threadRefusal = () => {
+      try {
+        grants.thread();
+        return undefined;
+      } catch (e) {
+        if (!(e instanceof DeniedError)) throw e;
+        if (!threadDeniedRecorded) {
+          // Once per run, as for the other capabilities (methods.ts).
+          threadDeniedRecorded = true;
+          void host.errors.set(run.task, DENIED_TAG_PREFIX + e.capability, e.message, {
+            maxPerTask: run.quotas.errorRecords,
+          }).catch(() => {});
+        }
+        return e.message;
+      }
+    };
+    return new RunCapabilities(view, bus, methods, initial, debug, schedules, threadRefusal);
   }
 
   /** The script's debug object (`moat.debug_obj`) as it last sent it, if it set one. */
   get debug(): Json | undefined {
-    return this.#debug.value;
+    const v = this.#debug.value;
+    return v === undefined ? undefined : maskJson(v, this.view.secretValues());
+  }
+
+  /** `text` with the task's secret values masked (secret_mask.ts): for what the run logs. */
+  mask(text: string): string {
+    return maskText(text, this.view.secretValues());
   }
 
   /**
@@ -214,7 +257,7 @@ export class RunCapabilities {
   debugNow(): Promise<Json | undefined> {
     return this.#debug.current(() =>
       this.view.emit({ event: "debug", data: { request: ++this.#debugRequests } })
-    );
+    ).then((v) => v === undefined ? undefined : maskJson(v, this.view.secretValues()));
   }
 
   /** Start delivering events into the script through `send` (those queued first). */

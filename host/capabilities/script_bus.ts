@@ -34,6 +34,7 @@ import { CapabilityError } from "./capability_error.ts";
 import type { Json, ScriptEvent } from "../../sandbox/protocol.ts";
 import { DEFAULT_QUOTAS, quotaError, type Quotas } from "./quotas.ts";
 import { type RpcNames, RpcNameTakenError } from "./rpc_names.ts";
+import type { Grants } from "./manifest.ts";
 
 /** A script's error, as an RPC caller sees it: its message and its class name. */
 export class ScriptRpcError extends Error {
@@ -61,6 +62,8 @@ export interface ScriptBusOptions {
   quotas: Quotas;
   /** Where RPC names are claimed; without it names are not checked for squatting. */
   claims?: RpcClaims | undefined;
+  /** The capability manifest's limits (`rpc`, `alert`); without it, none. */
+  grants?: Grants | undefined;
 }
 
 /** The first word of the names and topics that belong to the hosts and the CLI. */
@@ -101,6 +104,7 @@ export class ScriptBus {
   #send: (event: ScriptEvent) => void;
   #quotas: Quotas;
   #claims: RpcClaims | undefined;
+  #grants: Grants | undefined;
   #group: BusGroup;
   /** Registrations taken, including those still waiting for the broker. */
   #taken = 0;
@@ -121,6 +125,7 @@ export class ScriptBus {
     this.#send = send;
     this.#quotas = options.quotas;
     this.#claims = options.claims;
+    this.#grants = options.grants;
     // One group per run: all of its registrations share `channels` channels.
     this.#group = bus.group({ channels: Math.max(1, Math.floor(this.#quotas.channels)) });
   }
@@ -193,6 +198,7 @@ export class ScriptBus {
       badName(e);
     }
     if (isReserved(name)) reserved("RPC name", name);
+    this.#grants?.rpcServe(name);
     this.#take(`serve "${name}"`);
     // Take the id now: registrations made at once (two moat.rpc calls in a
     // row) await the broker concurrently, and each handler must keep its own.
@@ -255,6 +261,7 @@ export class ScriptBus {
       badName(e);
     }
     if (!mayListen(pattern)) reserved("alert pattern", pattern);
+    this.#grants?.alertReceive(pattern);
     this.#take(`listen to "${pattern}"`);
     // Take the id now: registrations made at once (two moat.rpc calls in a
     // row) await the broker concurrently, and each handler must keep its own.
@@ -279,6 +286,7 @@ export class ScriptBus {
       badName(e);
     }
     if (isReserved(name)) reserved("RPC name", name);
+    this.#grants?.rpcCall(name);
     try {
       return (await this.#bus.call(name, args, { timeoutMs: timeoutSec * 1000 })) as Json;
     } catch (e) {
@@ -301,6 +309,7 @@ export class ScriptBus {
       badName(e);
     }
     if (isReserved(topic)) reserved("alert topic", topic);
+    this.#grants?.alertSend(topic);
     try {
       await this.#bus.alert(topic, data);
     } catch (e) {

@@ -6,14 +6,16 @@
  * Everything arrives through the host's one watch (WatchHub).
  *
  * Hidden prefixes (`/config/amqp` and those listed in
- * `/config/script/hidden`) do not exist from a script's point of view.
+ * `/config/script/hidden`) do not exist from a script's point of view, nor
+ * does any task's `:task/secret/` (the values of `secret` variables): a
+ * script reads its own task's secrets through `moat.data` only.
  *
  * @module
  */
 
 import type { Store, WatchEvent } from "../store/store.ts";
 import type { Subscription, WatchHub } from "../store/watch_hub.ts";
-import { type Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
+import { isSecretKey, type Layout, SCRIPT_KEYS, TASK_KEYS } from "../layout.ts";
 import {
   decodeTyped,
   decodeUntyped,
@@ -34,6 +36,7 @@ import type {
 import { RangeTooLargeError } from "../store/store.ts";
 import { DataMirror, type Layer } from "./_data_mirror.ts";
 import { DEFAULT_QUOTAS, quotaError, type Quotas, utf8Length } from "./quotas.ts";
+import type { Grants } from "./manifest.ts";
 
 /** Most keys one looked-up node may hold. */
 export const MAX_NODE_KEYS = 10_000;
@@ -44,6 +47,9 @@ export const MAX_NODE_KEYS = 10_000;
  * this from etcd for one lookup.
  */
 export const MAX_NODE_BYTES = 768 * 1024;
+
+/** How many earlier secret values of a run are still masked in what it logs. */
+export const MAX_SEEN_SECRETS = 64;
 
 /** Prefixes always hidden from scripts, root-relative. */
 export const ALWAYS_HIDDEN = ["config/amqp"];
@@ -90,19 +96,24 @@ export class ScriptView {
   /** `dataSet`s run one after the other, so that the data quotas hold. */
   #writing: Promise<unknown> = Promise.resolve();
   #quotas: Quotas;
-  /** The four layers of `moat.data`: script values, script types, task values, task data. */
-  #dirs: readonly [string, string, string, string];
+  /** What the script's capability manifest lets it read of the tree (manifest.ts). */
+  #grants: Grants | undefined;
+  /** The layers of `moat.data`: script values, script types, task values, task data, task secrets. */
+  #dirs: readonly [string, string, string, string, string];
   #mirror: DataMirror;
+  /** Secret values this run's script was given, oldest first (`secretValues`). */
+  #seenSecrets = new Set<string>();
 
   /**
    * @param task the task path
    * @param script the script name
    * @param token the run's `running` value: writes are made only while it stands
    * @param quotas what the run may spend (`data_size`, `data_keys`, `monitors`)
+   * @param grants the capability manifest's limits (`tree.read`); none: no limits
    */
   constructor(
     deps: { store: Store; layout: Layout; hub: WatchHub },
-    run: { task: string; script: string; token: string; quotas?: Quotas },
+    run: { task: string; script: string; token: string; quotas?: Quotas; grants?: Grants },
   ) {
     this.#store = deps.store;
     this.#layout = deps.layout;
@@ -112,14 +123,18 @@ export class ScriptView {
     this.#scriptDir = deps.layout.scriptDir(run.script);
     this.#token = run.token;
     this.#quotas = run.quotas ?? DEFAULT_QUOTAS;
+    this.#grants = run.grants;
     const dataDir = this.#taskDir + TASK_KEYS.data;
+    const secretDir = this.#taskDir + TASK_KEYS.secret;
     this.#dirs = [
       this.#scriptDir + SCRIPT_KEYS.values,
       this.#scriptDir + SCRIPT_KEYS.types,
       this.#taskDir + TASK_KEYS.values,
       dataDir,
+      secretDir,
     ];
-    this.#mirror = new DataMirror(this.#dirs, dataDir);
+    // Secrets count towards the data quotas like any other value.
+    this.#mirror = new DataMirror(this.#dirs, [dataDir, secretDir]);
   }
 
   get #rootSlash(): string {
@@ -193,9 +208,27 @@ export class ScriptView {
     this.#hidden = list;
   }
 
-  /** Whether a root-relative key is hidden from scripts. */
+  /** Whether a root-relative key is hidden from scripts (a secret of any task's always is). */
   isHidden(key: string): boolean {
-    return this.#hidden.some((h) => under(key, h));
+    return isSecretKey(key) || this.#hidden.some((h) => under(key, h));
+  }
+
+  /**
+   * The task's secret values: those the mirror holds now and those the
+   * script was given before (the newest `MAX_SEEN_SECRETS`), for masking
+   * what the run logs or shows (secret_mask.ts).
+   */
+  secretValues(): string[] {
+    return [...new Set([...this.#mirror.layer(this.#dirs[4]).values(), ...this.#seenSecrets])];
+  }
+
+  /** Remember a secret value the script is given (a bounded set, oldest dropped). */
+  #sawSecret(value: string): void {
+    this.#seenSecrets.delete(value);
+    this.#seenSecrets.add(value);
+    if (this.#seenSecrets.size > MAX_SEEN_SECRETS) {
+      this.#seenSecrets.delete(this.#seenSecrets.values().next().value!);
+    }
   }
 
   #refreshData(): void {
@@ -210,17 +243,35 @@ export class ScriptView {
     });
   }
 
-  /** The layers of `moat.data` as the mirror holds them: the task's data over its values over the script's. */
-  #layers(): { text: Map<string, string>; types: Map<string, string>; data: Layer } {
-    const [sv, st, tv, td] = this.#dirs.map((d) => this.#mirror.layer(d)) as [
+  /**
+   * The layers of `moat.data` as the mirror holds them: the task's data over
+   * its values over the script's; a `secret` variable's value comes from the
+   * task's `secret/` alone (a default in `values/` would be readable by
+   * every script, so it is ignored).
+   */
+  #layers(): {
+    text: Map<string, string>;
+    types: Map<string, string>;
+    data: Layer;
+    secret: Layer;
+  } {
+    const [sv, st, tv, td, ts] = this.#dirs.map((d) => this.#mirror.layer(d)) as [
+      Layer,
       Layer,
       Layer,
       Layer,
       Layer,
     ];
     const flat = (layer: Layer) => [...layer].filter(([k]) => !k.includes("/"));
+    const types = new Map(flat(st));
     const text = new Map<string, string>([...flat(sv), ...flat(tv), ...flat(td)]);
-    return { text, types: new Map(flat(st)), data: td };
+    for (const [k, t] of types) {
+      if (t !== "secret") continue;
+      const v = ts.get(k);
+      if (v === undefined) text.delete(k);
+      else text.set(k, v);
+    }
+    return { text, types, data: td, secret: ts };
   }
 
   async #data(): Promise<DataEvent> {
@@ -241,6 +292,7 @@ export class ScriptView {
           value = raw;
         }
       }
+      if (type === "secret" && typeof value === "string") this.#sawSecret(value);
       values[key] = { value: value as Json, type };
       if (type === "str/ref" && typeof value === "string" && value !== "") {
         try {
@@ -265,6 +317,9 @@ export class ScriptView {
   /** The node at a root-relative path, or null (also for hidden paths). */
   async lookup(path: string): Promise<NodeSnapshot | null> {
     const p = treePath(path);
+    // The manifest's refusal comes before "hidden": it tells the script
+    // nothing about what exists outside its prefixes.
+    this.#grants?.treeRead(p);
     if (this.isHidden(p)) return null;
     const base = this.#rootSlash + p;
     let own, below;
@@ -297,6 +352,7 @@ export class ScriptView {
   /** Deliver `tree` events for keys at or below `path` from now on. */
   watch(path: string): void {
     const p = treePath(path);
+    this.#grants?.treeRead(p);
     if (!this.#watched.has(p) && this.#watched.size >= this.#quotas.monitors) {
       // Every watched path costs the host work on every etcd change.
       throw quotaError(this.#quotas, "monitors", `cannot monitor "${p}": too many monitors`);
@@ -353,7 +409,7 @@ export class ScriptView {
     } catch (e) {
       throw new CapabilityError("bad_key", (e as Error).message);
     }
-    const { text, types, data } = this.#layers();
+    const { text, types, data, secret } = this.#layers();
     if (!text.has(key) && !types.has(key)) {
       throw new CapabilityError(
         "no_such_key",
@@ -369,9 +425,11 @@ export class ScriptView {
     } catch (e) {
       throw new CapabilityError("bad_type", `cannot set "${key}": ${(e as Error).message}`);
     }
-    this.#checkDataQuotas(data, key, encoded);
+    // A secret is written apart from the data, where no tree view reaches.
+    const isSecret = t === "secret";
+    this.#checkDataQuotas(isSecret ? secret : data, key, encoded);
     const running = this.#layout.statusKey(this.#task, "running");
-    const dataKey = this.#taskDir + TASK_KEYS.data + key;
+    const dataKey = this.#taskDir + (isSecret ? TASK_KEYS.secret : TASK_KEYS.data) + key;
     let ok: boolean;
     try {
       const res = await this.#store.txn(
@@ -381,6 +439,7 @@ export class ScriptView {
       ok = res.succeeded;
       // The next write's quotas count this one, before its watch event comes.
       if (ok) this.#mirror.put(dataKey, encoded, res.revision);
+      if (ok && isSecret) this.#sawSecret(encoded);
     } catch {
       throw new CapabilityError("unavailable", `cannot set "${key}": the store is not reachable`);
     }
@@ -392,7 +451,7 @@ export class ScriptView {
     }
   }
 
-  /** Refuse a write that would take the task's `data/` over its quotas (from the mirror's tally). */
+  /** Refuse a write that would take the task's `data/` and `secret/` over their quotas (from the mirror's tally). */
   #checkDataQuotas(data: Layer, key: string, encoded: string): void {
     const q = this.#quotas;
     const old = data.get(key);

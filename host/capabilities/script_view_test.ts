@@ -112,3 +112,47 @@ Deno.test("a write after the run lost the task is refused, and nothing is writte
     await t.close();
   }
 });
+
+Deno.test("a secret is the task's own: in its moat.data, in no tree view, written apart", async () => {
+  const layout = new Layout();
+  const store = new MemoryStore();
+  const task = layout.taskDir(TASK);
+  const other = layout.taskDir("h/other");
+  const script = layout.scriptDir(SCRIPT);
+  await store.put(script + "types/pin", "secret");
+  await store.put(script + "values/pin", "default-in-code");
+  await store.put(task + "secret/pin", "own-secret");
+  await store.put(task + "data/room", "porch");
+  await store.put(other + "secret/pin", "other-secret");
+  await store.put(other + "data/room", "hall");
+  await store.put(layout.statusKey(TASK, "running"), TOKEN);
+  const hub = new WatchHub(store, layout.root + "/");
+  await hub.start();
+  const view = new ScriptView({ store, layout, hub }, { task: TASK, script: SCRIPT, token: TOKEN });
+  try {
+    const initial = await view.open();
+    // Its own secret, not the default in code.
+    assert.deepEqual(initial.values.pin, { value: "own-secret", type: "secret" });
+    for (const path of ["task", "task/h", "task/h/other/:task", "task/h/t/:task"]) {
+      const node = await view.lookup(path);
+      const shown = JSON.stringify(node);
+      assert.ok(shown.includes('"porch"') || shown.includes('"hall"'), shown);
+      assert.ok(!shown.includes("secret/"), `${path}: ${shown}`);
+    }
+    assert.equal(await view.lookup("task/h/other/:task/secret/pin"), null);
+    assert.equal(await view.lookup("task/h/t/:task/secret"), null);
+    await view.dataSet("pin", "new-secret");
+    assert.equal((await store.get(task + "secret/pin"))?.value, "new-secret");
+    assert.equal(await store.get(task + "data/pin"), undefined);
+    await assert.rejects(
+      view.dataSet("pin", 1234),
+      (e) => (e as CapabilityError).code === "bad_type",
+    );
+    // Masking covers the value it had and the one it has.
+    assert.deepEqual(view.secretValues().sort(), ["new-secret", "own-secret"]);
+  } finally {
+    view.close();
+    await hub.close();
+    await store.close();
+  }
+});

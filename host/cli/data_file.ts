@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parseDocument } from "yaml";
+import { parseDocument, stringify } from "yaml";
 
 /** Why a data file could not be read as what its name says. */
 export class DataFileError extends Error {
@@ -48,4 +48,9 @@ export function parseDataFile(text: string, file: string): unknown {
   } catch (e) {
     throw new DataFileError(`is not usable YAML: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/** `value` as YAML text (for commands that print YAML), without a final newline. */
+export function yamlText(value: unknown): string {
+  return stringify(value).replace(/\n$/, "");
 }

@@ -11,6 +11,7 @@ import { escapeControl, terminalJson } from "../text.ts";
 import { withServices } from "./services.ts";
 import { noMatch } from "./status_cmd.ts";
 import {
+  capsWarnings,
   checkScript,
   type Diagnostic,
   formatDiagnostic,
@@ -31,6 +32,15 @@ import {
   settingRows,
 } from "../tasks/run_config.ts";
 import { tryCommand } from "./try_cmd.ts";
+import { capsCommand, readManifestFile } from "./caps_cmd.ts";
+import {
+  type Manifest,
+  ManifestError,
+  parseManifest,
+  readManifest,
+} from "../capabilities/manifest.ts";
+import { SCRIPT_KEYS } from "../layout.ts";
+import { SECRET_MASK } from "../capabilities/secret_mask.ts";
 
 /**
  * Read a script's source from a file, or from standard input for "-". The
@@ -354,10 +364,24 @@ const check: Command = {
     "is a file, as is any other existing file; anything else is the NAME of a stored\n" +
     "script, read from etcd; - reads standard input. Each problem is printed as\n" +
     "FILE:LINE:COL: message on standard output; a clean script as FILE: ok.\n" +
+    "--caps FILE checks the code against a capability manifest (JSON or YAML; a\n" +
+    "stored script is checked against its stored manifest without it): each use\n" +
+    "the code names with a string literal (an RPC name, alert topic or pattern,\n" +
+    "tree path, moat.load name, moat.data.set key) that the manifest does not grant\n" +
+    "is printed as FILE:LINE:COL: warning: … on standard error. Warnings do not\n" +
+    "change the exit code.\n" +
     "Exit code 0 when every script is clean, 1 otherwise.",
-  options: { ...LANGUAGE_OPTION, ...NO_TYPECHECK_OPTION },
+  options: {
+    ...LANGUAGE_OPTION,
+    ...NO_TYPECHECK_OPTION,
+    caps: { type: "string", arg: "FILE", help: "warn of uses the manifest in FILE does not grant" },
+  },
   minArgs: 1,
   async run(ctx) {
+    const given = typeof ctx.values.caps === "string"
+      ? await readManifestFile(ctx.values.caps)
+      : undefined;
+    const manifests: (Manifest | undefined)[] = [];
     const scripts: { file: string; code: string; language: Language }[] = [];
     const stored: { at: number; name: string }[] = [];
     for (const arg of ctx.positionals) {
@@ -381,6 +405,16 @@ const check: Command = {
         for (const { at, name } of stored) {
           const info = await s.scripts.require(name);
           scripts[at] = { file: name, code: await s.scripts.code(name), language: info.language };
+          const caps = given
+            ? undefined
+            : await s.store.get(s.layout.scriptDir(name) + SCRIPT_KEYS.caps);
+          if (caps) {
+            try {
+              manifests[at] = parseManifest(caps.value, `the stored manifest of script ${name}`);
+            } catch (e) {
+              ctx.io.err(`warning: ${(e as Error).message}`);
+            }
+          }
         }
       });
     }
@@ -411,6 +445,13 @@ const check: Command = {
       // On stderr, as `def add` and `try` print them (escaped: a stored
       // script's diagnostics may quote its text).
       for (const d of list) ctx.io.err(formatDiagnostic(sc.file, d));
+    });
+    scripts.forEach((sc, i) => {
+      const manifest = given ?? manifests[i];
+      if (!manifest) return;
+      for (const d of capsWarnings(sc.code, sc.language, manifest)) {
+        ctx.io.err(formatDiagnostic(sc.file, d));
+      }
     });
     if (bad === 0) return 0;
     ctx.io.err(
@@ -454,6 +495,11 @@ const RUN_OPTIONS = {
     arg: "S",
     help: "longest pause between retries; 0: never retry",
   },
+  group: {
+    type: "string",
+    arg: "NAME",
+    help: "run in sandbox group NAME: one process for the group, one crash domain",
+  },
 } as const;
 
 /**
@@ -496,9 +542,10 @@ const taskAdd: Command = {
   summary: "create a task that runs a script",
   args: "SCRIPT TASK [key=value…] [DESCRIPTION…]",
   help: "Creates /task/TASK/:task with taskdef task/script. TASK starts with the host that\n" +
-    "runs it (e.g. myhost/porch/light). Each key=value becomes data/key of the task.\n" +
-    "--restart, --retry and --max-retry set the task's run settings (moat script\n" +
-    "config shows and changes them and every other setting).",
+    "runs it (e.g. myhost/porch/light). Each key=value becomes data/key of the task;\n" +
+    "a secret (types/KEY = secret) cannot be given here: moat script param --secret-file.\n" +
+    "--restart, --retry, --max-retry and --group set the task's run settings (moat\n" +
+    "script config shows and changes them and every other setting).",
   options: RUN_OPTIONS,
   minArgs: 2,
   async run(ctx) {
@@ -559,6 +606,43 @@ const taskDelete: Command = {
   },
 };
 
+/** The most bytes `--secret-file` reads. */
+export const MAX_SECRET_BYTES = 64 * 1024;
+
+/**
+ * Read a secret value from a file, or from standard input for "-": UTF-8
+ * text of at most {@linkcode MAX_SECRET_BYTES}, one trailing newline dropped
+ * (what `echo` or an editor leaves). Else a `UsageError` naming the file.
+ */
+async function readSecret(file: string): Promise<string> {
+  const shown = file === "-" ? "standard input" : `"${file}"`;
+  let bytes: Uint8Array;
+  try {
+    bytes = file === "-"
+      ? new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer())
+      : await Deno.readFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new UsageError(`file "${file}" does not exist`);
+    throw new UsageError(`cannot read ${shown}: ${(e as Error).message}`);
+  }
+  if (bytes.length > MAX_SECRET_BYTES) {
+    throw new UsageError(
+      `${shown} is ${bytes.length} bytes; a secret may be at most ${MAX_SECRET_BYTES}`,
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`${shown} is not UTF-8 text`);
+  }
+  text = text.replace(/\r?\n$/, "");
+  if (text === "") {
+    throw new UsageError(`${shown} is empty: a secret needs a value (KEY= deletes one)`);
+  }
+  return text;
+}
+
 const taskParam: Command = {
   kind: "command",
   name: "param",
@@ -568,14 +652,46 @@ const taskParam: Command = {
     "one value (an error if the task has none). key=value sets values, key= deletes\n" +
     "them; a value must fit the type the script declares for the key (types/KEY), or\n" +
     "it is a usage error naming the key. --json prints the values as a script reads\n" +
-    "them (typed, or JSON when the text is JSON): an object, or one value with KEY.",
-  options: JSON_OPTION,
+    "them (typed, or JSON when the text is JSON): an object, or one value with KEY.\n" +
+    "A secret value (types/KEY = secret, docs/security.md) shows as *** unless\n" +
+    "--show-secret is given with its KEY; it is set with TASK KEY --secret-file FILE\n" +
+    "(- reads standard input), never as key=value on the command line.",
+  options: {
+    ...JSON_OPTION,
+    "secret-file": {
+      type: "string",
+      arg: "FILE",
+      help: "set the secret value KEY from FILE (- for standard input; one final newline dropped)",
+    },
+    "show-secret": { type: "boolean", help: "with KEY: print a secret value itself, not ***" },
+  },
   minArgs: 1,
   async run(ctx) {
     const task = name(ctx, 0, "task");
     const words = ctx.positionals.slice(1);
     const json = ctx.values.json === true;
-    if (words.length === 1 && !words[0]!.includes("=")) {
+    const secretFile = ctx.values["secret-file"];
+    const showSecret = ctx.values["show-secret"] === true;
+    const oneKey = words.length === 1 && !words[0]!.includes("=");
+    if ((secretFile !== undefined || showSecret) && !oneKey) {
+      throw new UsageError(
+        `--${secretFile !== undefined ? "secret-file" : "show-secret"} needs exactly one KEY ` +
+          "(TASK KEY)",
+      );
+    }
+    if (typeof secretFile === "string") {
+      const key = words[0]!;
+      try {
+        checkVarName(key);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const value = await readSecret(secretFile);
+      await withServices(ctx.globals, (s) => s.tasks.setSecret(task, key, value));
+      ctx.io.out(`${escapeControl(key)}=${SECRET_MASK}`);
+      return 0;
+    }
+    if (oneKey) {
       const key = words[0]!;
       try {
         checkVarName(key);
@@ -584,6 +700,11 @@ const taskParam: Command = {
       }
       const out = await withServices(ctx.globals, async (s) => {
         const t = await s.tasks.require(task);
+        if (Object.hasOwn(t.secrets, key)) {
+          // Shown only when asked for by name: a terminal is often watched or recorded.
+          const v = showSecret ? t.secrets[key]! : SECRET_MASK;
+          return json ? terminalJson(v, 2) : v;
+        }
         if (!Object.hasOwn(t.data, key)) {
           throw new CommandError(`task "${task}" has no data value "${key}"`);
         }
@@ -596,7 +717,10 @@ const taskParam: Command = {
     warnSettingWords(ctx, changes.filter(([, v]) => v !== undefined), task);
     const data = await withServices(ctx.globals, async (s) => {
       const d = await s.tasks.param(task, changes);
-      return json ? await s.tasks.values(task) : d;
+      const secrets = (await s.tasks.require(task)).secrets;
+      // Secrets are listed as set, never with their text.
+      const masked = Object.fromEntries(Object.keys(secrets).map((k) => [k, SECRET_MASK]));
+      return json ? { ...await s.tasks.values(task), ...masked } : { ...d, ...masked };
     });
     if (json) {
       ctx.io.out(terminalJson(data, 2));
@@ -617,12 +741,14 @@ const taskConfig: Command = {
   args: "TASK [key=value…]",
   help: "Shows every per-task setting with the value in force and where it comes from:\n" +
     "task (the task's own key), /config/run (the install's), or default. The run\n" +
-    "settings are ttl, refresh, restart, retry and max_retry (docs/scripts.md,\n" +
+    "settings are ttl, refresh, restart, retry, max_retry and group (docs/scripts.md,\n" +
     '"Run settings"); the sandbox limits and quotas are in docs/security.md.\n' +
     "key=value sets the task's own value (the host reads it at the task's next start),\n" +
     "key= deletes it (back to /config/run or the default). An unknown key, or a\n" +
     "value the host would not accept, is a usage error naming the key; nothing is\n" +
-    "changed then. A stored value the host ignores is shown as ignored.",
+    "changed then. A stored value the host ignores is shown as ignored. A limit or\n" +
+    "quota the task's capability manifest sets (moat script caps) wins over all of\n" +
+    "them: its source is manifest.",
   options: JSON_OPTION,
   minArgs: 1,
   async run(ctx) {
@@ -630,13 +756,26 @@ const taskConfig: Command = {
     const changes = assignments(ctx.positionals.slice(1));
     const rows = await withServices(ctx.globals, async (s) => {
       const t = await s.tasks.setSettings(task, changes);
-      return settingRows(await readGlobalSettings(s.store, s.layout), t.other);
+      const rows: ConfigRow[] = settingRows(await readGlobalSettings(s.store, s.layout), t.other);
+      let limits: Record<string, number> = {};
+      try {
+        limits = (await readManifest(s.store, s.layout, t.script, t))?.limits ?? {};
+      } catch (e) {
+        if (!(e instanceof ManifestError)) throw e;
+        ctx.io.err(`warning: ${e.message}; the task does not run until it is fixed`);
+      }
+      // The manifest's limits win over the task's and /config/run's (docs/security.md).
+      return rows.map((r) =>
+        limits[r.key] === undefined
+          ? r
+          : { ...r, value: limits[r.key]!, source: "manifest" as const }
+      );
     });
     if (ctx.values.json) {
       ctx.io.out(JSON.stringify(rows, null, 2));
       return 0;
     }
-    const note = (r: SettingRow) => r.ignored.map((i) => `ignored: ${i}`).join("; ");
+    const note = (r: ConfigRow) => r.ignored.map((i) => `ignored: ${i}`).join("; ");
     for (
       const line of table([
         ["KEY", "VALUE", "SOURCE", "DEFAULT", "NOTE"],
@@ -653,10 +792,23 @@ const taskConfig: Command = {
   },
 };
 
+/** A setting as `moat script config` shows it: also `manifest` as its source. */
+type ConfigRow = Omit<SettingRow, "source"> & { source: SettingRow["source"] | "manifest" };
+
 /** The `moat script` group. */
 export const scriptGroup: Group = {
   kind: "group",
   name: "script",
   summary: "manage scripts and script tasks",
-  commands: [def, taskAdd, taskList, taskDelete, taskParam, taskConfig, check, tryCommand],
+  commands: [
+    def,
+    taskAdd,
+    taskList,
+    taskDelete,
+    taskParam,
+    taskConfig,
+    capsCommand,
+    check,
+    tryCommand,
+  ],
 };

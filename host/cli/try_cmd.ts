@@ -12,6 +12,7 @@ import type { Command, CommandContext } from "./command.ts";
 import { UsageError } from "./io.ts";
 import { escapeControl } from "../text.ts";
 import { DataFileError, parseDataFile } from "./data_file.ts";
+import { readManifestFile } from "./caps_cmd.ts";
 import { parseNow } from "./time_cmd.ts";
 import { formatSpan, type TryEvent, type TryLibrary, trySession } from "./try_session.ts";
 import { checkScript, isLanguage, type Language, languageOf } from "../scripts/check.ts";
@@ -245,7 +246,8 @@ writes with moat.data.set must exist, e.g. light=false.
 
 Checks: the code gets the checks of moat script def add first (syntax, no import
 or export, and the types against the moat API unless --no-typecheck); so does
-each --lib.
+each --lib. --caps FILE runs the script under that capability manifest
+(docs/security.md): a use outside it is refused with code denied.
 
 Time: the script's own clock and timers run on the virtual clock: Date.now(),
 new Date() (no arguments), performance.now(), setTimeout, setInterval and their
@@ -341,6 +343,11 @@ ended with an error or failed (or failed its check), 2 for bad arguments.`,
       help: "skip the type check against the moat API (the syntax and import check still runs)",
     },
     json: { type: "boolean", help: "print the trace as JSON lines (see above)" },
+    caps: {
+      type: "string",
+      arg: "FILE",
+      help: "run under the capability manifest in FILE (JSON or YAML; docs/security.md)",
+    },
   },
   minArgs: 1,
   async run(ctx) {
@@ -405,6 +412,9 @@ ended with an error or failed (or failed its check), 2 for bad arguments.`,
       )
       : [];
     const libs = await libraries(ctx);
+    const caps = typeof ctx.values.caps === "string"
+      ? await readManifestFile(ctx.values.caps)
+      : undefined;
     const name = scriptName(ctx, file);
     const code = file === "-"
       ? await new Response(Deno.stdin.readable).text()
@@ -426,6 +436,7 @@ ended with an error or failed (or failed its check), 2 for bad arguments.`,
       tree,
       events,
       libraries: libs,
+      ...(caps !== undefined ? { caps } : {}),
       out: ctx.io.out,
       verbose: ctx.globals.verbose,
       json: ctx.values.json === true,

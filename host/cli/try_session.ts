@@ -29,7 +29,8 @@
 import { setImmediate } from "node:timers";
 import { MemoryStore } from "../store/memory_store.ts";
 import type { WatchEvent } from "../store/store.ts";
-import { Layout, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
+import { Layout, SCRIPT_KEYS, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
+import { type Manifest, manifestText } from "../capabilities/manifest.ts";
 import type { Logger, LogLevel } from "../log.ts";
 import {
   type Isolation,
@@ -89,6 +90,8 @@ export interface TryOptions {
   tree: [string, string][];
   events: TryEvent[];
   libraries: TryLibrary[];
+  /** The script's capability manifest for the run (docs/security.md). @default none */
+  caps?: Manifest;
   /** Print one line. */
   out(line: string): void;
   /** Print debug log lines too. @default false */
@@ -390,6 +393,9 @@ export async function trySession(o: TryOptions): Promise<TryResult> {
       await services.scripts.add(lib.name, lib.code, { language: lib.language });
     }
     await services.scripts.add(o.name, o.code, { language: o.language, descr: o.source });
+    if (o.caps !== undefined) {
+      await store.put(layout.scriptDir(o.name) + SCRIPT_KEYS.caps, manifestText(o.caps));
+    }
     await services.tasks.add(o.name, task, { data: o.data });
     const newHost = () =>
       new Host({

@@ -9,6 +9,8 @@
 
 import ts from "typescript";
 import { escapeControl } from "../text.ts";
+import { DeniedError, Grants, type Manifest } from "../capabilities/manifest.ts";
+import { treePath } from "../capabilities/script_view.ts";
 
 /** The languages a script may be written in. */
 export type Language = "typescript" | "javascript";
@@ -157,4 +159,100 @@ function findModuleSyntax(sf: ts.SourceFile, out: Diagnostic[]): void {
     ts.forEachChild(node, visit);
   };
   visit(sf);
+}
+
+// ---------------------------------------------------------------------------
+// Capability manifests, statically (docs/security.md): warnings for uses the
+// code names with string literals (`moat.call("door.open")`, `moat.rpc(…)`,
+// `moat.alert(…)`, `moat.on_alert(…)`, `moat.load(…)`, `moat.tree.lookup(…)`,
+// `moat.data.set(…)`) that a manifest does not grant. A name computed at run
+// time is not judged here; the host refuses it then.
+
+/** The literal text of `node`, when it is a string without substitutions. */
+function literal(node: ts.Node | undefined): string | undefined {
+  if (node && (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node))) {
+    return node.text;
+  }
+  return undefined;
+}
+
+/** `moat.a.b` as "a.b"; undefined for anything else. */
+function moatMember(expr: ts.Expression): string | undefined {
+  const parts: string[] = [];
+  let e: ts.Expression = expr;
+  while (ts.isPropertyAccessExpression(e)) {
+    parts.unshift(e.name.text);
+    e = e.expression;
+  }
+  return ts.isIdentifier(e) && e.text === "moat" && parts.length > 0 ? parts.join(".") : undefined;
+}
+
+/**
+ * Warnings (`warning: …`) for the literal uses in `code` that `manifest`
+ * does not grant, in source order.
+ */
+export function capsWarnings(code: string, language: Language, manifest: Manifest): Diagnostic[] {
+  const kind = language === "typescript" ? ts.ScriptKind.TS : ts.ScriptKind.JS;
+  const sf = ts.createSourceFile("script", code, ts.ScriptTarget.Latest, true, kind);
+  const grants = new Grants(manifest);
+  const out: Diagnostic[] = [];
+  const judge = (node: ts.Node, check: () => void) => {
+    try {
+      check();
+    } catch (e) {
+      if (!(e instanceof DeniedError)) return; // a malformed name: the host says so at run time
+      const { line, character } = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      const what = e.capability === "thread"
+        ? 'moat.thread ("thread": false)'
+        : e.message.replace(/^denied: /, "").replace(/ is not in this script's manifest$/, "");
+      out.push({
+        line: line + 1,
+        col: character + 1,
+        message: `warning: ${what} is not granted by the manifest`,
+      });
+    }
+  };
+  const visit = (node: ts.Node): void => {
+    if (ts.isCallExpression(node)) {
+      const member = moatMember(node.expression);
+      const first = literal(node.arguments[0]);
+      const arg = node.arguments[0] ?? node;
+      // moat.thread(fn): whatever the function, refused by "thread": false.
+      if (member === "thread") {
+        judge(node.expression, () => grants.thread());
+      }
+      if (member !== undefined && first !== undefined) {
+        switch (member) {
+          case "call":
+            judge(arg, () => grants.rpcCall(first));
+            break;
+          case "rpc":
+            judge(arg, () => grants.rpcServe(first));
+            break;
+          case "alert":
+            judge(arg, () => grants.alertSend(first));
+            break;
+          case "on_alert":
+            judge(arg, () => grants.alertReceive(first));
+            break;
+          case "load":
+            judge(arg, () => grants.load(first));
+            break;
+          case "data.set":
+            judge(arg, () => grants.dataWrite(first));
+            break;
+          case "tree.lookup": {
+            const segs = node.arguments.map(literal);
+            if (segs.every((s) => s !== undefined)) {
+              judge(arg, () => grants.treeRead(treePath(segs.join("/"))));
+            }
+            break;
+          }
+        }
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(sf);
+  return out;
 }

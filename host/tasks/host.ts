@@ -22,7 +22,7 @@ import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
 import { CodeVersions } from "../scripts/versions.ts";
 import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
-import { readGlobalSettings, runConfig } from "./run_config.ts";
+import { readGlobalSettings, readGroup, runConfig } from "./run_config.ts";
 import { forgetTask } from "./status.ts";
 import {
   type RunnerDeps,
@@ -239,9 +239,10 @@ export class Host {
     for (const e of events) {
       const p = this.#taskPathOf(e.kv.key);
       if (!p) continue;
-      // data/ belongs to the running script (moat.data): no restart.
+      // data/ and secret/ belong to the running script (moat.data): no restart.
       const rest = e.kv.key.slice(this.#o.layout.taskDir(p).length);
-      if (rest.startsWith(TASK_KEYS.data) && this.#runners.has(p)) continue;
+      const own = rest.startsWith(TASK_KEYS.data) || rest.startsWith(TASK_KEYS.secret);
+      if (own && this.#runners.has(p)) continue;
       changed.set(p, Math.max(changed.get(p) ?? 0, e.kv.modRevision));
     }
     for (const [p, revision] of changed) this.#schedule(p, "task changed", revision);
@@ -265,6 +266,7 @@ export class Host {
         SCRIPT_KEYS.current,
         SCRIPT_KEYS.oldCode,
         SCRIPT_KEYS.language,
+        SCRIPT_KEYS.caps,
       ]
         .some((f) => fields.has(f) || fields.has(`-${f}`));
       if (!relevant) continue;
@@ -403,13 +405,30 @@ export class Host {
    * `/config/run/<key>`, read once per start, under the task's own keys.
    */
   async #settings(task: TaskInfo): Promise<RunSettings> {
-    const global = await readGlobalSettings(this.#o.store, this.#o.layout);
+    const global = await this.#globalSettings();
     const warn = (m: string) => this.#o.logger.log("warn", task.path, m);
     return {
       config: runConfig(global, task.other, warn),
       limits: readLimits(global, task.other, warn),
       quotas: readQuotas(global, task.other, warn),
+      group: readGroup(global, task.other, warn),
     };
+  }
+
+  /** The `/config/run` read that starts next, shared by every start that asks before it does. */
+  #globalRead: Promise<Record<string, string>> | undefined;
+
+  /**
+   * `/config/run`, read after the call: starts that ask within the same
+   * turn of the event loop (hundreds, when a host starts) share one range
+   * read instead of one each. Each still sees every write made before it asked.
+   */
+  #globalSettings(): Promise<Record<string, string>> {
+    this.#globalRead ??= new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
+      this.#globalRead = undefined;
+      return readGlobalSettings(this.#o.store, this.#o.layout);
+    });
+    return this.#globalRead;
   }
 
   /** Resolves once every start, stop and restart queued so far has been carried out. */

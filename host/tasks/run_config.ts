@@ -82,6 +82,32 @@ export function quickEndDelay(config: RunConfig, delay: number, quickEnds: numbe
   return Math.min(Math.max(delay, QUICK_BASE_S) * 2 ** (quickEnds - 1), cap);
 }
 
+/** A sandbox group's name: 1 to 64 letters, digits, `_`, `-` and `.`. */
+const GROUP_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * The task's sandbox group (key `group`), or `undefined` for a process of
+ * its own. Only the task sets it: a group in `/config/run` would put every
+ * task into one crash domain, so it is ignored (and reported through `warn`),
+ * like a name that is not 1 to 64 letters, digits, `_`, `-` or `.`.
+ */
+export function readGroup(
+  global: Record<string, string>,
+  task: Record<string, string>,
+  warn: (message: string) => void = () => {},
+): string | undefined {
+  if (global.group !== undefined) {
+    warn(`ignoring /config/run group = "${global.group}": group can only be set per task`);
+  }
+  const text = task.group;
+  if (text === undefined) return undefined;
+  if (!GROUP_NAME.test(text)) {
+    warn(`ignoring task group = "${text}": not 1 to 64 letters, digits, "_", "-" or "."`);
+    return undefined;
+  }
+  return text;
+}
+
 /** Which family a per-task setting belongs to. */
 export type SettingKind = "run" | "limit" | "quota";
 
@@ -94,12 +120,12 @@ export interface SettingRow {
   key: string;
   /** Run setting, sandbox limit or quota. */
   kind: SettingKind;
-  /** The value in force. */
-  value: number;
+  /** The value in force (text for `group`: "" for none). */
+  value: number | string;
   /** Where `value` comes from. */
   source: SettingSource;
   /** The value when neither the task nor `/config/run` sets it. */
-  default: number;
+  default: number | string;
   /** Whether only `/config/run` may set it (some quotas). */
   installWide: boolean;
   /** The task's stored text, when it has one (in force or not). */
@@ -113,10 +139,10 @@ export interface SettingRow {
 interface SettingSpec {
   key: string;
   kind: SettingKind;
-  default: number;
+  default: number | string;
   installWide: boolean;
   /** Read the setting from one `/config/run` map and one task map. */
-  read(global: Record<string, string>, task: Record<string, string>, warn: Warn): number;
+  read(global: Record<string, string>, task: Record<string, string>, warn: Warn): number | string;
 }
 
 type Warn = (message: string) => void;
@@ -132,6 +158,13 @@ function specs(): SettingSpec[] {
       read: (g, t, w) => runConfig(g, t, w)[name],
     });
   }
+  out.push({
+    key: "group",
+    kind: "run",
+    default: "",
+    installWide: false,
+    read: (g, t, w) => readGroup(g, t, w) ?? "",
+  });
   for (const [field, key] of Object.entries(LIMIT_KEYS) as [keyof SandboxLimits, string][]) {
     out.push({
       key,
@@ -155,7 +188,7 @@ function specs(): SettingSpec[] {
 
 /**
  * Every per-task setting: the run settings (`ttl`, `refresh`, `restart`,
- * `retry`, `max_retry`), the sandbox limits (host/bridge/limits.ts) and the
+ * `retry`, `max_retry`, `group`), the sandbox limits (host/bridge/limits.ts) and the
  * quotas (host/capabilities/quotas.ts), in that order. Each is read by the
  * same code the host uses, so what `moat script config` shows is what a run
  * gets.

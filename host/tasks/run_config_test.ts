@@ -4,6 +4,7 @@ import {
   isSettingKey,
   nextDelay,
   quickEndDelay,
+  readGroup,
   runConfig,
   settingRows,
   SETTINGS,
@@ -106,4 +107,30 @@ Deno.test("checkSetting refuses what the host would ignore, naming the key", () 
   );
   assert(message("colour", "red").startsWith('unknown setting "colour"; the settings are ttl,'));
   assert(isSettingKey("max_retry") && !isSettingKey("colour"));
+});
+
+Deno.test("the group is the task's own, a name or none; /config/run cannot set it", () => {
+  const warnings: string[] = [];
+  assertEquals(readGroup({}, {}), undefined);
+  assertEquals(readGroup({}, { group: "kitchen.lights-2_b" }), "kitchen.lights-2_b");
+  assertEquals(readGroup({ group: "all" }, {}, (m) => warnings.push(m)), undefined);
+  assertEquals(readGroup({}, { group: "two words" }, (m) => warnings.push(m)), undefined);
+  assertEquals(readGroup({}, { group: "x".repeat(65) }, (m) => warnings.push(m)), undefined);
+  assertEquals(warnings.length, 3);
+  assertEquals(warnings[0], 'ignoring /config/run group = "all": group can only be set per task');
+  assert(isSettingKey("group"));
+  checkSetting("group", "g1");
+  for (const bad of ["", "a/b", "x".repeat(65)]) {
+    let threw = false;
+    try {
+      checkSetting("group", bad);
+    } catch (e) {
+      threw = e instanceof RangeError && /cannot set group/.test(e.message);
+    }
+    assert(threw, `group = "${bad}" was accepted`);
+  }
+  const row = settingRows({}, { group: "g1" }).find((r) => r.key === "group")!;
+  assertEquals([row.value, row.source, row.default, row.kind], ["g1", "task", "", "run"]);
+  const none = settingRows({ group: "all" }, {}).find((r) => r.key === "group")!;
+  assertEquals([none.value, none.source], ["", "default"]);
 });

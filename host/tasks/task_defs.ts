@@ -29,6 +29,11 @@ export interface TaskInfo {
   descr: string;
   /** `data/<var>` as stored text. */
   data: Record<string, string>;
+  /**
+   * `secret/<var>` as stored text: the values of `secret` variables. Never
+   * print them unless the user asked for them by name (docs/security.md).
+   */
+  secrets: Record<string, string>;
   /** Every other key below `:task/` (per-task settings such as `ttl`). */
   other: Record<string, string>;
 }
@@ -42,6 +47,18 @@ export function parseAssignments(args: string[]): [string, string | undefined][]
     const value = a.slice(eq + 1);
     return [key, value === "" ? undefined : value];
   });
+}
+
+/**
+ * The `RangeError` for a secret value given as a `key=value` word: a command
+ * line ends up in shell histories and process lists.
+ */
+function secretOnCommandLine(key: string, script: string): RangeError {
+  return new RangeError(
+    `"${key}" is a secret (script "${script}" declares it so): it cannot be given on ` +
+      `the command line; use moat script param TASK ${key} --secret-file FILE ` +
+      `(or --secret-file - for standard input)`,
+  );
 }
 
 /** Script tasks over a store. */
@@ -125,7 +142,10 @@ export class TaskDefs {
     for (const [k, v] of settings) checkSetting(k, v);
     const info = await this.#scripts.require(script);
     const data = options.data ?? [];
-    for (const [k, v] of data) checkTyped(k, v, info.types[k], script);
+    for (const [k, v] of data) {
+      if (info.types[k] === "secret") throw secretOnCommandLine(k, script);
+      checkTyped(k, v, info.types[k], script);
+    }
     const dir = this.#layout.taskDir(path);
     const sdir = this.#layout.scriptDir(script);
     const loc = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
@@ -232,7 +252,11 @@ export class TaskDefs {
     const dir = this.#layout.taskDir(path);
     const ops: TxnOp[] = [];
     for (const [k, v] of changes) {
-      if (v === undefined) {
+      if (info?.types[k] === "secret") {
+        // Deleting a secret is harmless; setting one goes through `setSecret`.
+        if (v !== undefined) throw secretOnCommandLine(k, t.script);
+        ops.push({ type: "delete", key: dir + TASK_KEYS.secret + k });
+      } else if (v === undefined) {
         ops.push({ type: "delete", key: `${dir}data/${k}` });
       } else {
         checkTyped(k, v, info?.types[k], t.script);
@@ -244,6 +268,32 @@ export class TaskDefs {
       ops,
     );
     return (await this.require(path)).data;
+  }
+
+  /**
+   * Set (`value` given) or delete (`undefined`) the secret value `key` of a
+   * task (`secret/<key>`); the task's script must declare `key` as
+   * `secret` (else a `RangeError` naming it).
+   */
+  async setSecret(path: string, key: string, value: string | undefined): Promise<void> {
+    checkVarName(key);
+    const t = await this.require(path);
+    const info = t.script ? await this.#scripts.info(t.script) : undefined;
+    if (info?.types[key] !== "secret") {
+      throw new RangeError(
+        `"${key}" is not a secret: script "${t.script}" does not declare types/${key} as secret`,
+      );
+    }
+    const dir = this.#layout.taskDir(path);
+    const res = await this.#store.txn(
+      [{ key: dir + TASK_KEYS.taskdef, target: "createRevision", op: ">", value: 0 }],
+      [
+        value === undefined
+          ? { type: "delete", key: dir + TASK_KEYS.secret + key }
+          : { type: "put", key: dir + TASK_KEYS.secret + key, value },
+      ],
+    );
+    if (!res.succeeded) throw new DefinitionError(`task "${path}" does not exist`);
   }
 }
 
@@ -274,9 +324,11 @@ const OWN_KEYS: ReadonlySet<string> = new Set([
 
 function toTask(path: string, keys: Map<string, string>): TaskInfo {
   const data: Record<string, string> = {};
+  const secrets: Record<string, string> = {};
   const other: Record<string, string> = {};
   for (const [k, v] of keys) {
     if (k.startsWith(TASK_KEYS.data)) data[k.slice(TASK_KEYS.data.length)] = v;
+    else if (k.startsWith(TASK_KEYS.secret)) secrets[k.slice(TASK_KEYS.secret.length)] = v;
     else if (!OWN_KEYS.has(k)) other[k] = v;
   }
   return {
@@ -286,6 +338,7 @@ function toTask(path: string, keys: Map<string, string>): TaskInfo {
     scriptLoc: keys.get(TASK_KEYS.scriptLoc) ?? "",
     descr: keys.get(TASK_KEYS.descr) ?? "",
     data,
+    secrets,
     other,
   };
 }

@@ -21,6 +21,12 @@ import {
   type LoadedScript,
   RunCapabilities,
 } from "../capabilities/run_capabilities.ts";
+import {
+  applyManifestLimits,
+  type Manifest,
+  ManifestError,
+  readManifest,
+} from "../capabilities/manifest.ts";
 
 export type { LoadedScript };
 
@@ -50,6 +56,8 @@ export interface RunSettings {
   limits: Partial<SandboxLimits>;
   /** What one run may make the installation spend. */
   quotas: Quotas;
+  /** The task's sandbox group (key `group`); undefined: a process of its own. */
+  group?: string | undefined;
 }
 
 /** What a runner needs from its host: what every run shares, and more. */
@@ -128,6 +136,8 @@ export class TaskRunner implements TaskRun {
   #caps: RunCapabilities | undefined;
   /** The script the last run needed did not exist: wait for it, do not retry. */
   #orphaned = false;
+  /** What an orphaned run waits for (the host starts the task again when it changes). */
+  #waitingFor = "";
 
   constructor(path: string, deps: RunnerDeps, options: RunnerOptions = {}) {
     this.path = path;
@@ -217,7 +227,7 @@ export class TaskRunner implements TaskRun {
       if (this.#orphaned) {
         // Retrying cannot help: the host starts the task again when the
         // script is added (its watch on the scripts sees it).
-        this.#log("info", `ended (${last.state}); not retrying until script ${task.script} exists`);
+        this.#log("info", `ended (${last.state}); not retrying until ${this.#waitingFor}`);
         break;
       }
       failures = last.state === "ok" ? 0 : failures + 1;
@@ -354,7 +364,8 @@ export class TaskRunner implements TaskRun {
     task: TaskInfo,
     held: Held,
   ): Promise<ScriptEnd> {
-    const { lease, token, started, settings } = held;
+    const { lease, token, started } = held;
+    let { settings } = held;
     this.#runs++;
     this.#loaded = new Set();
     this.#orphaned = false;
@@ -364,14 +375,20 @@ export class TaskRunner implements TaskRun {
     this.#transition("start");
     try {
       let loaded: LoadedScript | undefined;
+      let manifest: Manifest | undefined;
       try {
         loaded = await this.#deps.loadScript(task.script);
+        // The capability manifest: the task's replaces the script's whole;
+        // its limits win over the task's and /config/run's.
+        manifest = await readManifest(this.#deps.store, this.#deps.layout, loaded.script, task);
+        settings = { ...settings, ...applyManifestLimits(manifest, settings) };
         caps = this.#caps = await RunCapabilities.open(this.#deps, {
           task: this.path,
           script: loaded.script,
           token,
           lease: lease.id,
           quotas: settings.quotas,
+          manifest,
           held: () => lease.held(),
           warn: (message) => this.#log("warn", message),
           debug: (message) => this.#log("debug", message),
@@ -386,10 +403,21 @@ export class TaskRunner implements TaskRun {
           // The task's script was deleted (or never added): a clear end
           // that says what is missing, not an endless retry.
           this.#orphaned = true;
+          this.#waitingFor = `script ${task.script} exists`;
           end = {
             state: "fail",
             message: `script "${task.script}" does not exist: the task is orphaned ` +
               "and waits until the script is added again",
+            debug: "",
+          };
+        } else if (e instanceof ManifestError) {
+          // A malformed manifest: running with more rights than meant is
+          // not an option, and retrying cannot help until it is fixed.
+          this.#orphaned = true;
+          this.#waitingFor = "its capability manifest changes";
+          end = {
+            state: "fail",
+            message: `${e.message}: the task does not run until the manifest is fixed`,
             debug: "",
           };
         } else {
@@ -402,12 +430,15 @@ export class TaskRunner implements TaskRun {
         try {
           handle = await this.#deps.isolation.start({
             limits: settings.limits,
+            ...(settings.group === undefined ? {} : { group: settings.group }),
             task: this.path,
             script: loaded.script,
             code: loaded.js,
             initial: [{ event: "data", data: c.initial }],
             methods: c.methods,
-            onLog: (level, message) => this.#deps.logger.log(level, this.path, message),
+            threadRefusal: () => c.threadRefusal(),
+            // The task's secret values never reach a log (secret_mask.ts).
+            onLog: (level, message) => this.#deps.logger.log(level, this.path, c.mask(message)),
           });
         } catch (e) {
           // The sandbox failed us before the script ran: an error, retried.
@@ -442,6 +473,8 @@ export class TaskRunner implements TaskRun {
       this.#caps = undefined;
     }
     end = end!;
+    // Nor the status a run ends with.
+    if (caps) end = { ...end, message: caps.mask(end.message), debug: caps.mask(end.debug) };
     const recorded = await this.#record(end, token, started, leaseLost);
     if (recorded) {
       try {

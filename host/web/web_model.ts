@@ -11,7 +11,16 @@
 
 import type { Store, WatchEvent } from "../store/store.ts";
 import { WatchHub } from "../store/watch_hub.ts";
-import { CODE_TAG, inTree, Layout, SCRIPT_KEYS, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
+import {
+  CODE_TAG,
+  inTree,
+  isSecretKey,
+  Layout,
+  SCRIPT_KEYS,
+  STATUS_KEYS,
+  TASK_KEYS,
+} from "../layout.ts";
+import { SECRET_MASK } from "../capabilities/secret_mask.ts";
 import { type ShownState, shownState } from "../tasks/status.ts";
 import { escapeControl } from "../text.ts";
 import { decodeUntyped } from "../codec.ts";
@@ -55,7 +64,7 @@ export interface StateView {
 /** A task's own page, but for its debug object and log. */
 export interface TaskDetail {
   task: TaskView;
-  /** `data/<var>` of the task: raw values (escaped). */
+  /** `data/<var>` of the task: raw values (escaped); a secret (`secret/<var>`) as `***`. */
   data: Record<string, string>;
   /** `values/<var>` of the task, over the script's. */
   values: Record<string, string>;
@@ -112,13 +121,23 @@ export class WebModel {
     return true;
   }
 
+  /**
+   * What the mirror keeps of `key`'s value: a task's secret only as `***`,
+   * so that no view of the page, its JSON included, can hold its text.
+   */
+  #kept(key: string, value: string): string {
+    return isSecretKey(key.slice(this.#layout.root.length + 1)) ? SECRET_MASK : value;
+  }
+
   /** Read the tree and follow it with one watch. */
   async start(): Promise<void> {
     let revision = Infinity;
     for (const p of this.#prefixes) {
       const r = await this.#store.range(p);
       revision = Math.min(revision, r.revision);
-      for (const kv of r.kvs) if (this.#wanted(kv.key)) this.#keys.set(kv.key, kv.value);
+      for (const kv of r.kvs) {
+        if (this.#wanted(kv.key)) this.#keys.set(kv.key, this.#kept(kv.key, kv.value));
+      }
     }
     // Events from the first read's revision on are replayed in order: the
     // mirror ends at the newest value of every key.
@@ -132,7 +151,9 @@ export class WebModel {
     const fresh = new Map<string, string>();
     for (const p of this.#prefixes) {
       const r = await this.#store.range(p);
-      for (const kv of r.kvs) if (this.#wanted(kv.key)) fresh.set(kv.key, kv.value);
+      for (const kv of r.kvs) {
+        if (this.#wanted(kv.key)) fresh.set(kv.key, this.#kept(kv.key, kv.value));
+      }
     }
     this.#keys = fresh;
     this.#onChange();
@@ -148,7 +169,7 @@ export class WebModel {
         this.#keys.delete(k);
         continue;
       }
-      this.#keys.set(k, ev.kv.value);
+      this.#keys.set(k, this.#kept(k, ev.kv.value));
       // A new `started` is a new run: counted, as the page's "runs seen".
       if (k.startsWith(this.#layout.statusPrefix) && k.endsWith(`/${STATUS_KEYS.started}`)) {
         const t = Layout.taskOf(k, this.#layout.statusPrefix);
@@ -287,7 +308,10 @@ export class WebModel {
     Object.assign(values, pick(taskDir, TASK_KEYS.values, relTask));
     return {
       task: view,
-      data: pick(taskDir, TASK_KEYS.data, relTask),
+      data: {
+        ...pick(taskDir, TASK_KEYS.data, relTask),
+        ...pick(taskDir, TASK_KEYS.secret, relTask),
+      },
       values,
       errors: this.errors(path).filter((r) => r.loc === view.path),
     };

@@ -64,3 +64,19 @@ Deno.test("the web model escapes what scripts wrote and hides hidden tasks and v
     assert.ok(!JSON.stringify(model.state()).includes("secret"));
   });
 });
+
+Deno.test("the web model holds a task's secret values only as ***, at start and live", async () => {
+  await withModel(async (store, model, changed) => {
+    await store.put("/moat/task/h1/a/:task/script", "s");
+    await store.put("/moat/task/h1/a/:task/data/room", "porch");
+    await store.put("/moat/task/h1/a/:task/secret/pin", "first-secret");
+    await model.start();
+    assert.deepEqual(model.task("h1/a")!.data, { room: "porch", pin: "***" });
+    const c = changed();
+    await store.put("/moat/task/h1/a/:task/secret/key", "second-secret");
+    await c;
+    assert.deepEqual(model.task("h1/a")!.data, { room: "porch", pin: "***", key: "***" });
+    const shown = JSON.stringify([model.state(), model.task("h1/a")]);
+    assert.ok(!shown.includes("first-secret") && !shown.includes("second-secret"), shown);
+  });
+});

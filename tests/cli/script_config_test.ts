@@ -1,6 +1,6 @@
 /**
  * Run settings, data values and script files through the real `moat` CLI
- * against a private etcd: `moat script add --restart/--retry/--max-retry`,
+ * against a private etcd: `moat script add --restart/--retry/--max-retry/--group`,
  * `moat script config`, `moat script param TASK KEY` and `--json`, typed
  * values, the maximum script size and non-UTF-8 files, and tree paths in
  * every PATH filter.
@@ -18,9 +18,9 @@ const TASK = "/moat/task/h1/porch/:task/";
 interface ConfigRow {
   key: string;
   kind: string;
-  value: number;
+  value: number | string;
   source: string;
-  default: number;
+  default: number | string;
   installWide: boolean;
   task?: string;
   global?: string;
@@ -92,6 +92,25 @@ Deno.test("run settings, data values and script files through the moat CLI", asy
         2,
         "max_retry",
       );
+    });
+
+    await t.step("script add --group and script config group= set the sandbox group", async () => {
+      const r = await moat("script", "add", "greet", "h1/grouped", "--group", "porch-lights");
+      assertEquals(r.code, 0, r.stderr);
+      const dir = "/moat/task/h1/grouped/:task/";
+      assertEquals((await store.get(dir + "group"))?.value, "porch-lights");
+      const rows = await config("h1/grouped");
+      assertEquals(rows.get("group")?.value, "porch-lights");
+      assertEquals(rows.get("group")?.source, "task");
+      await refused(
+        () => moat("script", "config", "h1/grouped", "group=a/b"),
+        2,
+        'cannot set group = "a/b"',
+      );
+      assertEquals((await moat("script", "config", "h1/grouped", "group=")).code, 0);
+      assertEquals(await store.get(dir + "group"), undefined);
+      assertEquals((await config("h1/grouped")).get("group")?.value, "");
+      assertEquals((await moat("script", "delete", "h1/grouped")).code, 0);
     });
 
     await t.step("script config shows every setting with its value and source", async () => {

@@ -37,6 +37,7 @@ export const DENIED: readonly (readonly [what: string, body: string])[] = [
   ["WebAssembly", `return WebAssembly.compile(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));`],
   ["the Cache API", `return await caches.open("x");`],
   ["a BroadcastChannel to other Workers", `return new BroadcastChannel("moat");`],
+  ["the Web Locks of its process", `return JSON.stringify(await navigator.locks.query());`],
   ["posting raw bridge messages", `return postMessage('{"kind":"ended","state":"ok"}');`],
   ["closing its Worker scope", `return close();`],
   [

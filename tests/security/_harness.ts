@@ -78,7 +78,7 @@ export function assertMemoryBound(out: Outcome, refused: RegExp = /allocation fa
   );
 }
 
-const NEIGHBOUR_PATH = "sec/neighbour";
+export const NEIGHBOUR_PATH = "sec/neighbour";
 
 /** A host with a neighbour; see the module doc. */
 export class SecurityHost {
@@ -106,11 +106,19 @@ export class SecurityHost {
     });
   }
 
-  /** Start a host and its neighbour; resolves once the neighbour answers. */
-  static async open(limits: Partial<SandboxLimits> = TEST_LIMITS): Promise<SecurityHost> {
+  /**
+   * Start a host and its neighbour; resolves once the neighbour answers.
+   * `neighbour`: settings of the neighbour's task (e.g. its sandbox `group`).
+   */
+  static async open(
+    limits: Partial<SandboxLimits> = TEST_LIMITS,
+    neighbour: Record<string, string> = {},
+  ): Promise<SecurityHost> {
     const h = new SecurityHost(limits);
     await h.services.scripts.add("neighbour", NEIGHBOUR, { language: "javascript" });
-    await h.services.tasks.add("neighbour", NEIGHBOUR_PATH);
+    await h.services.tasks.add("neighbour", NEIGHBOUR_PATH, {
+      settings: Object.entries(neighbour),
+    });
     await h.host.start();
     await withTimeout(h.#roundTrips(1), 60_000, "the neighbour's first round trip");
     return h;
@@ -185,9 +193,12 @@ export class SecurityHost {
  * One test file's host, opened by the first test that needs it; close it
  * with a last test registered by {@linkcode closeShared}.
  */
-export function sharedHost(limits?: Partial<SandboxLimits>): () => Promise<SecurityHost> {
+export function sharedHost(
+  limits?: Partial<SandboxLimits>,
+  neighbour?: Record<string, string>,
+): () => Promise<SecurityHost> {
   let h: Promise<SecurityHost> | undefined;
-  return () => h ??= SecurityHost.open(limits);
+  return () => h ??= SecurityHost.open(limits, neighbour);
 }
 
 /** Register the test that closes a shared host (last in its file). */
