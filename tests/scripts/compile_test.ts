@@ -144,12 +144,17 @@ Deno.test("the sandbox is compiled with no permission and a sandbox's deno run f
   assertEquals(args.slice(-3), ["--output", "/tmp/x/moat-sandbox", `${ROOT}sandbox/process.ts`]);
 });
 
-Deno.test("the host is compiled with --allow-all, the API types and its sandbox's path", () => {
+Deno.test("the host is compiled with --allow-all, the API types, the type-check Worker and its sandbox's path", () => {
   const args = hostCompileArgs("/tmp/x/moat", "/tmp/e/moat.env");
   // Only --allow-all lets the host read /proc, where it watches its sandboxes.
   assert(args.includes("--allow-all"), args.join(" "));
   const included = args.flatMap((a, i) => args[i - 1] === "--include" ? [a] : []);
-  assertEquals(included.map((f) => f.slice(ROOT.length)), ["types/moat.d.ts"]);
+  // The API types, and the Worker that type-checks a hand-written new_code
+  // (a Worker's module is not reached by static imports).
+  assertEquals(included.map((f) => f.slice(ROOT.length)), [
+    "types/moat.d.ts",
+    "host/scripts/_typecheck_worker.ts",
+  ]);
   // MOAT_SANDBOX_BIN, embedded from this file.
   assert(args.includes("--env-file=/tmp/e/moat.env"), args.join(" "));
   assertEquals(args.slice(-3), ["--output", "/tmp/x/moat", `${ROOT}cli.ts`]);
