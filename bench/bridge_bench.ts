@@ -18,6 +18,7 @@
 import { type Figure, median, printFigures } from "./figure.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { stubMethods } from "../host/bridge/method_stubs.ts";
+import { memory } from "./_proc.ts";
 
 const SPAWNS = 10;
 const ROUND_TRIPS = 2000;
@@ -118,13 +119,6 @@ async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<s
       buf = buf.slice(nl + 1);
     }
   }
-}
-
-/** Rss and Pss of a process, MiB, from /proc/PID/smaps_rollup. */
-async function memory(pid: number): Promise<{ rss: number; pss: number }> {
-  const text = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`);
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
 }
 
 function fig(

@@ -25,6 +25,7 @@ import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { Host } from "../host/tasks/host.ts";
 import { SystemClock } from "../host/time/clock.ts";
 import { servicesOn } from "../host/cli/services.ts";
+import { children, memory } from "./_proc.ts";
 import { DEFAULT_QUOTAS, jsonBytes, StoreQuotas, utf8Length } from "../host/capabilities/quotas.ts";
 
 const STARTS = 10;
@@ -54,26 +55,6 @@ export async function rawPutWatch(store: EtcdStore, key: string): Promise<number
   const took = performance.now() - t0;
   await w.close();
   return took;
-}
-
-async function memory(pid: number): Promise<{ rss: number; pss: number }> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`);
-    const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
-    return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
-  } catch {
-    return { rss: 0, pss: 0 };
-  }
-}
-
-/** Children of a process (the sandbox processes of this host). */
-async function children(pid: number): Promise<number[]> {
-  try {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
-    return text.trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }
 
 const IDLE = 'moat.setup();\nmoat.on_start(() => moat.logger.info("up"));\n';

@@ -5,7 +5,8 @@
  *   vs a put by one client seen by another client's watch, at the same pace;
  * - many scripts each monitoring several nodes: the number of etcd watch
  *   streams the host uses (from etcd's own metrics), and the callback
- *   latency while the nodes change at a fixed rate, with nothing lost.
+ *   latency while the nodes change at a fixed rate, with nothing lost, and
+ *   the CPU time the host and the sandbox processes spend per 1,000 changes.
  *
  * Run alone: `deno run --allow-all --unstable-worker-options bench/monitor_bench.ts`
  * (`BENCH_MONITOR_SCRIPTS`, default 100; `BENCH_MONITOR_NODES`, default 10;
@@ -22,6 +23,36 @@ import { MemoryLogger } from "../host/log.ts";
 import { SandboxPool } from "../host/bridge/sandbox.ts";
 import { Host } from "../host/tasks/host.ts";
 import { servicesOn } from "../host/cli/services.ts";
+import process from "node:process";
+
+/**
+ * CPU time (ms) used so far by this process and by its child processes
+ * other than etcd (the sandboxes; read from /proc, Linux only: NaN
+ * elsewhere). On a shared, busy machine these vary less than latencies.
+ */
+function cpuMs(): { host: number; sandboxes: number } {
+  const { user, system } = process.cpuUsage();
+  let sandboxes = 0;
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      let stat: string;
+      try {
+        stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      } catch {
+        continue; // gone meanwhile
+      }
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // Fields after the name: state, ppid, … utime (12th), stime (13th), in 1/100 s.
+      if (Number(f[1]) !== Deno.pid || comm === "etcd") continue;
+      sandboxes += (Number(f[11]) + Number(f[12])) * 10;
+    }
+  } catch {
+    sandboxes = NaN;
+  }
+  return { host: (user + system) / 1000, sandboxes };
+}
 
 /**
  * A script that monitors `nodes` nodes below `base`. A value is the wall
@@ -190,9 +221,19 @@ export async function benchMonitor(
         scripts
     );
     const streams = await watchStreams(etcd.endpoint);
+    // What 100 idle scripts cost (heartbeats, the watchdog), for comparison.
+    const idle0 = cpuMs();
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const idle1 = cpuMs();
+    const idleS = (performance.now() - idleT0) / 1000;
+    const cpu0 = cpuMs();
+    const busyT0 = performance.now();
     const achieved = total / (await pacedPuts(etcd.endpoint, total, rate, scripts, nodes) / 1000);
     // Let deliveries drain, then ask every script for its latencies.
     await new Promise((r) => setTimeout(r, 2000));
+    const cpu1 = cpuMs();
+    const busyS = (performance.now() - busyT0) / 1000;
     const statsFrom = logger.lines.length;
     for (let k = 0; k < scripts; k++) await writer.put(`/moat/bench/m${k}/0`, "report");
     const stats = () =>
@@ -237,6 +278,38 @@ export async function benchMonitor(
         unit: "ms",
         rawName: "raw watch at the same rate",
         raw: rawLat.length ? rawLat[Math.floor(rawLat.length * 0.99)]! : NaN,
+      },
+      // CPU time for the changes: what the paced run and its drain took,
+      // less what the same time costs idle (heartbeats, the watchdog). The
+      // host's figure includes starting the paced writer's process (small).
+      {
+        name: "monitor.host_cpu_ms_per_1000_changes",
+        value: ((cpu1.host - cpu0.host) - (idle1.host - idle0.host) / idleS * busyS) / total * 1000,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: "monitor.sandbox_cpu_ms_per_1000_changes",
+        value: ((cpu1.sandboxes - cpu0.sandboxes) -
+          (idle1.sandboxes - idle0.sandboxes) / idleS * busyS) / total * 1000,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: "monitor.host_cpu_ms_per_s_idle",
+        value: (idle1.host - idle0.host) / idleS,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
+      },
+      {
+        name: "monitor.sandbox_cpu_ms_per_s_idle",
+        value: (idle1.sandboxes - idle0.sandboxes) / idleS,
+        unit: "ms",
+        rawName: "",
+        raw: NaN,
       },
       { name: "monitor.rate_achieved", value: achieved, unit: "/s", rawName: "", raw: NaN },
       {

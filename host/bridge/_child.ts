@@ -7,6 +7,7 @@
 
 import { builtinModules } from "node:module";
 import { type HostMessage, MAX_LINE_BYTES, PROTOCOL_VERSION } from "../../sandbox/protocol.ts";
+import { packLines } from "./_line_batch.ts";
 import { readLines } from "./_lines.ts";
 
 /** How a sandbox process went away. */
@@ -61,6 +62,8 @@ export interface ChildLink {
   onNoise: (stream: "stdout" | "stderr", line: string) => void;
   /** Send one message to the script. */
   send(message: HostMessage): void;
+  /** Send messages already written as JSON, in order, in as few writes as fit (_line_batch.ts). */
+  sendJson(lines: readonly string[]): void;
   /** End the script's side: the process, or a member's Worker. */
   kill(): void;
   /**
@@ -266,6 +269,17 @@ export class SandboxChild {
     if (this.#exited) return;
     const bytes = this.#encoder.encode(JSON.stringify(message) + "\n");
     this.#writer.write(bytes).catch(() => {});
+  }
+
+  /** Send lines as they are, in order, in as few writes as fit; dropped once the process is gone. */
+  sendLines(lines: readonly string[]): void {
+    if (this.#exited) return;
+    for (const chunk of packLines(lines, MAX_LINE_BYTES)) this.#writer.write(chunk).catch(() => {});
+  }
+
+  /** Send messages already written as JSON (ChildLink). */
+  sendJson(lines: readonly string[]): void {
+    this.sendLines(lines);
   }
 
   /** Send one line as it is (a group's tagged line); dropped once the process is gone. */

@@ -344,6 +344,10 @@ export class MemberLink implements ChildLink {
     if (!this.#gone) this.#group.child.sendLine(line);
   }
 
+  sendJson(lines: readonly string[]): void {
+    if (!this.#gone) this.#group.child.sendLines(lines.map((l) => `${this.#n} ${l}`));
+  }
+
   kill(): void {
     if (!this.#gone) this.#group.drop(this.#n);
   }

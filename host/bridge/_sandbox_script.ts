@@ -19,6 +19,7 @@ import {
 } from "../../sandbox/protocol.ts";
 import { type ChildExit, type ChildLink, describe, limitData } from "./_child.ts";
 import { type SandboxLimits, TokenBucket } from "./limits.ts";
+import { LineBatcher } from "./_line_batch.ts";
 import { readProc, readVmData, ScriptGuard, type Watchdog } from "./_watchdog.ts";
 import { argValidators, BridgeError, checkMessage } from "./validate.ts";
 import type { CallContext } from "./method_table.ts";
@@ -57,6 +58,8 @@ export class SandboxScript implements ScriptHandle {
   #floodSecond = 0;
   /** Messages sent to the sandbox other than pings (what `settled.seen` counts). */
   #sent = 0;
+  /** What is sent within one task goes out in one write (one wake of the process). */
+  #batch: LineBatcher;
   // ---- room for thread Workers in the data-size rlimit ----
   #prlimit: string | undefined;
   /** The hard data-size limit, bytes (undefined: no rlimit set). */
@@ -71,6 +74,7 @@ export class SandboxScript implements ScriptHandle {
     this.pid = child.pid;
     const limits = { ...guarding.limits, ...options.limits };
     this.#limits = limits;
+    this.#batch = new LineBatcher((lines) => child.sendJson(lines));
     this.#maxInFlight = options.maxCallsInFlight ?? limits.callsInFlight;
     this.#callBucket = new TokenBucket(limits.callRate, { burst: 5 });
     this.#logLines = new TokenBucket(limits.logRate);
@@ -157,9 +161,14 @@ export class SandboxScript implements ScriptHandle {
     this.#send({ kind: "clock", nowMs });
   }
 
-  /** Send to the sandbox, counting what `settled.seen` counts. */
+  /**
+   * Send to the sandbox, counting what `settled.seen` counts. Sent at the
+   * end of the current task, with whatever else was sent in it: the events
+   * of one watch response wake the process once, in order, as lines of
+   * their own (each within the bridge's line limit, as ever).
+   */
   #send(msg: HostMessage): void {
-    this.#child.send(msg); // throws (before writing) for a value that is not JSON
+    this.#batch.add(JSON.stringify(msg)); // throws (before queueing) for a value that is not JSON
     this.#sent++;
     try {
       this.#options.virtualTime?.onSent();

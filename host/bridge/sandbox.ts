@@ -60,8 +60,8 @@ export interface SandboxPoolOptions {
   /** Sandbox processes kept spawned and ready. @default 1 */
   warm?: number;
   /**
-   * Sandbox processes spawning at once (from spawn until ready); more
-   * wait their turn. Hundreds of tasks starting together (a host's start)
+   * Sandbox processes spawning at once (from spawn until ready), group
+   * members' Workers starting included; more wait their turn. Hundreds of tasks starting together (a host's start)
    * then do not all share the CPU until each misses `readyTimeoutMs`, and
    * the first ones run sooner. @default 16 per CPU (measured: as fast as unbounded with 200 tasks)
    */
@@ -238,7 +238,17 @@ export class SandboxPool implements Isolation {
         `Cannot start script "${options.script}": sandbox group "${name}" keeps ending`,
       );
     }
-    const link = await group.add(options.script, options.task, limits);
+    // A turn, like a spawn's: a group's members all start at once when a
+    // host starts, and their Workers sharing the CPU with every other start
+    // would each miss `readyTimeoutMs` rather than each start in turn.
+    const done = await this.#turn();
+    let link;
+    try {
+      if (this.#closed) throw new Error("Cannot start a script: the sandbox pool is closed");
+      link = await group.add(options.script, options.task, limits);
+    } finally {
+      done();
+    }
     if (this.#closed) {
       link.kill();
       throw new Error("Cannot start a script: the sandbox pool is closed");
@@ -309,15 +319,26 @@ export class SandboxPool implements Isolation {
     }
   }
 
-  async #spawn(group = false): Promise<SandboxChild> {
-    // A turn, held until the process is ready (or failed).
+  /**
+   * Wait for a turn to start a sandbox process or a group member's Worker
+   * (`spawnConcurrency` at once); returns the function that ends it.
+   */
+  async #turn(): Promise<() => void> {
     if (this.#spawnSlots > 0) this.#spawnSlots--;
     else await new Promise<void>((resolve) => this.#spawnQueue.push(resolve));
-    const next = () => {
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
       const waiting = this.#spawnQueue.shift();
       if (waiting) waiting();
       else this.#spawnSlots++;
     };
+  }
+
+  async #spawn(group = false): Promise<SandboxChild> {
+    // A turn, held until the process is ready (or failed).
+    const next = await this.#turn();
     let child: SandboxChild;
     try {
       if (this.#closed) throw new Error("Cannot start a script: the sandbox pool is closed");

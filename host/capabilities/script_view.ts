@@ -89,6 +89,8 @@ export class ScriptView {
   #watched = new Set<string>();
   #hidden: string[] = [...ALWAYS_HIDDEN];
   #subs: Subscription[] = [];
+  /** The `tree` subscription: the hub delivers only what is below a watched path. */
+  #tree: Subscription | undefined;
   #send: ((event: ScriptEvent) => void) | undefined;
   #queue: ScriptEvent[] = [];
   #closed = false;
@@ -165,7 +167,11 @@ export class ScriptView {
         onResync: hidden,
       }),
     );
-    this.#subs.push(this.#hub.subscribe(this.#rootSlash, (events) => this.#onTree(events)));
+    this.#tree = this.#hub.subscribe(
+      [...this.#watched].map((p) => this.#rootSlash + p),
+      (events) => this.#onTree(events),
+    );
+    this.#subs.push(this.#tree);
     await this.#reload();
     return await this.#data();
   }
@@ -298,7 +304,7 @@ export class ScriptView {
         try {
           const path = this.#relative(value);
           refs[key] = await this.lookup(path);
-          this.#watched.add(path);
+          this.#follow(path);
         } catch {
           refs[key] = null;
         }
@@ -357,7 +363,15 @@ export class ScriptView {
       // Every watched path costs the host work on every etcd change.
       throw quotaError(this.#quotas, "monitors", `cannot monitor "${p}": too many monitors`);
     }
-    this.#watched.add(p);
+    this.#follow(p);
+  }
+
+  /** Deliver `tree` events for root-relative `path` (checked already). */
+  #follow(path: string): void {
+    if (this.#watched.has(path)) return;
+    this.#watched.add(path);
+    // Below the prefix as text: "a/b" also brings "a/bc", which #onTree drops.
+    if (!this.#closed) this.#tree?.add(this.#rootSlash + path);
   }
 
   #onTree(events: WatchEvent[]): void {
@@ -370,7 +384,6 @@ export class ScriptView {
     };
     for (const e of events) {
       const key = e.kv.key.slice(this.#rootSlash.length);
-      if (this.isHidden(key)) continue;
       let hit = false;
       for (const w of this.#watched) {
         if (under(key, w)) {
@@ -378,7 +391,7 @@ export class ScriptView {
           break;
         }
       }
-      if (!hit) continue;
+      if (!hit || this.isHidden(key)) continue;
       if (current?.revision !== e.kv.modRevision) {
         flush();
         current = { revision: e.kv.modRevision, changes: [] };

@@ -3,7 +3,7 @@ import { MemoryStore } from "../store/memory_store.ts";
 import { WatchHub } from "../store/watch_hub.ts";
 import { Layout } from "../layout.ts";
 import { CountingStore } from "../testing/counting_store.ts";
-import type { DataEvent, ScriptEvent } from "../../sandbox/protocol.ts";
+import type { DataEvent, ScriptEvent, TreeEvent } from "../../sandbox/protocol.ts";
 import { DEFAULT_QUOTAS } from "./quotas.ts";
 import { ScriptView } from "./script_view.ts";
 import { CapabilityError } from "./capability_error.ts";
@@ -154,5 +154,59 @@ Deno.test("a secret is the task's own: in its moat.data, in no tree view, writte
     view.close();
     await hub.close();
     await store.close();
+  }
+});
+
+Deno.test("tree events carry only the watched paths' changes, one event per revision, in order", async () => {
+  const t = await setup();
+  const root = t.layout.root + "/";
+  const tree: TreeEvent[] = [];
+  const waiters: (() => void)[] = [];
+  t.view.attach((e: ScriptEvent) => {
+    if (e.event !== "tree") return;
+    tree.push(e.data);
+    for (const w of waiters.splice(0)) w();
+  });
+  const treeCount = async (n: number) => {
+    const deadline = Date.now() + 5000;
+    while (tree.length < n) {
+      if (Date.now() > deadline) throw new Error(`fewer than ${n} tree events within 5 s`);
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+    return tree;
+  };
+  try {
+    await t.store.put(root + "config/script/hidden", "x/a/hidden");
+    t.view.watch("x/a");
+    t.view.watch("y");
+    // Not watched: a sibling whose name starts alike, another branch.
+    await t.store.put(root + "x/ab", "1");
+    await t.store.put(root + "x/b", "2");
+    const one = await t.store.txn([], [
+      { type: "put", key: root + "x/a/1", value: "3" },
+      { type: "put", key: root + "x/b/2", value: "4" },
+      { type: "put", key: root + "y", value: "5" },
+      { type: "delete", key: root + "x/ab" },
+    ]);
+    await t.store.put(root + "x/a/hidden/k", "6");
+    await t.store.put(root + "x/a", "7");
+    const two = await t.store.put(root + "y/z", "8");
+    await treeCount(3);
+    // Bounded wait for anything that should not have come (it would follow in order).
+    await t.store.put(root + "y/end", "9");
+    assert.deepEqual(await treeCount(4), [
+      {
+        revision: one.revision,
+        changes: [{ key: "x/a/1", value: 3 }, { key: "y", value: 5 }],
+      },
+      { revision: two - 1, changes: [{ key: "x/a", value: 7 }] },
+      { revision: two, changes: [{ key: "y/z", value: 8 }] },
+      { revision: two + 1, changes: [{ key: "y/end", value: 9 }] },
+    ]);
+  } finally {
+    await t.close();
   }
 });

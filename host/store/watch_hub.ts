@@ -17,6 +17,12 @@ import type { Store, Watch, WatchEvent } from "./store.ts";
 
 /** A subscription of the hub. */
 export interface Subscription {
+  /**
+   * Also deliver the events below `prefix` (within the hub's prefix; a
+   * RangeError otherwise). An event below several of the subscription's
+   * prefixes is delivered once.
+   */
+  add(prefix: string): void;
   /** Stop delivering. Safe to call twice. */
   close(): void;
 }
@@ -86,9 +92,24 @@ export class WatchFailedError extends Error {
 export type Listener = (events: WatchEvent[]) => void;
 
 interface Subscriber {
-  prefix: string;
+  id: number;
   fn: Listener;
   onResync: ((gap: ResyncGap) => void) | undefined;
+}
+
+/** One prefix of one subscriber, filed under the prefix's directory. */
+interface Entry {
+  prefix: string;
+  sub: Subscriber;
+}
+
+/**
+ * The directory part of a prefix: up to and including its last "/" ("" if
+ * none). A key below the prefix starts with it, so it is one of the key's
+ * own directories: delivery looks only there, not at every subscriber.
+ */
+function dirOf(prefix: string): string {
+  return prefix.slice(0, prefix.lastIndexOf("/") + 1);
 }
 
 /** The first and the longest pause between attempts to re-open a failed watch. */
@@ -103,6 +124,8 @@ export class WatchHub {
   readonly #onRecovered: (gap: ResyncGap) => void;
   #watch: Watch | undefined;
   #subs = new Map<number, Subscriber>();
+  /** Every subscriber's prefixes, by their directory (`dirOf`). */
+  #index = new Map<string, Entry[]>();
   #nextId = 1;
   #revision = 0;
   /** Every change up to this revision was delivered (or predates the start). */
@@ -276,11 +299,34 @@ export class WatchHub {
       this.#revision = Math.max(this.#revision, last.kv.modRevision);
       this.#since = Math.max(this.#since, last.kv.modRevision);
     }
-    for (const { prefix, fn } of [...this.#subs.values()]) {
-      const mine = events.filter((e) => e.kv.key.startsWith(prefix));
-      if (mine.length === 0) continue;
+    // Each event is matched against the subscribers filed under its key's
+    // directories only: the cost grows with the depth of the key and the
+    // subscribers it concerns, not with every subscriber of the host.
+    const hits = new Map<Subscriber, WatchEvent[]>();
+    const file = (e: WatchEvent, dir: string) => {
+      const entries = this.#index.get(dir);
+      if (entries === undefined) return;
+      for (const { prefix, sub } of entries) {
+        if (!e.kv.key.startsWith(prefix)) continue;
+        let mine = hits.get(sub);
+        if (mine === undefined) hits.set(sub, mine = []);
+        // Once, however many of the subscriber's prefixes it is below.
+        if (mine[mine.length - 1] !== e) mine.push(e);
+      }
+    };
+    for (const e of events) {
+      const key = e.kv.key;
+      file(e, "");
+      for (let i = key.indexOf("/"); i >= 0; i = key.indexOf("/", i + 1)) {
+        file(e, key.slice(0, i + 1));
+      }
+    }
+    // In the order of subscription, as the subscribers' events are in revision order.
+    const subs = [...hits.keys()].sort((a, b) => a.id - b.id);
+    for (const sub of subs) {
+      if (this.#subs.get(sub.id) !== sub) continue; // closed by an earlier one
       try {
-        fn(mine);
+        sub.fn(hits.get(sub)!);
       } catch (e) {
         this.#report(e);
       }
@@ -288,17 +334,53 @@ export class WatchHub {
   }
 
   /**
-   * Deliver every later event below `prefix` to `fn`, in revision order,
-   * none twice. After a failure of the watch, `options.onResync` is called
+   * Deliver every later event below `prefix` (or below any of several,
+   * and more with `Subscription.add`) to `fn`, in revision order, none
+   * twice; one call per watch response, with the events of it that are
+   * the subscriber's. After a failure of the watch, `options.onResync` is called
    * before the events after the gap (see `SubscribeOptions`).
    */
-  subscribe(prefix: string, fn: Listener, options: SubscribeOptions = {}): Subscription {
+  subscribe(
+    prefix: string | readonly string[],
+    fn: Listener,
+    options: SubscribeOptions = {},
+  ): Subscription {
+    const prefixes = typeof prefix === "string" ? [prefix] : prefix;
+    for (const p of prefixes) this.#checkPrefix(p);
+    const id = this.#nextId++;
+    const sub: Subscriber = { id, fn, onResync: options.onResync };
+    this.#subs.set(id, sub);
+    const mine: Entry[] = [];
+    const add = (p: string) => {
+      this.#checkPrefix(p);
+      if (this.#subs.get(id) !== sub || mine.some((m) => m.prefix === p)) return;
+      const entry = { prefix: p, sub };
+      mine.push(entry);
+      const dir = dirOf(p);
+      const entries = this.#index.get(dir);
+      if (entries === undefined) this.#index.set(dir, [entry]);
+      else entries.push(entry);
+    };
+    for (const p of prefixes) add(p);
+    return {
+      add,
+      close: () => {
+        if (this.#subs.get(id) !== sub) return;
+        this.#subs.delete(id);
+        for (const entry of mine.splice(0)) {
+          const dir = dirOf(entry.prefix);
+          const rest = this.#index.get(dir)?.filter((x) => x !== entry) ?? [];
+          if (rest.length === 0) this.#index.delete(dir);
+          else this.#index.set(dir, rest);
+        }
+      },
+    };
+  }
+
+  #checkPrefix(prefix: string): void {
     if (!prefix.startsWith(this.#prefix)) {
       throw new RangeError(`"${prefix}" is outside the watched prefix "${this.#prefix}"`);
     }
-    const id = this.#nextId++;
-    this.#subs.set(id, { prefix, fn, onResync: options.onResync });
-    return { close: () => void this.#subs.delete(id) };
   }
 
   /** How many subscriptions are open. */
@@ -319,6 +401,7 @@ export class WatchHub {
     this.#watch = undefined;
     this.#held = undefined;
     this.#subs.clear();
+    this.#index.clear();
     await w?.close();
   }
 }

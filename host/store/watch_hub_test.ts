@@ -201,3 +201,50 @@ Deno.test("WatchHub keeps delivering to the other subscribers when one throws", 
     await store.close();
   }
 });
+
+Deno.test("WatchHub hands each subscriber its events of one response once, in order, in one call", async () => {
+  const store = new MemoryStore();
+  const hub = new WatchHub(store, "/h/");
+  try {
+    const many = new Collector<WatchEvent[]>();
+    const plain = new Collector<WatchEvent[]>();
+    const none = new Collector<WatchEvent[]>();
+    // Two prefixes that overlap, and one that is a prefix as text only.
+    const sub = hub.subscribe(["/h/a/", "/h/a/b", "/h/c"], many.push);
+    hub.subscribe("/h/", plain.push);
+    hub.subscribe("/h/z/", none.push);
+    await hub.start();
+    await store.txn([], [
+      { type: "put", key: "/h/a/b/1", value: "1" },
+      { type: "put", key: "/h/x/2", value: "2" },
+      { type: "put", key: "/h/cd", value: "3" },
+      { type: "put", key: "/h/a/4", value: "4" },
+    ]);
+    const [batch] = await many.count(1, EVENT_MS, "the subscriber's batch");
+    assert.deepEqual(keysOf([batch!]), ["put /h/a/b/1", "put /h/cd", "put /h/a/4"]);
+    assert.deepEqual(keysOf(await plain.count(1, EVENT_MS, "everything")), [
+      "put /h/a/b/1",
+      "put /h/x/2",
+      "put /h/cd",
+      "put /h/a/4",
+    ]);
+
+    // add() extends the subscription; close() ends it; others go on.
+    sub.add("/h/x/");
+    await store.put("/h/x/5", "5");
+    assert.deepEqual(keysOf((await many.count(2, EVENT_MS, "the added prefix")).slice(1)), [
+      "put /h/x/5",
+    ]);
+    sub.close();
+    sub.close();
+    await store.put("/h/a/6", "6");
+    await store.put("/h/z/7", "7");
+    assert.deepEqual(keysOf(await none.count(1, EVENT_MS, "the last subscriber")), ["put /h/z/7"]);
+    assert.equal((await plain.count(4, EVENT_MS, "every event")).length, 4);
+    assert.equal(many.items.length, 2, "nothing after close");
+    assert.equal(hub.size, 2);
+    assert.throws(() => hub.subscribe(["/h/a/", "/elsewhere/"], () => {}), RangeError);
+  } finally {
+    await hub.close();
+  }
+});

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Store, WatchEvent } from "../store/store.ts";
+import type { KeyValue, RangeResult, Store, WatchEvent } from "../store/store.ts";
 import { type ResyncGap, WatchFailedError, WatchHub } from "../store/watch_hub.ts";
 import { CODE_TAG, inTree, Layout, SCRIPT_KEYS, STATUS_KEYS, TASK_KEYS } from "../layout.ts";
 import type { Clock } from "../time/clock.ts";
@@ -21,10 +21,11 @@ import type { Bus, Registration } from "../bus/bus.ts";
 import { LocalBus } from "../bus/local_bus.ts";
 import { ScriptDefs } from "../scripts/definitions.ts";
 import { CodeVersions } from "../scripts/versions.ts";
-import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo } from "./task_defs.ts";
+import { SCRIPT_TASKDEF, TaskDefs, type TaskInfo, toTask } from "./task_defs.ts";
 import { readGlobalSettings, readGroup, runConfig } from "./run_config.ts";
 import { forgetTask } from "./status.ts";
 import {
+  type LoadedScript,
   type RunnerDeps,
   type RunSettings,
   type TaskRun,
@@ -74,6 +75,20 @@ export class Host {
   /** Per-path chain of pending reconciliations, so they never overlap. */
   #pending = new Map<string, Promise<void>>();
   #prefixes: string[];
+  /**
+   * What the host read when it started, for the first start of each task:
+   * every task (at `revision`, one range read per prefix) and every task's
+   * status (one more), so that hundreds of starts need not read them one
+   * by one. Each entry is used once; later starts read anew.
+   */
+  #initial:
+    | {
+      revision: number;
+      tasks: Map<string, TaskInfo>;
+      /** Undefined when that read failed. */
+      status: Map<string, { started?: KeyValue; stopped?: KeyValue }> | undefined;
+    }
+    | undefined;
   #zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   #closed = false;
 
@@ -136,14 +151,45 @@ export class Host {
     if (tz) this.#setZone(tz.value);
     let revision = 0;
     const paths = new Set<string>();
+    const taskKeys = new Map<string, Map<string, string>>();
+    // Every task's status too, read beside the tasks: the first try of each
+    // to take `running` judges from it (its transaction checks it still
+    // holds), and the sweep of deleted tasks' status uses it. Best effort:
+    // without it, each runner reads its own.
+    const statusRead = Promise.all(this.#statusPrefixes().map((p) => store.range(p)))
+      .catch(() => undefined);
     for (const prefix of this.#prefixes) {
       const res = await store.range(prefix);
       revision = Math.max(revision, res.revision);
       for (const kv of res.kvs) {
         const p = this.#taskPathOf(kv.key);
-        if (p) paths.add(p);
+        if (!p) continue;
+        paths.add(p);
+        let keys = taskKeys.get(p);
+        if (!keys) taskKeys.set(p, keys = new Map());
+        keys.set(kv.key.slice(layout.taskDir(p).length), kv.value);
       }
     }
+    const statusReads = await statusRead;
+    const status = new Map<string, { started?: KeyValue; stopped?: KeyValue }>();
+    for (const kv of statusReads?.flatMap((r) => r.kvs) ?? []) {
+      const split = Layout.taskOf(kv.key, layout.statusPrefix);
+      if (!split) continue;
+      const field = split.rest === STATUS_KEYS.started
+        ? "started"
+        : split.rest === STATUS_KEYS.stopped
+        ? "stopped"
+        : undefined;
+      if (field === undefined) continue;
+      let s = status.get(split.path);
+      if (!s) status.set(split.path, s = {});
+      s[field] = kv;
+    }
+    this.#initial = {
+      revision,
+      tasks: new Map([...taskKeys].map(([p, keys]) => [p, toTask(p, keys)])),
+      status: statusReads ? status : undefined,
+    };
     // Everything after the snapshot arrives through the one watch.
     // After a failed watch the hub re-opens it and calls onResync with the
     // gap (since, revision]: each subscription re-reads what it follows and
@@ -208,7 +254,7 @@ export class Host {
     );
     for (const p of [...paths].sort()) this.#schedule(p);
     // Best effort, in the background; a host shutting down meanwhile drops it.
-    void this.#sweep(paths).catch((e) => {
+    void this.#sweep(paths, statusReads).catch((e) => {
       if (this.#closed) return;
       this.#o.logger.log("warn", "host", `cannot sweep deleted tasks: ${(e as Error).message}`);
     });
@@ -310,7 +356,21 @@ export class Host {
     if (changedAt !== undefined && this.#runners.has(path)) {
       if (changedAt <= (this.#readAt.get(path) ?? 0)) return;
     }
-    const { task, revision } = await this.#tasks.read(path);
+    // A task's first start after the host's own start uses what the host
+    // read then (the watch follows from that revision on: a later change
+    // schedules another reconciliation); any other reads the task now.
+    const initial = this.#initial;
+    const first = initial?.tasks.get(path);
+    initial?.tasks.delete(path);
+    const status = initial?.status?.get(path) ?? (initial?.status ? {} : undefined);
+    initial?.status?.delete(path);
+    // Every task of the start has had its turn: what is left (the status
+    // of deleted tasks) is the sweep's, which has its own copy.
+    if (initial?.tasks.size === 0) this.#initial = undefined;
+    const fromStart = first !== undefined && reason === "new task" && !this.#runners.has(path);
+    const { task, revision } = fromStart
+      ? { task: first, revision: initial!.revision }
+      : await this.#tasks.read(path);
     const wanted = task !== undefined && task.taskdef === SCRIPT_TASKDEF;
     const current = this.#runners.get(path);
     if (current) {
@@ -322,7 +382,12 @@ export class Host {
     }
     if (task === undefined) await this.#forget(path);
     if (!wanted || this.#closed) return;
-    const runner = new TaskRunner(path, this.#deps(), { once: this.#o.once ?? false });
+    const runner = new TaskRunner(path, this.#deps(), {
+      once: this.#o.once ?? false,
+      // The run starts from this read (a later change restarts the runner).
+      task,
+      ...(fromStart && status !== undefined ? { status } : {}),
+    });
     // A runner that finished by itself (once, or no restart) stays
     // registered until its task changes, so it is not started again.
     this.#runners.set(path, runner);
@@ -354,25 +419,27 @@ export class Host {
    * host watched (a hand deletion with every host down). A status whose
    * `running` key exists is left alone: some run still holds it.
    */
-  async #sweep(tasks: ReadonlySet<string>): Promise<void> {
+  async #sweep(tasks: ReadonlySet<string>, read?: RangeResult[]): Promise<void> {
     const { store, layout } = this.#o;
-    const prefixes = this.#prefixes.map((p) =>
-      layout.statusPrefix + p.slice(layout.tasksPrefix.length)
-    );
+    const reads = read ??
+      await Promise.all(this.#statusPrefixes().map((prefix) => store.range(prefix)));
     const orphans = new Map<string, boolean>();
-    for (const prefix of prefixes) {
-      const { kvs } = await store.range(prefix);
-      for (const kv of kvs) {
-        const split = Layout.taskOf(kv.key, layout.statusPrefix);
-        if (!split || tasks.has(split.path)) continue;
-        const running = split.rest === STATUS_KEYS.running;
-        orphans.set(split.path, (orphans.get(split.path) ?? false) || running);
-      }
+    for (const kv of reads.flatMap((r) => r.kvs)) {
+      const split = Layout.taskOf(kv.key, layout.statusPrefix);
+      if (!split || tasks.has(split.path)) continue;
+      const running = split.rest === STATUS_KEYS.running;
+      orphans.set(split.path, (orphans.get(split.path) ?? false) || running);
     }
     for (const [path, running] of orphans) {
       if (running || this.#closed || this.#pending.has(path) || this.#runners.has(path)) continue;
       await this.#forget(path);
     }
+  }
+
+  /** The status prefixes of this host's task prefixes. */
+  #statusPrefixes(): string[] {
+    const { layout } = this.#o;
+    return this.#prefixes.map((p) => layout.statusPrefix + p.slice(layout.tasksPrefix.length));
   }
 
   #deps(): RunnerDeps {
@@ -392,7 +459,7 @@ export class Host {
       readTask: (p: string) =>
         this.#tasks.get(p).then((t) => t?.taskdef === SCRIPT_TASKDEF ? t : undefined),
       settings: (t: TaskInfo) => this.#settings(t),
-      loadScript: (name: string) => this.#versions.load(name),
+      loadScript: (name: string) => this.#loadScript(name),
       onTransition: (t: Transition) => {
         this.#publish(t);
         o.onTransition?.(t);
@@ -429,6 +496,26 @@ export class Host {
       return readGlobalSettings(this.#o.store, this.#o.layout);
     });
     return this.#globalRead;
+  }
+
+  /** The load of each script that starts next, shared like the `/config/run` read. */
+  #scriptLoads = new Map<string, Promise<LoadedScript>>();
+
+  /**
+   * A script's code, read after the call: the starts of its tasks that ask
+   * within the same turn of the event loop (all of them, when a host
+   * starts) share one read. Each still sees every write made before it asked.
+   */
+  #loadScript(name: string): Promise<LoadedScript> {
+    let load = this.#scriptLoads.get(name);
+    if (load === undefined) {
+      load = new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
+        this.#scriptLoads.delete(name);
+        return this.#versions.load(name);
+      });
+      this.#scriptLoads.set(name, load);
+    }
+    return load;
   }
 
   /** Resolves once every start, stop and restart queued so far has been carried out. */

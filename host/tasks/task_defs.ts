@@ -322,7 +322,8 @@ const OWN_KEYS: ReadonlySet<string> = new Set([
   TASK_KEYS.descr,
 ]);
 
-function toTask(path: string, keys: Map<string, string>): TaskInfo {
+/** A task from its keys below `:task/` (relative to the task's folder). */
+export function toTask(path: string, keys: Map<string, string>): TaskInfo {
   const data: Record<string, string> = {};
   const secrets: Record<string, string> = {};
   const other: Record<string, string> = {};

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Lease } from "../store/store.ts";
+import type { KeyValue, Lease } from "../store/store.ts";
 import type { Logger } from "../log.ts";
 import { STATUS_KEYS } from "../layout.ts";
 import type { Isolation, SandboxLimits, ScriptEnd, ScriptHandle } from "../bridge/sandbox.ts";
@@ -102,6 +102,20 @@ export interface TaskRun {
 export interface RunnerOptions {
   /** Run once and do not restart or retry. */
   once?: boolean;
+  /**
+   * The task as the caller has just read it: the first run starts from it
+   * instead of reading it again (later runs read it anew). A change after
+   * that read is the caller's to act on (the host restarts the runner).
+   */
+  task?: TaskInfo;
+  /**
+   * The task's `started` and `stopped` status keys as read lately (a host
+   * reads every task's status in one range read when it starts): the first
+   * try to take `running` judges from them instead of reading them. The
+   * transaction that takes it checks that neither moved since, so a stale
+   * read costs a retry, never a wrong judgement.
+   */
+  status?: { started?: KeyValue | undefined; stopped?: KeyValue | undefined };
 }
 
 /** The first and the longest pause before trying again to reach an unreachable store, in s. */
@@ -126,6 +140,9 @@ export class TaskRunner implements TaskRun {
   readonly path: string;
   #deps: RunnerDeps;
   #once: boolean;
+  /** The first run's task and status reads, given by the caller; used once. */
+  #firstTask: TaskInfo | undefined;
+  #firstStatus: RunnerOptions["status"];
   #stop: StopRequest | undefined;
   #stopAbort = new AbortController();
   #done: Promise<ScriptEnd | undefined>;
@@ -143,6 +160,8 @@ export class TaskRunner implements TaskRun {
     this.path = path;
     this.#deps = deps;
     this.#once = options.once ?? false;
+    this.#firstTask = options.task;
+    this.#firstStatus = options.status;
     this.#done = this.#loop().catch((e) => {
       this.#log("error", `task runner failed: ${(e as Error).message}`);
       return undefined;
@@ -202,7 +221,8 @@ export class TaskRunner implements TaskRun {
       let settings: RunSettings;
       let held: Held | undefined;
       try {
-        task = await this.#deps.readTask(this.path);
+        task = this.#firstTask ?? await this.#deps.readTask(this.path);
+        this.#firstTask = undefined;
         this.#script = task?.script;
         if (!task) {
           this.#log("info", "task is gone; not running it");
@@ -284,8 +304,11 @@ export class TaskRunner implements TaskRun {
         if (events.some((e) => e.type === "delete" && e.kv.key === running)) release();
       }, { onResync: () => release() }); // a release may have been missed: judge again
       try {
-        const before = await this.#deps.store.get(dir + STATUS_KEYS.started);
-        const ended = await this.#deps.store.get(dir + STATUS_KEYS.stopped);
+        // The caller's read, on the first try; else both keys in one read.
+        const status = this.#firstStatus ?? await this.#readStatus(dir);
+        this.#firstStatus = undefined;
+        const before = status.started;
+        const ended = status.stopped;
         const crashed = before !== undefined &&
           (ended === undefined || Number(ended.value) < Number(before.value));
         const lease = await this.#deps.store.grantLease(config.ttl, {
@@ -302,12 +325,19 @@ export class TaskRunner implements TaskRun {
           res = await this.#deps.store.txn(
             [
               { key: running, target: "createRevision", op: "==", value: 0 },
-              // What we judged above still holds: no run started meanwhile.
+              // What we judged above still holds: no run started or
+              // recorded its end meanwhile.
               {
                 key: dir + STATUS_KEYS.started,
                 target: "modRevision",
                 op: "==",
                 value: before?.modRevision ?? 0,
+              },
+              {
+                key: dir + STATUS_KEYS.stopped,
+                target: "modRevision",
+                op: "==",
+                value: ended?.modRevision ?? 0,
               },
             ],
             [
@@ -333,7 +363,8 @@ export class TaskRunner implements TaskRun {
         const holder = res.responses[0]?.type === "get"
           ? res.responses[0].kvs[0]?.value
           : undefined;
-        // Nobody runs it, but `started` moved under us: judge again at once.
+        // Nobody runs it, but `started` or `stopped` moved under us (or
+        // the caller's read was stale): judge again at once.
         if (holder === undefined) continue;
         this.#log("info", `waiting: the task is running elsewhere (${holder})`);
         const stopped = new Promise<void>((r) =>
@@ -345,6 +376,13 @@ export class TaskRunner implements TaskRun {
       }
     }
     return undefined;
+  }
+
+  /** The task's `started` and `stopped` keys, in one range read of its status folder. */
+  async #readStatus(dir: string): Promise<NonNullable<RunnerOptions["status"]>> {
+    const { kvs } = await this.#deps.store.range(dir);
+    const key = (k: string) => kvs.find((kv) => kv.key === dir + k);
+    return { started: key(STATUS_KEYS.started), stopped: key(STATUS_KEYS.stopped) };
   }
 
   /** Record that the run started at `started` (Unix seconds text) crashed. */
