@@ -72,16 +72,17 @@ export const capsCommand: Command = {
   name: "caps",
   summary: "show, set or clear a script's capability manifest",
   args: "NAME | --task TASK",
-  help: "A capability manifest names what a script may use: tree prefixes it may read\n" +
-    "and monitor, data keys it may write, RPC names it may serve and call, alert\n" +
-    "topics it may send and patterns it may listen to, scripts it may load, and its\n" +
-    'quotas and sandbox limits (docs/security.md, "Capability manifests"). Without\n' +
-    "--set or --clear it prints the manifest of script NAME as JSON (--yaml: YAML);\n" +
-    "nothing, with a note on standard error, when it has none. --set FILE (- reads\n" +
-    "standard input; JSON or YAML) checks the manifest and stores it; a bad one is a\n" +
-    "usage error naming the member. --clear removes it. --task TASK works on the\n" +
-    "task's own manifest, which replaces the script's whole for that task. The host\n" +
-    "restarts the tasks concerned with their new rights.",
+  help: "A capability manifest names what a script may use: tree prefixes it may read and\n" +
+    "monitor, data keys it may write, RPC names it may serve and call, alert topics\n" +
+    "it may send and patterns it may listen to, scripts it may load, whether it may\n" +
+    "use moat.thread, and its quotas and sandbox limits (docs/security.md,\n" +
+    '"Capability manifests"). Without --set or --clear it prints the manifest of\n' +
+    "script NAME as JSON (--yaml: YAML); nothing, with a note on standard error, when\n" +
+    "it has none. --set FILE (- reads standard input; JSON or YAML) checks the\n" +
+    "manifest and stores it; a bad one is a usage error naming the member. --clear\n" +
+    "removes it. --task TASK works on the task's own manifest, which replaces the\n" +
+    "script's whole for that task. The host restarts the tasks concerned with their\n" +
+    "new rights.",
   options: {
     set: { type: "string", arg: "FILE", help: "check and store the manifest in FILE (- = stdin)" },
     clear: { type: "boolean", help: "remove the manifest" },
