@@ -24,14 +24,7 @@
  */
 
 import { type Figure, median, printFigures } from "./figure.ts";
-import { startEtcd } from "../tests/_util/etcd_server.ts";
-import { EtcdStore } from "../host/store/etcd_store.ts";
-import { Layout } from "../host/layout.ts";
-import { MemoryLogger } from "../host/log.ts";
-import { SandboxPool } from "../host/bridge/sandbox.ts";
-import { Host } from "../host/tasks/host.ts";
-import { SystemClock } from "../host/time/clock.ts";
-import { servicesOn } from "../host/cli/services.ts";
+import { IDLE, PROBE, startBenchHost } from "./_host.ts";
 import { children, memory } from "./_proc.ts";
 
 /** A bare process: `n` idle permission-less Workers, then "up" on stdout; exits when stdin closes. */
@@ -93,21 +86,6 @@ async function bareGroups(
   return { up, pss: pss / (processes * workers) };
 }
 
-const IDLE = 'moat.setup();\nmoat.on_start(() => moat.logger.info("up"));\n';
-const PROBE = `moat.setup();
-moat.run(async () => {
-  const times = [];
-  for (let i = 0; i < 700; i++) {
-    const t0 = performance.now();
-    await moat.time_at("12 hr", {});
-    if (i >= 200) times.push((performance.now() - t0) * 1000);
-  }
-  times.sort((a, b) => a - b);
-  moat.logger.info("median " + times[times.length >> 1]);
-  moat.end();
-});
-`;
-
 /**
  * A host restart with `tasks` ungrouped idle tasks, written before it starts:
  * seconds until all run, beside as many bare processes with one Worker each.
@@ -115,19 +93,8 @@ moat.run(async () => {
 async function ungroupedRestart(tasks: number): Promise<Figure[]> {
   if (tasks <= 0) return [];
   const bare = await bareGroups(tasks, 1);
-  const etcd = await startEtcd({ name: "bench-restart" });
-  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
-  const pool = new SandboxPool({ warm: 1 });
-  const logger = new MemoryLogger();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "bench",
-    isolation: pool,
-    logger,
-    clock: new SystemClock(),
-  });
+  const bench = await startBenchHost("bench-restart", 1);
+  const { logger, s, host } = bench;
   try {
     await s.scripts.add("idle", IDLE, { language: "javascript" });
     for (let i = 0; i < tasks; i++) await s.tasks.add("idle", `bench/u/${i}`);
@@ -148,10 +115,7 @@ async function ungroupedRestart(tasks: number): Promise<Figure[]> {
       target: "value <= 5",
     }];
   } finally {
-    await host.close();
-    await pool.close();
-    await store.close();
-    await etcd.stop();
+    await bench.close();
   }
 }
 
@@ -170,19 +134,8 @@ export async function benchGroups(
 async function groupedRestart(tasks: number, size: number): Promise<Figure[]> {
   const groups = Math.ceil(tasks / size);
   const bare = await bareGroups(groups, size);
-  const etcd = await startEtcd({ name: "bench-groups" });
-  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
-  const pool = new SandboxPool({ warm: 1 });
-  const logger = new MemoryLogger();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "bench",
-    isolation: pool,
-    logger,
-    clock: new SystemClock(),
-  });
+  const bench = await startBenchHost("bench-groups", 1);
+  const { pool, logger, s, host } = bench;
   try {
     await s.scripts.add("idle", IDLE, { language: "javascript" });
     await s.scripts.add("probe", PROBE, { language: "javascript" });
@@ -274,10 +227,7 @@ async function groupedRestart(tasks: number, size: number): Promise<Figure[]> {
       },
     ];
   } finally {
-    await host.close();
-    await pool.close();
-    await store.close();
-    await etcd.stop();
+    await bench.close();
   }
 }
 

@@ -17,14 +17,8 @@
  */
 
 import { type Figure, median, printFigures } from "./figure.ts";
-import { startEtcd } from "../tests/_util/etcd_server.ts";
-import { EtcdStore } from "../host/store/etcd_store.ts";
-import { Layout } from "../host/layout.ts";
-import { MemoryLogger } from "../host/log.ts";
-import { SandboxPool } from "../host/bridge/sandbox.ts";
-import { Host } from "../host/tasks/host.ts";
-import { SystemClock } from "../host/time/clock.ts";
-import { servicesOn } from "../host/cli/services.ts";
+import { IDLE, PROBE, startBenchHost } from "./_host.ts";
+import type { EtcdStore } from "../host/store/etcd_store.ts";
 import { children, memory } from "./_proc.ts";
 import { DEFAULT_QUOTAS, jsonBytes, StoreQuotas, utf8Length } from "../host/capabilities/quotas.ts";
 
@@ -56,21 +50,6 @@ export async function rawPutWatch(store: EtcdStore, key: string): Promise<number
   await w.close();
   return took;
 }
-
-const IDLE = 'moat.setup();\nmoat.on_start(() => moat.logger.info("up"));\n';
-const PROBE = `moat.setup();
-moat.run(async () => {
-  const times = [];
-  for (let i = 0; i < 700; i++) {
-    const t0 = performance.now();
-    await moat.time_at("12 hr", {});
-    if (i >= 200) times.push((performance.now() - t0) * 1000);
-  }
-  times.sort((a, b) => a - b);
-  moat.logger.info("median " + times[times.length >> 1]);
-  moat.end();
-});
-`;
 
 const WRITER = `moat.setup();
 moat.run(async () => {
@@ -119,20 +98,8 @@ function quotaChecks(): number {
 export async function benchHost(
   idleTasks = Number(Deno.env.get("BENCH_IDLE_TASKS") ?? "200"),
 ): Promise<Figure[]> {
-  const etcd = await startEtcd({ name: "bench" });
-  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
-  const pool = new SandboxPool({ warm: 2 });
-  const logger = new MemoryLogger();
-  const clock = new SystemClock();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "bench",
-    isolation: pool,
-    logger,
-    clock,
-  });
+  const bench = await startBenchHost("bench", 2);
+  const { store, pool, logger, s, host } = bench;
   try {
     await host.start();
     const ups = (src: string) => logger.lines.filter((l) => l.source === src && l.message === "up");
@@ -257,10 +224,7 @@ export async function benchHost(
       },
     ];
   } finally {
-    await host.close();
-    await pool.close();
-    await store.close();
-    await etcd.stop();
+    await bench.close();
   }
 }
 

@@ -16,13 +16,8 @@
  */
 
 import { type Figure, median, printFigures } from "./figure.ts";
-import { startEtcd } from "../tests/_util/etcd_server.ts";
+import { startBenchHost } from "./_host.ts";
 import { EtcdStore } from "../host/store/etcd_store.ts";
-import { Layout } from "../host/layout.ts";
-import { MemoryLogger } from "../host/log.ts";
-import { SandboxPool } from "../host/bridge/sandbox.ts";
-import { Host } from "../host/tasks/host.ts";
-import { servicesOn } from "../host/cli/services.ts";
 import process from "node:process";
 
 /**
@@ -149,19 +144,9 @@ export async function benchMonitor(
   nodes = Number(Deno.env.get("BENCH_MONITOR_NODES") ?? "10"),
   rate = Number(Deno.env.get("BENCH_MONITOR_RATE") ?? "1000"),
 ): Promise<Figure[]> {
-  const etcd = await startEtcd({ name: "bench-monitor" });
-  const store = new EtcdStore({ endpoints: [etcd.endpoint] });
-  const writer = new EtcdStore({ endpoints: [etcd.endpoint] });
-  const pool = new SandboxPool({ warm: 2 });
-  const logger = new MemoryLogger();
-  const s = servicesOn(store, "/moat");
-  const host = new Host({
-    store,
-    layout: new Layout("/moat"),
-    hostName: "bench",
-    isolation: pool,
-    logger,
-  });
+  const bench = await startBenchHost("bench-monitor", 2);
+  const { etcd, store, logger, s, host } = bench;
+  const writer = new EtcdStore({ endpoints: [bench.etcd.endpoint] });
   try {
     // The raw primitive under the same conditions as the monitor below: a
     // put by the writer's client, seen by a watch of the host's client,
@@ -322,11 +307,8 @@ export async function benchMonitor(
       },
     ];
   } finally {
-    await host.close();
-    await pool.close();
     await writer.close();
-    await store.close();
-    await etcd.stop();
+    await bench.close();
   }
 }
 
