@@ -54,6 +54,11 @@ export interface MethodContext {
   schedules: Schedules;
   /** The capability manifest's limits (`data.write`, `load`); without it, none. */
   grants?: Grants;
+  /**
+   * Records a refusal by the manifest (see {@linkcode deniedRecorder}).
+   * @default a recorder of this method table's own
+   */
+  recordDenied?: (e: DeniedError) => Promise<void>;
 }
 
 function timeError(e: unknown): never {
@@ -193,22 +198,33 @@ async function scheduled(
   }
 }
 
+/**
+ * What records one run's refusals by its manifest: one error record
+ * (`denied.<capability>`) per capability and run, not one per call, so that
+ * a script that retries in a loop does not turn its refusals into writes.
+ */
+export function deniedRecorder(
+  ctx: Pick<MethodContext, "errors" | "task" | "quotas">,
+): (e: DeniedError) => Promise<void> {
+  const recorded = new Set<Capability>();
+  return async (e) => {
+    if (recorded.has(e.capability)) return;
+    recorded.add(e.capability);
+    await ctx.errors.set(ctx.task, DENIED_TAG_PREFIX + e.capability, e.message, {
+      maxPerTask: ctx.quotas.errorRecords,
+    }).catch(() => {});
+  };
+}
+
 /** Build the method table of one script run. */
 export function hostMethods(ctx: MethodContext): MethodTable {
   const table = capabilityMethods(ctx);
-  const recorded = new Set<Capability>();
+  const recordDenied = ctx.recordDenied ?? deniedRecorder(ctx);
   return mapMethods(table, (_name, handler) => async (args, call) => {
     try {
       return await handler(args, call);
     } catch (e) {
-      if (e instanceof DeniedError && !recorded.has(e.capability)) {
-        // One record per capability and run, not one per call: a script
-        // that retries in a loop must not turn its refusals into writes.
-        recorded.add(e.capability);
-        await ctx.errors.set(ctx.task, DENIED_TAG_PREFIX + e.capability, e.message, {
-          maxPerTask: ctx.quotas.errorRecords,
-        }).catch(() => {});
-      }
+      if (e instanceof DeniedError) await recordDenied(e);
       throw toBridge(e);
     }
   });

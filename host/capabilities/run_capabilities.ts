@@ -20,12 +20,11 @@ import type { RpcNames } from "./rpc_names.ts";
 import type { Quotas } from "./quotas.ts";
 import { ScriptView } from "./script_view.ts";
 import { ScriptBus } from "./script_bus.ts";
-import { hostMethods } from "./methods.ts";
+import { deniedRecorder, hostMethods } from "./methods.ts";
 import { DebugObject } from "./debug_object.ts";
 import { maskJson, maskText } from "./secret_mask.ts";
 import { Schedules } from "./schedules.ts";
 import { DeniedError, Grants, type Manifest } from "./manifest.ts";
-import { DENIED_TAG_PREFIX } from "./error_records.ts";
 
 /** A script ready to run: its name and the JavaScript to evaluate. */
 export interface LoadedScript {
@@ -204,6 +203,11 @@ export class RunCapabilities {
     });
     const location = host.location ?? await followLocation(host);
     const debug = new DebugObject();
+    const recordDenied = deniedRecorder({
+      errors: host.errors,
+      task: run.task,
+      quotas: run.quotas,
+    });
     const methods = hostMethods({
       clock: host.clock,
       zone: host.zone,
@@ -218,21 +222,15 @@ export class RunCapabilities {
       debug,
       schedules,
       grants,
+      recordDenied,
     });
-    let threadDeniedRecorded = false;
     const threadRefusal = () => {
       try {
         grants.thread();
         return undefined;
       } catch (e) {
         if (!(e instanceof DeniedError)) throw e;
-        if (!threadDeniedRecorded) {
-          // Once per run, as for the other capabilities (methods.ts).
-          threadDeniedRecorded = true;
-          void host.errors.set(run.task, DENIED_TAG_PREFIX + e.capability, e.message, {
-            maxPerTask: run.quotas.errorRecords,
-          }).catch(() => {});
-        }
+        void recordDenied(e);
         return e.message;
       }
     };
