@@ -44,6 +44,11 @@ export interface ChildOptions {
   tmpDir: string | undefined;
   /** A group process (`--group`): many scripts, lines tagged by member (host/bridge/_group.ts). */
   group?: boolean;
+  /**
+   * The pool's shared Deno cache (see {@linkcode makeSharedCache}); undefined:
+   * the sandbox's own folder is its `DENO_DIR`.
+   */
+  denoDir?: string | undefined;
 }
 
 /**
@@ -240,7 +245,12 @@ export class SandboxChild {
       const child = new Deno.Command(wrap[0] ?? command[0]!, {
         args: [...wrap.slice(1), ...(wrap.length > 0 ? command : command.slice(1))],
         clearEnv: true,
-        env: { ...await privateHome(dir), DENO_DIR: dir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+        env: {
+          ...await privateHome(dir),
+          DENO_DIR: options.denoDir ?? dir,
+          NO_COLOR: "1",
+          DENO_NO_UPDATE_CHECK: "1",
+        },
         // A session and process group of its own (setsid): Ctrl-C in a
         // terminal and a SIGTERM to the host's group (systemd's stop) reach
         // the host only, which then stops each script cleanly (on_stop
@@ -392,13 +402,62 @@ export async function sweepStaleDirs(parent: string): Promise<number> {
       const m = /^moat-sandbox-(\d+)\.(\d+)-/.exec(e.name);
       if (!e.isDirectory || m === null) continue;
       if (startTime(Number(m[1])) === m[2]) continue; // its host is alive
-      await Deno.remove(`${parent}/${e.name}`, { recursive: true }).then(
-        () => removed++,
-        () => {},
-      );
+      if (await removeTree(`${parent}/${e.name}`)) removed++;
     }
   } catch { /* no such folder, or not ours to read */ }
   return removed;
+}
+
+/**
+ * A new folder for the Deno cache that a pool's sandboxes share, named like
+ * a sandbox's own folder (so that {@linkcode sweepStaleDirs} removes it if
+ * the host dies). The pool's first sandbox fills it, then
+ * {@linkcode sealSharedCache} makes it read-only.
+ */
+export function makeSharedCache(tmpDir: string | undefined): Promise<string> {
+  return Deno.makeTempDir({
+    prefix: `${DIR_PREFIX}${hostTag()}-cache-`,
+    ...(tmpDir === undefined ? {} : { dir: tmpDir }),
+  });
+}
+
+/**
+ * Make a shared cache read-only (folders 0555, files 0444): later sandboxes
+ * read the transpiled sandbox modules from it and write nothing. Resolves
+ * false if a part could not be sealed.
+ */
+export async function sealSharedCache(dir: string): Promise<boolean> {
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) {
+        if (!await sealSharedCache(path)) return false;
+      } else if (e.isFile) await Deno.chmod(path, 0o444);
+    }
+    await Deno.chmod(dir, 0o555);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remove a folder, a sealed one too (its folders are made writable first). Never throws. */
+export async function removeTree(path: string): Promise<boolean> {
+  try {
+    await Deno.remove(path, { recursive: true });
+    return true;
+  } catch { /* perhaps sealed */ }
+  const unseal = async (dir: string): Promise<void> => {
+    await Deno.chmod(dir, 0o755).catch(() => {});
+    for await (const e of Deno.readDir(dir)) if (e.isDirectory) await unseal(`${dir}/${e.name}`);
+  };
+  try {
+    await unseal(path);
+    await Deno.remove(path, { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A system binary (`prlimit`, `nice`), if installed in a usual place. */

@@ -10,6 +10,7 @@
 import { assert, assertEquals } from "../_util/assert.ts";
 import { withTimeout } from "../_util/wait.ts";
 import { SandboxPool } from "../../host/bridge/sandbox.ts";
+import { sealSharedCache } from "../../host/bridge/_child.ts";
 import { stubMethods } from "../../host/bridge/method_stubs.ts";
 
 const SCRIPTS = 500;
@@ -74,6 +75,11 @@ Deno.test("cache folders left by a dead host are removed by the next pool", asyn
   const stale = `${parent}/moat-sandbox-4194305.12345-test`;
   await Deno.mkdir(`${stale}/gen`, { recursive: true });
   await Deno.writeTextFile(`${stale}/gen/x.js`, "x".repeat(10_000));
+  // Its shared Deno cache, sealed read-only.
+  const staleCache = `${parent}/moat-sandbox-4194305.12345-cache-test`;
+  await Deno.mkdir(`${staleCache}/gen`, { recursive: true });
+  await Deno.writeTextFile(`${staleCache}/gen/x.js`, "x".repeat(10_000));
+  assert(await sealSharedCache(staleCache), "the stale cache could not be sealed");
   // A folder of a live host (this one) stays.
   const live = await Deno.makeTempDir({ dir: parent, prefix: "moat-sandbox-" });
   const pool = new SandboxPool({ warm: 1, tmpDir: parent, readyTimeoutMs: READY_MS });
@@ -82,6 +88,7 @@ Deno.test("cache folders left by a dead host are removed by the next pool", asyn
     await pool.close();
     const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
     assertEquals(await exists(stale), false);
+    assertEquals(await exists(staleCache), false, "a sealed cache of a dead host stayed");
     assertEquals(await exists(live), true, "a folder not named by a dead host was removed");
   } finally {
     await pool.close();

@@ -85,9 +85,10 @@ const PRIVATE_VARS = [
 /** Libraries a graphics driver would bring into the process. */
 const GRAPHICS_LIBS = /lib(EGL|GL|GLX|vulkan|gbm|drm|LLVM)[-_.]|\/dri\/|mesa_shader_cache/;
 
-Deno.test("the sandbox process's home, caches and temporary folder lie inside its own folder", async () => {
+Deno.test("the sandbox process's home and temporary folder lie inside its own folder, its Deno cache is the pool's, sealed", async () => {
   const pool = new SandboxPool({ warm: 0 });
   let dir: string | undefined;
+  let cache: string | undefined;
   try {
     let up: () => void = () => {};
     const isUp = new Promise<void>((r) => (up = r));
@@ -109,8 +110,29 @@ Deno.test("the sandbox process's home, caches and temporary folder lie inside it
       Deno.readTextFileSync(`/proc/${script.pid}/environ`).split("\0").filter((v) => v !== "")
         .map((v) => [v.slice(0, v.indexOf("=")), v.slice(v.indexOf("=") + 1)]),
     );
-    dir = env.get("DENO_DIR");
-    assert(dir !== undefined && /\/moat-sandbox-\d+\.\d+-[^/]+$/.test(dir), `DENO_DIR=${dir}`);
+    // Its own folder holds its home; the Deno cache is the pool's, shared
+    // read-only once the pool's first sandbox (this one) filled it.
+    const home = env.get("HOME");
+    dir = home?.slice(0, home.lastIndexOf("/"));
+    assert(dir !== undefined && /\/moat-sandbox-\d+\.\d+-[^/]+$/.test(dir), `HOME=${home}`);
+    cache = env.get("DENO_DIR");
+    assert(
+      cache !== undefined && /\/moat-sandbox-\d+\.\d+-cache-[^/]+$/.test(cache),
+      `DENO_DIR=${cache}`,
+    );
+    const sealed = cache;
+    await withTimeout(
+      (async () => {
+        while ((Deno.statSync(sealed).mode! & 0o777) !== 0o555) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })(),
+      10_000,
+      "the shared cache to be sealed",
+    );
+    for (const e of Deno.readDirSync(sealed)) {
+      if (e.isFile) assertEquals(Deno.statSync(`${sealed}/${e.name}`).mode! & 0o777, 0o444, e.name);
+    }
     for (const name of PRIVATE_VARS) {
       const value = env.get(name);
       assert(
@@ -125,9 +147,11 @@ Deno.test("the sandbox process's home, caches and temporary folder lie inside it
   } finally {
     await pool.close();
   }
-  assert(dir !== undefined);
+  assert(dir !== undefined && cache !== undefined);
   const left = await Deno.stat(dir).then(() => true, () => false);
   assert(!left, `${dir} outlived its sandbox`);
+  const cacheLeft = await Deno.stat(cache).then(() => true, () => false);
+  assert(!cacheLeft, `${cache} outlived its pool`);
 });
 
 /**
