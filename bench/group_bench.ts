@@ -13,9 +13,11 @@
  *   every task running, vs an ungrouped one in the same host;
  * - then, a host restart with ungrouped idle tasks (one process each):
  *   all running after the host starts, vs as many bare processes with one
- *   bare Worker each, spawned at once (the floor: spawn cost × count / cores).
+ *   bare Worker each, spawned at once (the floor: spawn cost × count / cores),
+ *   and their PSS per task (the host's growth included) vs the PSS of one
+ *   of those bare processes.
  *
- * `BENCH_GROUP_TASKS` sets how many grouped tasks (default 1000),
+ * `BENCH_GROUP_TASKS` sets how many grouped tasks (default 1000; 0: none),
  * `BENCH_GROUP_SIZE` how many per group (default 50), `BENCH_IDLE_TASKS`
  * how many ungrouped ones (default 200; 0: none). Run alone:
  * `BENCH_GROUP_TASKS=100 deno run --allow-all bench/group_bench.ts`.
@@ -102,17 +104,33 @@ async function ungroupedRestart(tasks: number): Promise<Figure[]> {
     const off = logger.subscribe((l) => {
       if (l.message === "up") up++;
     });
+    const hostMem0 = await memory(Deno.pid);
     const t0 = performance.now();
     await host.start();
     await logger.waitFor(() => up >= tasks);
+    const allUp = (performance.now() - t0) / 1000;
     off();
+    // Default isolation's memory, beside the bare process with one Worker
+    // it is made of: the sandboxes' PSS (spares are not tasks) and the
+    // host's growth, per task.
+    const kids = await children(Deno.pid);
+    let pss = 0;
+    for (const pid of kids) pss += (await memory(pid)).pss;
+    const hostGrowth = ((await memory(Deno.pid)).pss - hostMem0.pss) / tasks;
     return [{
       name: `groups.${tasks}_ungrouped_restart_all_up`,
-      value: (performance.now() - t0) / 1000,
+      value: allUp,
       unit: "s",
       rawName: `${tasks} bare processes × 1 Worker`,
       raw: bare.up,
       target: "value <= 5",
+    }, {
+      name: `groups.${tasks}_ungrouped_pss_per_task`,
+      value: pss / Math.max(1, kids.length) + hostGrowth,
+      unit: "MiB",
+      rawName: "bare process × 1 Worker, PSS",
+      raw: bare.pss,
+      target: "value <= 15",
     }];
   } finally {
     await bench.close();
@@ -126,7 +144,7 @@ export async function benchGroups(
   ungrouped = Number(Deno.env.get("BENCH_IDLE_TASKS") ?? "200"),
 ): Promise<Figure[]> {
   // Grouped first: the host's RSS before its tasks is then this process's own.
-  const figures = await groupedRestart(tasks, size);
+  const figures = tasks > 0 ? await groupedRestart(tasks, size) : [];
   return [...figures, ...await ungroupedRestart(ungrouped)];
 }
 
