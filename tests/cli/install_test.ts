@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals, assertIncludes } from "../_util/assert.ts";
+import { registryEnv } from "../_util/registry_env.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const VERSION = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).version as string;
@@ -45,6 +46,9 @@ Deno.test("deno task install gives a moat on PATH that runs without the network"
         DENO_DIR: Deno.env.get("DENO_DIR") ?? `${home}/.cache/deno`,
         DENO_INSTALL_ROOT: root,
         NO_COLOR: "1",
+        // The user's way to the npm registry: the install may fetch what
+        // the machine's cache lacks.
+        ...registryEnv(),
       },
     });
     assertEquals(install.code, 0, install.stdout + install.stderr);

@@ -41,6 +41,7 @@ import { hostHarness } from "../_util/host_harness.ts";
 import { Layout } from "../../host/layout.ts";
 import { ErrorRecords } from "../../host/capabilities/error_records.ts";
 import { SystemClock } from "../../host/time/clock.ts";
+import { registryEnv } from "../_util/registry_env.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const DOC = new URL("docs/scripts.md", ROOT);
@@ -270,21 +271,6 @@ function missingLines(actual: string, expected: string): string[] {
   return missing;
 }
 
-/** Variables that say how to reach the npm registry (certificates, proxies, a mirror). */
-const REGISTRY_ENV = [
-  "DENO_CERT",
-  "DENO_TLS_CA_STORE",
-  "NODE_EXTRA_CA_CERTS",
-  "SSL_CERT_FILE",
-  "HTTPS_PROXY",
-  "HTTP_PROXY",
-  "NO_PROXY",
-  "https_proxy",
-  "http_proxy",
-  "no_proxy",
-  "NPM_CONFIG_REGISTRY",
-];
-
 Deno.test("docs/scripts.md: the tutorial's shell steps work as written against a private etcd", async () => {
   const etcd = await startEtcd();
   const home = await Deno.makeTempDir({ prefix: "moat-doc-home-" });
@@ -315,10 +301,7 @@ Deno.test("docs/scripts.md: the tutorial's shell steps work as written against a
         DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
         // The user's way to the npm registry (their shell has it): the
         // install may fetch what the shared cache lacks.
-        ...Object.fromEntries(REGISTRY_ENV.flatMap((k) => {
-          const v = Deno.env.get(k);
-          return v === undefined ? [] : [[k, v]];
-        })),
+        ...registryEnv(),
         MOAT_ETCD: etcd.endpoint,
         // The tutorial's hosts keep off the shared broker: an in-process bus.
         MOAT_AMQP: "none",
