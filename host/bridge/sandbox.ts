@@ -142,7 +142,6 @@ export class SandboxPool implements Isolation {
   /** The process of each sandbox group, by name (being spawned, or running). */
   #groups = new Map<string, Promise<GroupProcess>>();
   #closed = false;
-  /** Spawns allowed to start now, and those waiting for a turn. */
   /**
    * The Deno cache the sandboxes share, once the first one filled and the
    * pool sealed it; undefined (each its own): a compiled sandbox, or the
@@ -151,6 +150,7 @@ export class SandboxPool implements Isolation {
   #cache: Promise<string | undefined> | undefined;
   /** The shared cache's folder, removed at close. */
   #cacheDir: string | undefined;
+  /** Spawns allowed to start now, and those waiting for a turn. */
   #spawnSlots: number;
   #spawnQueue: (() => void)[] = [];
 
@@ -366,18 +366,20 @@ export class SandboxPool implements Isolation {
     let child: SandboxChild;
     try {
       if (this.#closed) throw new Error("Cannot start a script: the sandbox pool is closed");
-      if (first) {
-        this.#cacheDir = await makeSharedCache(this.#options.tmpDir);
-        child = await SandboxChild.spawn({ ...this.#options, group, denoDir: this.#cacheDir });
-      } else child = await SandboxChild.spawn({ ...this.#options, group, denoDir });
+      if (first) this.#cacheDir = await makeSharedCache(this.#options.tmpDir);
+      child = await SandboxChild.spawn({
+        ...this.#options,
+        group,
+        denoDir: first ? this.#cacheDir : denoDir,
+      });
     } catch (err) {
       next();
       if (first) this.#fallBack(filled);
       throw err;
     }
     child.ready.then(next, next);
-    if (first) {
-      const dir = this.#cacheDir!;
+    const dir = this.#cacheDir;
+    if (first && dir !== undefined) {
       child.ready.then(() => sealSharedCache(dir)).then(
         (sealed) => sealed ? filled(dir) : this.#fallBack(filled),
         () => this.#fallBack(filled),

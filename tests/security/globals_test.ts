@@ -127,7 +127,7 @@ Deno.test("the sandbox process's home and temporary folder lie inside its own fo
           await new Promise((r) => setTimeout(r, 20));
         }
       })(),
-      10_000,
+      60_000,
       "the shared cache to be sealed",
     );
     for (const e of Deno.readDirSync(sealed)) {
